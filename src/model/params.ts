@@ -1,0 +1,148 @@
+// Parameter layout of the BERT of SPEC §2: one flat Float32Array with named
+// views. The order is chosen so that query, key and value of a layer are
+// adjacent (one [3C, C] product) and each freezable group is contiguous.
+
+export interface ModelConfig {
+  /** vocabulary size (2002 for the default tokenisation) */
+  vocab: number;
+  /** rows of the position table (>= m*n; HF default 512) */
+  positions: number;
+  /** layers */
+  L: number;
+  /** heads */
+  H: number;
+  /** width */
+  d: number;
+  /** feed-forward width */
+  ff: number;
+  /** LayerNorm epsilon (HF BERT: 1e-12) */
+  lnEps: number;
+}
+
+export interface TensorSpec {
+  /** our name, e.g. "blocks.0.attn.qkv.weight" */
+  name: string;
+  shape: number[];
+  offset: number;
+  size: number;
+  /** parameter group used for freezing, e.g. "tok_emb", "blocks.0.attn" */
+  group: string;
+}
+
+export interface LayerViews {
+  qkvW: Float32Array; // [3C, C]  (query; key; value)
+  qkvB: Float32Array; // [3C]
+  projW: Float32Array; // [C, C]
+  projB: Float32Array; // [C]
+  ln1W: Float32Array; // [C]
+  ln1B: Float32Array; // [C]
+  fc1W: Float32Array; // [F, C]
+  fc1B: Float32Array; // [F]
+  fc2W: Float32Array; // [C, F]
+  fc2B: Float32Array; // [C]
+  ln2W: Float32Array; // [C]
+  ln2B: Float32Array; // [C]
+}
+
+export interface ParamViews {
+  wte: Float32Array; // [V, C]
+  wpe: Float32Array; // [P, C]
+  lnEW: Float32Array; // [C]
+  lnEB: Float32Array; // [C]
+  layers: LayerViews[];
+  outW: Float32Array; // [1, C]
+  outB: Float32Array; // [1]
+}
+
+/** The ordered list of parameter tensors for a config. */
+export function paramSpecs(cfg: ModelConfig): TensorSpec[] {
+  const { vocab: V, positions: P, d: C, ff: F, L } = cfg;
+  const specs: TensorSpec[] = [];
+  let offset = 0;
+  const push = (name: string, shape: number[], group: string) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    specs.push({ name, shape, offset, size, group });
+    offset += size;
+  };
+  push("embed.tok.weight", [V, C], "tok_emb");
+  push("embed.pos.weight", [P, C], "pos_emb");
+  push("embed.ln.weight", [C], "emb_ln");
+  push("embed.ln.bias", [C], "emb_ln");
+  for (let l = 0; l < L; l++) {
+    const b = `blocks.${l}`;
+    push(`${b}.attn.qkv.weight`, [3 * C, C], `${b}.attn`);
+    push(`${b}.attn.qkv.bias`, [3 * C], `${b}.attn`);
+    push(`${b}.attn.proj.weight`, [C, C], `${b}.attn`);
+    push(`${b}.attn.proj.bias`, [C], `${b}.attn`);
+    push(`${b}.ln1.weight`, [C], `${b}.ln1`);
+    push(`${b}.ln1.bias`, [C], `${b}.ln1`);
+    push(`${b}.mlp.fc1.weight`, [F, C], `${b}.mlp`);
+    push(`${b}.mlp.fc1.bias`, [F], `${b}.mlp`);
+    push(`${b}.mlp.fc2.weight`, [C, F], `${b}.mlp`);
+    push(`${b}.mlp.fc2.bias`, [C], `${b}.mlp`);
+    push(`${b}.ln2.weight`, [C], `${b}.ln2`);
+    push(`${b}.ln2.bias`, [C], `${b}.ln2`);
+  }
+  push("readout.weight", [1, C], "readout");
+  push("readout.bias", [1], "readout");
+  return specs;
+}
+
+export function paramCount(cfg: ModelConfig): number {
+  const specs = paramSpecs(cfg);
+  const last = specs[specs.length - 1]!;
+  return last.offset + last.size;
+}
+
+/** Named views into a flat array laid out by paramSpecs (params or grads alike). */
+export function paramViews(cfg: ModelConfig, flat: Float32Array): ParamViews {
+  const specs = paramSpecs(cfg);
+  const by = new Map(specs.map((s) => [s.name, s]));
+  const v = (name: string) => {
+    const s = by.get(name)!;
+    return flat.subarray(s.offset, s.offset + s.size);
+  };
+  const layers: LayerViews[] = [];
+  for (let l = 0; l < cfg.L; l++) {
+    const b = `blocks.${l}`;
+    layers.push({
+      qkvW: v(`${b}.attn.qkv.weight`), qkvB: v(`${b}.attn.qkv.bias`),
+      projW: v(`${b}.attn.proj.weight`), projB: v(`${b}.attn.proj.bias`),
+      ln1W: v(`${b}.ln1.weight`), ln1B: v(`${b}.ln1.bias`),
+      fc1W: v(`${b}.mlp.fc1.weight`), fc1B: v(`${b}.mlp.fc1.bias`),
+      fc2W: v(`${b}.mlp.fc2.weight`), fc2B: v(`${b}.mlp.fc2.bias`),
+      ln2W: v(`${b}.ln2.weight`), ln2B: v(`${b}.ln2.bias`),
+    });
+  }
+  return {
+    wte: v("embed.tok.weight"), wpe: v("embed.pos.weight"),
+    lnEW: v("embed.ln.weight"), lnEB: v("embed.ln.bias"),
+    layers,
+    outW: v("readout.weight"), outB: v("readout.bias"),
+  };
+}
+
+/**
+ * Names of the freezable parameter groups. Besides the exact group names
+ * ("tok_emb", "pos_emb", "emb_ln", "blocks.{l}.attn", "blocks.{l}.ln1",
+ * "blocks.{l}.mlp", "blocks.{l}.ln2", "readout"), these aliases select
+ * across layers: "attn", "mlp", "ln" (all layernorms incl. embedding LN),
+ * "blocks.{l}" (a whole layer), "embeddings" (tok_emb + pos_emb + emb_ln).
+ */
+export function groupMatches(group: string, selector: string): boolean {
+  if (group === selector) return true;
+  if (selector === "attn") return /^blocks\.\d+\.attn$/.test(group);
+  if (selector === "mlp") return /^blocks\.\d+\.mlp$/.test(group);
+  if (selector === "ln") return group === "emb_ln" || /^blocks\.\d+\.ln[12]$/.test(group);
+  if (selector === "embeddings") return group === "tok_emb" || group === "pos_emb" || group === "emb_ln";
+  if (/^blocks\.\d+$/.test(selector)) return group.startsWith(selector + ".");
+  return false;
+}
+
+export function groupNames(cfg: ModelConfig): string[] {
+  return [...new Set(paramSpecs(cfg).map((s) => s.group))];
+}
+
+export function isValidGroupSelector(cfg: ModelConfig, selector: string): boolean {
+  return groupNames(cfg).some((g) => groupMatches(g, selector));
+}
