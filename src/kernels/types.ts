@@ -20,6 +20,9 @@ export interface Kernels {
   /** Number of threads the backend uses (1 for ref). */
   threads(): number;
 
+  /** Sets the thread count (cpu backend; a no-op for ref). */
+  setThreads?(n: number): void;
+
   /**
    * General matrix product, row-major:
    * C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C.

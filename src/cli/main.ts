@@ -1,0 +1,211 @@
+#!/usr/bin/env node
+// The `abrupt` command line: train, predict, bench.
+
+import { existsSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { AbruptError } from "../errors.js";
+import { getKernels } from "../kernels/index.js";
+import type { BackendName } from "../kernels/types.js";
+import { type PartialRunConfig, type RunConfig, PRESETS, readConfigFile, resolveConfig } from "../train/config.js";
+import { readMetrics } from "../train/metrics.js";
+import { lossCurveSpec, writeFigure } from "../train/plot.js";
+import { summarizeDrop } from "../train/summary.js";
+import { train, writeJsonAtomic } from "../train/train.js";
+import { benchInProcess, runBench } from "./bench.js";
+import { loadModel, predict, readPredictInput } from "./predict.js";
+
+const num = (name: string) => (v: string) => {
+  const x = Number(v);
+  if (v.trim() === "" || !Number.isFinite(x)) throw new InvalidArgumentError(`${name} must be a number (got "${v}")`);
+  return x;
+};
+const int = (name: string) => (v: string) => {
+  const x = num(name)(v);
+  if (!Number.isInteger(x)) throw new InvalidArgumentError(`${name} must be an integer (got "${v}")`);
+  return x;
+};
+const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
+const intList = (name: string) => (v: string) => list(v).map((s) => int(name)(s));
+const backendOpt = (v: string): BackendName => {
+  if (v !== "cpu" && v !== "ref") throw new InvalidArgumentError(`backend must be cpu or ref (got "${v}")`);
+  return v;
+};
+
+interface TrainFlags {
+  preset?: string; config?: string; out?: string; resume?: boolean; quiet?: boolean;
+  steps?: number; seed?: number; batch?: number; lr?: number; warmup?: number;
+  m?: number; n?: number; rank?: number; pMask?: number; prec?: number; factor?: string; clamp?: boolean;
+  layers?: number; heads?: number; width?: number; ff?: number; positions?: number;
+  backend?: BackendName; threads?: number; evalEvery?: number; evalBatch?: number;
+  ckptEvery?: number; ckptLog?: number; ckptSteps?: number[]; freeze?: string[]; keepOptimizer?: string;
+}
+
+function overridesOf(f: TrainFlags): PartialRunConfig {
+  const pick = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  return {
+    model: pick({ L: f.layers, H: f.heads, d: f.width, ff: f.ff, positions: f.positions }),
+    data: pick({ m: f.m, n: f.n, rank: f.rank, p_mask: f.pMask, prec: f.prec, factor: f.factor as RunConfig["data"]["factor"] | undefined, clamp: f.clamp }),
+    train: pick({
+      steps: f.steps, seed: f.seed, batch: f.batch, lr: f.lr, warmup: f.warmup, backend: f.backend, threads: f.threads,
+      eval_every: f.evalEvery, eval_batch: f.evalBatch, ckpt_every: f.ckptEvery, ckpt_log: f.ckptLog, ckpt_steps: f.ckptSteps,
+      freeze: f.freeze, keep_optimizer: f.keepOptimizer as RunConfig["train"]["keep_optimizer"] | undefined,
+    }),
+  };
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+}
+
+/** Loss figure + drop summary of a run directory. */
+export async function finishRun(outDir: string, cfg: RunConfig): Promise<ReturnType<typeof summarizeDrop>> {
+  const { lines } = readMetrics(join(outDir, "metrics.jsonl"));
+  const summary = summarizeDrop(lines, cfg.data.rank);
+  writeJsonAtomic(join(outDir, "summary.json"), summary);
+  if (lines.length > 1) {
+    const m = cfg.model;
+    await writeFigure(
+      lossCurveSpec(lines, {
+        rank: cfg.data.rank, pMask: cfg.data.p_mask,
+        title: `${cfg.data.m}×${cfg.data.n} rank ${cfg.data.rank}, p_mask ${cfg.data.p_mask} · BERT L${m.L} H${m.H} d${m.d} · batch ${cfg.train.batch}, lr ${cfg.train.lr}`,
+      }),
+      join(outDir, "loss"),
+    );
+  }
+  return summary;
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program.name("abrupt").description("Abrupt learning in transformers: BERT on low-rank matrix completion").showHelpAfterError(false);
+  program.configureOutput({ outputError: (str, write) => write(str.split("\n")[0] + "\n") });
+  program.exitOverride();
+
+  program
+    .command("train")
+    .description("train a BERT on matrix completion (default preset: cpu)")
+    .option("--preset <name>", `preset: ${Object.keys(PRESETS).join(", ")}`)
+    .option("--config <file>", "config file (JSON or YAML); flags override it")
+    .option("--out <dir>", "run directory (default runs/<preset>-<time>)")
+    .option("--resume", "continue the run in --out from its newest checkpoint")
+    .option("--quiet", "no progress output")
+    .option("--steps <n>", "training steps", int("--steps"))
+    .option("--seed <n>", "seed (init, data, eval set)", int("--seed"))
+    .option("--batch <n>", "batch size", int("--batch"))
+    .option("--lr <x>", "Adam learning rate", num("--lr"))
+    .option("--warmup <n>", "linear warm-up steps", int("--warmup"))
+    .option("--m <n>", "matrix rows", int("--m"))
+    .option("--n <n>", "matrix columns", int("--n"))
+    .option("--rank <r>", "rank", int("--rank"))
+    .option("--p-mask <p>", "probability that a cell is hidden", num("--p-mask"))
+    .option("--prec <k>", "decimals of the targets", int("--prec"))
+    .option("--factor <dist>", "factor distribution: uniform, gaussian, laplace")
+    .option("--clamp", "clamp values outside [-10, 10] instead of failing")
+    .option("--layers <n>", "layers L", int("--layers"))
+    .option("--heads <n>", "heads H", int("--heads"))
+    .option("--width <n>", "width d", int("--width"))
+    .option("--ff <n>", "feed-forward width", int("--ff"))
+    .option("--positions <n>", "rows of the position table", int("--positions"))
+    .option("--backend <name>", "cpu or ref", backendOpt)
+    .option("--threads <n>", "threads (0 = all cores)", int("--threads"))
+    .option("--eval-every <n>", "eval every n steps (0 = never)", int("--eval-every"))
+    .option("--eval-batch <n>", "eval set size", int("--eval-batch"))
+    .option("--ckpt-every <n>", "checkpoint every n steps (0 = never)", int("--ckpt-every"))
+    .option("--ckpt-log <n>", "number of log-spaced checkpoints", int("--ckpt-log"))
+    .option("--ckpt-steps <list>", "extra checkpoint steps, comma-separated", intList("--ckpt-steps"))
+    .option("--freeze <groups>", "parameter groups to freeze, comma-separated", list)
+    .option("--keep-optimizer <which>", "Adam state of every checkpoint (all) or the newest (last)")
+    .action(async (f: TrainFlags) => {
+      const fileCfg = f.config ? readConfigFile(f.config) : undefined;
+      let cfg: RunConfig;
+      let outDir: string;
+      if (f.resume) {
+        if (!f.out) throw new AbruptError("--resume needs --out <run directory>");
+        outDir = resolve(f.out);
+        const saved = join(outDir, "config.json");
+        if (!existsSync(saved)) throw new AbruptError(`cannot resume: ${saved} does not exist`);
+        const base = readConfigFile(saved);
+        // only the length of the run may change on resume
+        cfg = resolveConfig(base.preset, base, { train: f.steps !== undefined ? { steps: f.steps } : {} });
+      } else {
+        cfg = resolveConfig(f.preset, fileCfg, overridesOf(f));
+        outDir = resolve(f.out ?? join("runs", `${cfg.preset}-${stamp()}`));
+      }
+      mkdirSync(outDir, { recursive: true });
+      const m = cfg.model, d = cfg.data, t = cfg.train;
+      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup} · ${t.steps} steps · backend ${t.backend} → ${outDir}`);
+      const res = await train(cfg, { outDir, resume: !!f.resume, quiet: !!f.quiet });
+      const s = await finishRun(outDir, cfg);
+      const fmt = (x: number) => x.toPrecision(3);
+      console.error(
+        `${res.status} at step ${res.step} (${s.seconds} s).` +
+          (s.plateau ? ` Plateau: steps ${s.plateau.start}–${s.plateau.end}, L_mask ≈ ${fmt(s.plateau.meanLossMask)} (copy level r/9 = ${fmt(s.copyLevel)}).` : " No plateau at the copy level.") +
+          (s.drop ? ` Drop: L_mask < 0.2·r/9 at step ${s.drop.step} (${s.drop.seconds} s).` : " No drop yet.") +
+          (s.final ? ` Final L ${fmt(s.final.loss)}, L_mask ${fmt(s.final.loss_mask)}, L_obs ${fmt(s.final.loss_obs)}.` : ""),
+      );
+      console.error(`run: ${outDir} (metrics.jsonl, checkpoints/, loss.svg, loss.png, summary.json)`);
+      if (res.status === "interrupted") process.exitCode = 130;
+    });
+
+  program
+    .command("predict")
+    .description("complete masked matrices with a checkpoint; prints {\"predictions\": ...}")
+    .requiredOption("--checkpoint <file>", "safetensors checkpoint")
+    .requiredOption("--input <file>", "JSON {\"matrices\": [[[v or null, ...], ...], ...]} (null = hidden)")
+    .option("--heads <n>", "heads, when the checkpoint has no config (default 8)", int("--heads"))
+    .option("--backend <name>", "cpu or ref", backendOpt, "cpu" as BackendName)
+    .option("--clamp", "clamp values outside [-10, 10] instead of failing")
+    .action((f: { checkpoint: string; input: string; heads?: number; backend: BackendName; clamp?: boolean }) => {
+      const matrices = readPredictInput(f.input);
+      const model = loadModel(f.checkpoint, getKernels(f.backend), f.heads);
+      const predictions = predict(model, matrices, !!f.clamp);
+      process.stdout.write(JSON.stringify({ predictions }) + "\n");
+    });
+
+  program
+    .command("bench")
+    .description("ms/step of the S, M (and P) sizes per backend, sgemm GFLOP/s, peak RSS")
+    .option("--backends <list>", "backends", list, ["cpu", "ref"])
+    .option("--sizes <list>", "sizes among S, M, P", list, ["S", "M", "P"])
+    .option("--steps <n>", "timed steps per size (median reported)", int("--steps"), 5)
+    .option("--threads <n>", "threads (0 = all cores)", int("--threads"), 0)
+    .option("--json <file>", "also write the results as JSON")
+    .option("--child <size>", "(internal) run one size in this process")
+    .option("--backend <name>", "(internal) backend of --child", backendOpt, "cpu" as BackendName)
+    .action((f: { backends: string[]; sizes: string[]; steps: number; threads: number; json?: string; child?: string; backend: BackendName }) => {
+      if (f.child) {
+        console.log(JSON.stringify(benchInProcess(f.child, f.backend, f.steps, f.threads)));
+        return;
+      }
+      const backends = f.backends.map(backendOpt);
+      const res = runBench({ backends, sizes: f.sizes, steps: f.steps, threads: f.threads });
+      if (f.json) writeJsonAtomic(f.json, res);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (e) {
+    const err = e as Error & { code?: string; exitCode?: number };
+    if (err.code && err.code.startsWith("commander.")) {
+      // help and version are not errors; commander already printed the message
+      return err.code === "commander.helpDisplayed" || err.code === "commander.version" ? 0 : 2;
+    }
+    if (e instanceof AbruptError) {
+      process.stderr.write(`abrupt: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`abrupt: internal error: ${err.stack ?? err.message}\n`);
+    return 70;
+  }
+}
+
+const isMain = process.argv[1] && import.meta.url === new URL(`file://${resolve(process.argv[1])}`).href;
+if (isMain) {
+  process.exitCode = await main(process.argv);
+}

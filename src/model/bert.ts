@@ -1,0 +1,352 @@
+// The BERT of SPEC §2 with an explicit forward and backward, llm.c style.
+//
+//   x = LN_emb(wte[tok] + wpe[pos])                       embed.sum, embed.out
+//   per layer l (post-LN):
+//     qkv = x Wqkvᵀ + b                                   blocks.l.attn.qkv
+//     A   = softmax(q kᵀ / √hs) per head                  blocks.l.attn.pattern
+//     z   = A v (heads concatenated)                      blocks.l.attn.z
+//     a   = z Woᵀ + bo                                    blocks.l.attn.out
+//     x   = LN1(x + a)                                    blocks.l.resid_mid
+//     h   = gelu(x W1ᵀ + b1)                              blocks.l.mlp.pre / .post
+//     f   = h W2ᵀ + b2                                    blocks.l.mlp.out
+//     x   = LN2(x + f)                                    blocks.l.resid_post
+//   y = x wᵀ + b  (one number per token)                  readout
+//
+// Every activation above has a stable hook name: analysis code can read it
+// after a forward pass (`act(name)`) or read/replace/zero it during the pass
+// (`addHook(name, fn)`), which then changes everything downstream.
+
+import type { Kernels } from "../kernels/types.js";
+import { AbruptError } from "../errors.js";
+import { Rng } from "../data/rng.js";
+import { MASK_ID } from "../data/matrix.js";
+import {
+  type ModelConfig, type ParamViews, groupMatches, groupNames, isValidGroupSelector,
+  paramCount, paramSpecs, paramViews,
+} from "./params.js";
+
+export type HookFn = (act: Float32Array, info: HookInfo) => void;
+export interface HookInfo {
+  name: string;
+  /** shape of the activation, e.g. [B, T, C] or [B, H, T, T] */
+  shape: number[];
+}
+
+interface LayerActs {
+  qkv: Float32Array; // [N, 3C]
+  att: Float32Array; // [B, H, T, T]
+  z: Float32Array; // [N, C]
+  attnOut: Float32Array; // [N, C]
+  res1: Float32Array; // [N, C] x + attnOut (LN1 input)
+  ln1: Float32Array; // [N, C] resid_mid
+  ln1Mean: Float32Array; // [N]
+  ln1Rstd: Float32Array; // [N]
+  pre: Float32Array; // [N, F]
+  post: Float32Array; // [N, F]
+  mlpOut: Float32Array; // [N, C]
+  res2: Float32Array; // [N, C] resid_mid + mlpOut (LN2 input)
+  ln2: Float32Array; // [N, C] resid_post
+  ln2Mean: Float32Array; // [N]
+  ln2Rstd: Float32Array; // [N]
+}
+
+interface Acts {
+  B: number;
+  T: number;
+  tokens: Int32Array; // [B, T] (copy of the input)
+  embSum: Float32Array; // [N, C]
+  embOut: Float32Array; // [N, C]
+  embMean: Float32Array; // [N]
+  embRstd: Float32Array; // [N]
+  layers: LayerActs[];
+  out: Float32Array; // [N]
+}
+
+interface Grads {
+  dx: Float32Array; // [N, C]
+  dres: Float32Array; // [N, C]
+  dz: Float32Array; // [N, C]
+  dF: Float32Array; // [N, F]
+  dqkv: Float32Array; // [N, 3C]
+  datt: Float32Array; // [B, H, T, T]
+}
+
+export const DEFAULT_INIT_STD = 0.02;
+
+export class Bert {
+  readonly cfg: ModelConfig;
+  readonly k: Kernels;
+  /** all parameters, laid out by paramSpecs */
+  readonly params: Float32Array;
+  /** gradients, same layout */
+  readonly grads: Float32Array;
+  readonly p: ParamViews;
+  readonly g: ParamViews;
+
+  private actsByShape = new Map<string, Acts>();
+  private acts: Acts | null = null;
+  private gradBufs: Grads | null = null;
+  private hooks = new Map<string, HookFn[]>();
+  private frozen = new Set<string>();
+
+  constructor(cfg: ModelConfig, kernels: Kernels) {
+    if (cfg.d % cfg.H !== 0) throw new AbruptError(`heads (${cfg.H}) must divide the width d (${cfg.d})`);
+    this.cfg = cfg;
+    this.k = kernels;
+    const n = paramCount(cfg);
+    this.params = new Float32Array(n);
+    this.grads = new Float32Array(n);
+    this.p = paramViews(cfg, this.params);
+    this.g = paramViews(cfg, this.grads);
+  }
+
+  /** HF BERT init: N(0, std) weights and embeddings, zero biases, LN 1/0, MASK row zero. */
+  init(seed: number, std = DEFAULT_INIT_STD): void {
+    const rng = new Rng(seed);
+    for (const s of paramSpecs(this.cfg)) {
+      const v = this.params.subarray(s.offset, s.offset + s.size);
+      const isLn = /(^|\.)ln\d?\.|embed\.ln\./.test(s.name);
+      if (s.name.endsWith(".bias")) v.fill(0);
+      else if (isLn) v.fill(1);
+      else for (let i = 0; i < v.length; i++) v[i] = std * rng.normal();
+    }
+    this.p.wte.subarray(MASK_ID * this.cfg.d, (MASK_ID + 1) * this.cfg.d).fill(0);
+  }
+
+  // ---------------------------------------------------------------- hooks
+
+  /** All hook names of this model, in forward order. */
+  hookNames(): string[] {
+    const names = ["embed.sum", "embed.out"];
+    for (let l = 0; l < this.cfg.L; l++) {
+      for (const s of ["attn.qkv", "attn.pattern", "attn.z", "attn.out", "resid_mid", "mlp.pre", "mlp.post", "mlp.out", "resid_post"]) {
+        names.push(`blocks.${l}.${s}`);
+      }
+    }
+    names.push("readout");
+    return names;
+  }
+
+  hookShape(name: string, B: number, T: number): number[] {
+    const { d: C, ff: F, H } = this.cfg;
+    if (name === "readout") return [B, T];
+    if (name.endsWith("attn.qkv")) return [B, T, 3 * C];
+    if (name.endsWith("attn.pattern")) return [B, H, T, T];
+    if (name.endsWith("mlp.pre") || name.endsWith("mlp.post")) return [B, T, F];
+    return [B, T, C];
+  }
+
+  private checkHookName(name: string): void {
+    if (!this.hookNames().includes(name)) {
+      throw new AbruptError(`unknown hook "${name}" (valid: embed.sum, embed.out, blocks.{0..${this.cfg.L - 1}}.{attn.qkv, attn.pattern, attn.z, attn.out, resid_mid, mlp.pre, mlp.post, mlp.out, resid_post}, readout)`);
+    }
+  }
+
+  /** Calls fn on the activation right after it is computed; fn may change it in place. */
+  addHook(name: string, fn: HookFn): () => void {
+    this.checkHookName(name);
+    const list = this.hooks.get(name) ?? [];
+    list.push(fn);
+    this.hooks.set(name, list);
+    return () => {
+      const l = this.hooks.get(name);
+      if (l) this.hooks.set(name, l.filter((f) => f !== fn));
+    };
+  }
+
+  clearHooks(): void {
+    this.hooks.clear();
+  }
+
+  /** The activation of the last forward pass (a view: copy it to keep it). */
+  act(name: string): Float32Array {
+    this.checkHookName(name);
+    const a = this.acts;
+    if (!a) throw new AbruptError("no forward pass has run yet");
+    if (name === "embed.sum") return a.embSum;
+    if (name === "embed.out") return a.embOut;
+    if (name === "readout") return a.out;
+    const m = /^blocks\.(\d+)\.(.+)$/.exec(name)!;
+    const la = a.layers[Number(m[1])]!;
+    switch (m[2]) {
+      case "attn.qkv": return la.qkv;
+      case "attn.pattern": return la.att;
+      case "attn.z": return la.z;
+      case "attn.out": return la.attnOut;
+      case "resid_mid": return la.ln1;
+      case "mlp.pre": return la.pre;
+      case "mlp.post": return la.post;
+      case "mlp.out": return la.mlpOut;
+      default: return la.ln2;
+    }
+  }
+
+  private fire(name: string, buf: Float32Array, B: number, T: number): void {
+    const fns = this.hooks.get(name);
+    if (!fns || fns.length === 0) return;
+    const info = { name, shape: this.hookShape(name, B, T) };
+    for (const fn of fns) fn(buf, info);
+  }
+
+  // -------------------------------------------------------------- freezing
+
+  /** Freeze parameter groups (see params.ts groupMatches for selectors). */
+  setFrozen(selectors: string[]): void {
+    this.frozen.clear();
+    for (const sel of selectors) {
+      if (!isValidGroupSelector(this.cfg, sel)) {
+        throw new AbruptError(`unknown parameter group "${sel}" (groups: ${groupNames(this.cfg).join(", ")}, or attn, mlp, ln, embeddings, blocks.N)`);
+      }
+      for (const g of groupNames(this.cfg)) if (groupMatches(g, sel)) this.frozen.add(g);
+    }
+  }
+
+  isFrozen(group: string): boolean {
+    return this.frozen.has(group);
+  }
+
+  frozenGroups(): string[] {
+    return [...this.frozen];
+  }
+
+  // --------------------------------------------------------------- forward
+
+  private allocActs(B: number, T: number): Acts {
+    const { d: C, ff: F, H, L } = this.cfg;
+    const N = B * T;
+    const f = (n: number) => new Float32Array(n);
+    const layers: LayerActs[] = [];
+    for (let l = 0; l < L; l++) {
+      layers.push({
+        qkv: f(N * 3 * C), att: f(B * H * T * T), z: f(N * C), attnOut: f(N * C),
+        res1: f(N * C), ln1: f(N * C), ln1Mean: f(N), ln1Rstd: f(N),
+        pre: f(N * F), post: f(N * F), mlpOut: f(N * C),
+        res2: f(N * C), ln2: f(N * C), ln2Mean: f(N), ln2Rstd: f(N),
+      });
+    }
+    return {
+      B, T, tokens: new Int32Array(N),
+      embSum: f(N * C), embOut: f(N * C), embMean: f(N), embRstd: f(N),
+      layers, out: f(N),
+    };
+  }
+
+  /** Runs the model on tokens [B,T]; returns the outputs [B,T] (a view, valid until the next forward). */
+  forward(tokens: Int32Array, B: number, T: number): Float32Array {
+    const { d: C, ff: F, H, L, vocab, positions, lnEps } = this.cfg;
+    if (T > positions) throw new AbruptError(`sequence of ${T} tokens is longer than the model's ${positions} positions`);
+    if (tokens.length !== B * T) throw new Error(`forward: tokens has ${tokens.length} entries, expected ${B * T}`);
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i]!;
+      if (t < 0 || t >= vocab) throw new AbruptError(`token id ${t} is outside the model's vocabulary of ${vocab}`);
+    }
+    const key = `${B},${T}`;
+    let a = this.actsByShape.get(key);
+    if (!a) {
+      a = this.allocActs(B, T);
+      this.actsByShape.set(key, a);
+    }
+    this.acts = a;
+    const k = this.k;
+    const p = this.p;
+    const N = B * T;
+    a.tokens.set(tokens);
+
+    k.embeddingForward(a.embSum, tokens, p.wte, p.wpe, B, T, C);
+    this.fire("embed.sum", a.embSum, B, T);
+    k.layernormForward(a.embOut, a.embMean, a.embRstd, a.embSum, p.lnEW, p.lnEB, N, C, lnEps);
+    this.fire("embed.out", a.embOut, B, T);
+
+    let x = a.embOut;
+    for (let l = 0; l < L; l++) {
+      const w = p.layers[l]!;
+      const la = a.layers[l]!;
+      const name = `blocks.${l}`;
+      k.linearForward(la.qkv, x, w.qkvW, w.qkvB, N, C, 3 * C);
+      this.fire(`${name}.attn.qkv`, la.qkv, B, T);
+      k.attentionPattern(la.att, la.qkv, B, T, C, H);
+      this.fire(`${name}.attn.pattern`, la.att, B, T);
+      k.attentionApply(la.z, la.att, la.qkv, B, T, C, H);
+      this.fire(`${name}.attn.z`, la.z, B, T);
+      k.linearForward(la.attnOut, la.z, w.projW, w.projB, N, C, C);
+      this.fire(`${name}.attn.out`, la.attnOut, B, T);
+      k.add(la.res1, x, la.attnOut, N * C);
+      k.layernormForward(la.ln1, la.ln1Mean, la.ln1Rstd, la.res1, w.ln1W, w.ln1B, N, C, lnEps);
+      this.fire(`${name}.resid_mid`, la.ln1, B, T);
+      k.linearForward(la.pre, la.ln1, w.fc1W, w.fc1B, N, C, F);
+      this.fire(`${name}.mlp.pre`, la.pre, B, T);
+      k.geluForward(la.post, la.pre, N * F);
+      this.fire(`${name}.mlp.post`, la.post, B, T);
+      k.linearForward(la.mlpOut, la.post, w.fc2W, w.fc2B, N, F, C);
+      this.fire(`${name}.mlp.out`, la.mlpOut, B, T);
+      k.add(la.res2, la.ln1, la.mlpOut, N * C);
+      k.layernormForward(la.ln2, la.ln2Mean, la.ln2Rstd, la.res2, w.ln2W, w.ln2B, N, C, lnEps);
+      this.fire(`${name}.resid_post`, la.ln2, B, T);
+      x = la.ln2;
+    }
+    k.linearForward(a.out, x, p.outW, p.outB, N, C, 1);
+    this.fire("readout", a.out, B, T);
+    return a.out;
+  }
+
+  // -------------------------------------------------------------- backward
+
+  /**
+   * Accumulates into `grads` the gradient of a scalar loss whose gradient
+   * with respect to the outputs of the last forward pass is dout [B,T].
+   * Frozen groups get no gradient (and their weight products are skipped).
+   */
+  backward(dout: Float32Array): void {
+    const a = this.acts;
+    if (!a) throw new Error("backward before forward");
+    const { d: C, ff: F, H, L } = this.cfg;
+    const { B, T } = a;
+    const N = B * T;
+    const k = this.k;
+    const p = this.p;
+    const g = this.g;
+    let gb = this.gradBufs;
+    if (!gb || gb.dx.length !== N * C || gb.datt.length !== B * H * T * T) {
+      const f = (n: number) => new Float32Array(n);
+      gb = { dx: f(N * C), dres: f(N * C), dz: f(N * C), dF: f(N * F), dqkv: f(N * 3 * C), datt: f(B * H * T * T) };
+      this.gradBufs = gb;
+    }
+    const tr = (group: string) => !this.frozen.has(group);
+    const { dx, dres, dz, dF, dqkv, datt } = gb;
+
+    const xFinal = L > 0 ? a.layers[L - 1]!.ln2 : a.embOut;
+    const ro = tr("readout");
+    k.linearBackward(dx, ro ? g.outW : null, ro ? g.outB : null, dout, xFinal, p.outW, N, C, 1, false);
+
+    for (let l = L - 1; l >= 0; l--) {
+      const w = p.layers[l]!;
+      const gw = g.layers[l]!;
+      const la = a.layers[l]!;
+      const xIn = l > 0 ? a.layers[l - 1]!.ln2 : a.embOut;
+      const name = `blocks.${l}`;
+      const tLn2 = tr(`${name}.ln2`), tMlp = tr(`${name}.mlp`), tLn1 = tr(`${name}.ln1`), tAttn = tr(`${name}.attn`);
+      // x = LN2(res2), res2 = ln1 + mlpOut
+      k.layernormBackward(dres, tLn2 ? gw.ln2W : null, tLn2 ? gw.ln2B : null, dx, la.res2, w.ln2W, la.ln2Mean, la.ln2Rstd, N, C);
+      // mlpOut = gelu(ln1 W1ᵀ + b1) W2ᵀ + b2
+      k.linearBackward(dF, tMlp ? gw.fc2W : null, tMlp ? gw.fc2B : null, dres, la.post, w.fc2W, N, F, C, false);
+      k.geluBackward(dF, la.pre, dF, N * F);
+      dx.set(dres);
+      k.linearBackward(dx, tMlp ? gw.fc1W : null, tMlp ? gw.fc1B : null, dF, la.ln1, w.fc1W, N, C, F, true);
+      // ln1 = LN1(res1), res1 = xIn + attnOut
+      k.layernormBackward(dres, tLn1 ? gw.ln1W : null, tLn1 ? gw.ln1B : null, dx, la.res1, w.ln1W, la.ln1Mean, la.ln1Rstd, N, C);
+      k.linearBackward(dz, tAttn ? gw.projW : null, tAttn ? gw.projB : null, dres, la.z, w.projW, N, C, C, false);
+      k.attentionBackward(dqkv, datt, dz, la.qkv, la.att, B, T, C, H);
+      dx.set(dres);
+      k.linearBackward(dx, tAttn ? gw.qkvW : null, tAttn ? gw.qkvB : null, dqkv, xIn, w.qkvW, N, C, 3 * C, true);
+    }
+    const tLnE = tr("emb_ln"), tTok = tr("tok_emb"), tPos = tr("pos_emb");
+    if (tLnE || tTok || tPos) {
+      k.layernormBackward(dres, tLnE ? g.lnEW : null, tLnE ? g.lnEB : null, dx, a.embSum, p.lnEW, a.embMean, a.embRstd, N, C);
+      if (tTok || tPos) k.embeddingBackward(tTok ? g.wte : null, tPos ? g.wpe : null, dres, a.tokens, B, T, C, MASK_ID);
+    }
+  }
+
+  zeroGrad(): void {
+    this.grads.fill(0);
+  }
+}

@@ -1,0 +1,187 @@
+// The run configuration: one zod schema validated at the boundary (config
+// files in JSON or YAML, presets, CLI flags), plain objects inside.
+
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { AbruptError } from "../errors.js";
+
+const posInt = z.number().int().positive();
+
+export const ModelSchema = z.object({
+  L: z.number().int().min(0),
+  H: posInt,
+  d: posInt,
+  ff: posInt,
+  positions: posInt,
+  vocab: posInt,
+  lnEps: z.number().positive(),
+}).strict();
+
+export const DataSchema = z.object({
+  m: posInt,
+  n: posInt,
+  rank: posInt,
+  p_mask: z.number(),
+  prec: z.number().int(),
+  factor: z.enum(["uniform", "gaussian", "laplace"]),
+  clamp: z.boolean(),
+}).strict();
+
+export const TrainSchema = z.object({
+  steps: posInt,
+  batch: posInt,
+  lr: z.number().positive(),
+  beta1: z.number().min(0).lt(1),
+  beta2: z.number().min(0).lt(1),
+  eps: z.number().positive(),
+  /** linear warm-up steps (0 = none, the paper) */
+  warmup: z.number().int().min(0),
+  seed: z.number().int().min(0),
+  /** evaluate on the fixed eval set every k steps (0 = never) */
+  eval_every: z.number().int().min(0),
+  eval_batch: posInt,
+  /** checkpoint every N steps (0 = never) */
+  ckpt_every: z.number().int().min(0),
+  /** number of log-spaced checkpoint steps between 1 and steps (0 = none) */
+  ckpt_log: z.number().int().min(0),
+  /** explicit checkpoint steps */
+  ckpt_steps: z.array(posInt),
+  /** keep the Adam state of every checkpoint ("all") or only the newest ("last") */
+  keep_optimizer: z.enum(["all", "last"]),
+  /** parameter groups not trained (see src/model/params.ts) */
+  freeze: z.array(z.string()),
+  /** "cpu" (native) or "ref" (plain TypeScript, slow) */
+  backend: z.enum(["cpu", "ref"]),
+  /** threads for the cpu backend (0 = all cores) */
+  threads: z.number().int().min(0),
+}).strict();
+
+export const RunConfigSchema = z.object({
+  preset: z.string(),
+  model: ModelSchema,
+  data: DataSchema,
+  train: TrainSchema,
+}).strict();
+
+export type RunConfig = z.infer<typeof RunConfigSchema>;
+
+/** Partial config as found in files and presets. */
+export const PartialRunConfigSchema = z.object({
+  preset: z.string().optional(),
+  model: ModelSchema.partial().strict().optional(),
+  data: DataSchema.partial().strict().optional(),
+  train: TrainSchema.partial().strict().optional(),
+}).strict();
+export type PartialRunConfig = z.infer<typeof PartialRunConfigSchema>;
+
+const BASE: RunConfig = {
+  preset: "paper",
+  model: { L: 4, H: 8, d: 768, ff: 3072, positions: 512, vocab: 2002, lnEps: 1e-12 },
+  data: { m: 7, n: 7, rank: 2, p_mask: 0.3, prec: 2, factor: "uniform", clamp: false },
+  train: {
+    steps: 50000, batch: 256, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmup: 0,
+    seed: 0, eval_every: 100, eval_batch: 256,
+    ckpt_every: 1000, ckpt_log: 12, ckpt_steps: [], keep_optimizer: "last",
+    freeze: [], backend: "cpu", threads: 0,
+  },
+};
+
+/**
+ * Presets. `paper` is the paper's run; `S` and `M` are the benchmark sizes;
+ * `cpu` (the default) is the configuration found to show the plateau and the
+ * drop within minutes on 2 cores (see docs/drop-search.md).
+ */
+export const PRESETS: Record<string, PartialRunConfig> = {
+  paper: {},
+  S: {
+    model: { L: 2, H: 4, d: 128, ff: 512 },
+    train: { batch: 128 },
+  },
+  M: {
+    model: { L: 4, H: 8, d: 256, ff: 1024 },
+    train: { batch: 256 },
+  },
+  cpu: {
+    model: { L: 4, H: 8, d: 128, ff: 512, positions: 64 },
+    data: { m: 5, n: 5, rank: 1 },
+    train: { steps: 6000, batch: 64, lr: 1e-3, warmup: 100, eval_every: 50, eval_batch: 256, ckpt_every: 500, ckpt_log: 8 },
+  },
+};
+
+export const DEFAULT_PRESET = "cpu";
+
+function merge(base: RunConfig, over: PartialRunConfig): RunConfig {
+  return {
+    preset: over.preset ?? base.preset,
+    model: { ...base.model, ...(over.model ?? {}) },
+    data: { ...base.data, ...(over.data ?? {}) },
+    train: { ...base.train, ...(over.train ?? {}) },
+  };
+}
+
+function zodMessage(e: z.ZodError, where: string): string {
+  const i = e.issues[0]!;
+  const path = i.path.join(".");
+  return `${where}: ${path ? path + ": " : ""}${i.message}`;
+}
+
+export function readConfigFile(file: string): PartialRunConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new AbruptError(`cannot read config file ${file}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new AbruptError(`config file ${file} is not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${(e as Error).message.split("\n")[0]}`);
+  }
+  const r = PartialRunConfigSchema.safeParse(raw ?? {});
+  if (!r.success) throw new AbruptError(zodMessage(r.error, `config file ${file}`));
+  return r.data;
+}
+
+/** preset → config file → overrides (flags), then validated as a whole. */
+export function resolveConfig(presetName: string | undefined, fileCfg: PartialRunConfig | undefined, overrides: PartialRunConfig): RunConfig {
+  const name = presetName ?? fileCfg?.preset ?? DEFAULT_PRESET;
+  const preset = PRESETS[name];
+  if (!preset) throw new AbruptError(`unknown preset "${name}" (presets: ${Object.keys(PRESETS).join(", ")})`);
+  let cfg = merge(BASE, preset);
+  cfg.preset = name;
+  if (fileCfg) cfg = merge(cfg, { ...fileCfg, preset: name });
+  cfg = merge(cfg, { ...overrides, preset: name });
+  return validateRunConfig(cfg);
+}
+
+export function validateRunConfig(raw: unknown): RunConfig {
+  const r = RunConfigSchema.safeParse(raw);
+  if (!r.success) throw new AbruptError(zodMessage(r.error, "config"));
+  const c = r.data;
+  const { m, n, rank, p_mask, prec } = c.data;
+  if (rank > Math.min(m, n)) throw new AbruptError(`config: data.rank (${rank}) must be at most min(m, n) = ${Math.min(m, n)}`);
+  if (!(p_mask >= 0 && p_mask < 1)) throw new AbruptError(`config: data.p_mask must be in [0, 1) (got ${p_mask})`);
+  if (prec < 0 || prec > 2) throw new AbruptError(`config: data.prec must be 0, 1 or 2 (the vocabulary has step 0.01; got ${prec})`);
+  if (c.model.d % c.model.H !== 0) throw new AbruptError(`config: model.H (${c.model.H}) must divide model.d (${c.model.d})`);
+  if (m * n > c.model.positions) throw new AbruptError(`config: an ${m}×${n} matrix needs ${m * n} positions but model.positions is ${c.model.positions}`);
+  if (c.model.vocab < 2002) throw new AbruptError(`config: model.vocab must be at least 2002 (got ${c.model.vocab})`);
+  if (c.train.warmup > c.train.steps) throw new AbruptError(`config: train.warmup (${c.train.warmup}) exceeds train.steps (${c.train.steps})`);
+  return c;
+}
+
+/** Checkpoint steps: every N, log-spaced, explicit ones, and always the last. */
+export function checkpointSteps(t: RunConfig["train"]): Set<number> {
+  const s = new Set<number>();
+  if (t.ckpt_every > 0) for (let k = t.ckpt_every; k <= t.steps; k += t.ckpt_every) s.add(k);
+  if (t.ckpt_log > 0) {
+    for (let i = 0; i < t.ckpt_log; i++) {
+      const v = Math.round(Math.exp((Math.log(t.steps) * i) / Math.max(1, t.ckpt_log - 1)));
+      s.add(Math.min(t.steps, Math.max(1, v)));
+    }
+  }
+  for (const k of t.ckpt_steps) if (k <= t.steps) s.add(k);
+  s.add(t.steps);
+  return s;
+}

@@ -1,0 +1,94 @@
+// Per-batch metrics of SPEC §3 and the metrics.jsonl file.
+
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from "node:fs";
+import type { Batch } from "../data/matrix.js";
+
+export interface BatchMetrics {
+  /** MSE over all cells */
+  loss: number;
+  /** MSE over hidden cells (NaN if none) */
+  loss_mask: number;
+  /** MSE over observed cells (NaN if none) */
+  loss_obs: number;
+  /** mean |output| at hidden cells */
+  mask_abs: number;
+}
+
+export function batchMetrics(out: Float32Array, batch: Batch): BatchMetrics {
+  let se = 0, seM = 0, seO = 0, absM = 0, nM = 0;
+  const { targets, hidden } = batch;
+  for (let i = 0; i < out.length; i++) {
+    const e = out[i]! - targets[i]!;
+    const e2 = e * e;
+    se += e2;
+    if (hidden[i]) {
+      seM += e2;
+      absM += Math.abs(out[i]!);
+      nM++;
+    } else {
+      seO += e2;
+    }
+  }
+  const nO = out.length - nM;
+  return {
+    loss: se / out.length,
+    loss_mask: nM ? seM / nM : NaN,
+    loss_obs: nO ? seO / nO : NaN,
+    mask_abs: nM ? absM / nM : NaN,
+  };
+}
+
+export interface MetricsLine {
+  step: number;
+  loss: number;
+  loss_mask: number;
+  loss_obs: number;
+  mask_abs: number;
+  lr: number;
+  /** wall time of the step in ms */
+  ms: number;
+  eval_loss?: number;
+  eval_loss_mask?: number;
+  eval_loss_obs?: number;
+  eval_mask_abs?: number;
+}
+
+/** Append-only writer: each line is written (and reaches the OS) at once. */
+export class MetricsWriter {
+  private fd: number;
+  constructor(file: string) {
+    this.fd = openSync(file, "a");
+  }
+  write(obj: object): void {
+    writeSync(this.fd, JSON.stringify(obj, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)) + "\n");
+  }
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/**
+ * Reads metrics.jsonl. Lines that are not JSON (a run killed mid-write) are
+ * skipped and counted. A `{"resume_from": s}` line means the run was resumed
+ * from step s: later lines for a step replace earlier ones.
+ */
+export function readMetrics(file: string): { lines: MetricsLine[]; bad: number } {
+  if (!existsSync(file)) return { lines: [], bad: 0 };
+  const byStep = new Map<number, MetricsLine>();
+  let bad = 0;
+  for (const raw of readFileSync(file, "utf8").split("\n")) {
+    if (!raw.trim()) continue;
+    let o: unknown;
+    try {
+      o = JSON.parse(raw);
+    } catch {
+      bad++;
+      continue;
+    }
+    if (o && typeof o === "object" && typeof (o as MetricsLine).step === "number") {
+      byStep.set((o as MetricsLine).step, o as MetricsLine);
+    }
+  }
+  const lines = [...byStep.values()].sort((a, b) => a.step - b.step);
+  return { lines, bad };
+}

@@ -1,0 +1,101 @@
+// Figures: Vega-Lite specs rendered to SVG by Vega (headless, no browser) and
+// to PNG by resvg. Written atomically next to each other (NAME.svg, NAME.png).
+
+import { renameSync, writeFileSync } from "node:fs";
+import { Resvg } from "@resvg/resvg-js";
+import * as vega from "vega";
+import * as vl from "vega-lite";
+import type { MetricsLine } from "./metrics.js";
+
+export type VlSpec = vl.TopLevelSpec;
+
+export async function renderSvg(spec: VlSpec): Promise<string> {
+  const compiled = vl.compile(spec).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: "none" });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+export function svgToPng(svg: string, scale = 2): Buffer {
+  const r = new Resvg(svg, {
+    fitTo: { mode: "zoom", value: scale },
+    background: "white",
+    font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" },
+  });
+  return r.render().asPng();
+}
+
+/** Writes BASE.svg and BASE.png; returns the two paths. */
+export async function writeFigure(spec: VlSpec, base: string): Promise<[string, string]> {
+  const svg = await renderSvg(spec);
+  const png = svgToPng(svg);
+  const tmp = `.tmp-${process.pid}`;
+  writeFileSync(base + ".svg" + tmp, svg);
+  writeFileSync(base + ".png" + tmp, png);
+  renameSync(base + ".svg" + tmp, base + ".svg");
+  renameSync(base + ".png" + tmp, base + ".png");
+  return [base + ".svg", base + ".png"];
+}
+
+/** Thins a long series to at most `max` points (keeps every k-th and the last). */
+function thin<T>(xs: T[], max: number): T[] {
+  if (xs.length <= max) return xs;
+  const k = Math.ceil(xs.length / max);
+  const out = xs.filter((_, i) => i % k === 0);
+  if (out[out.length - 1] !== xs[xs.length - 1]) out.push(xs[xs.length - 1]!);
+  return out;
+}
+
+/**
+ * The loss curve: L, L_mask, L_obs (per step) and eval L on a log axis, with
+ * the copy levels r/9 (L_mask) and p_mask·r/9 (L) as dashed rules.
+ */
+export function lossCurveSpec(lines: MetricsLine[], info: { rank: number; pMask: number; title: string }): VlSpec {
+  const rows: Array<{ step: number; series: string; value: number }> = [];
+  const pts = thin(lines, 1500);
+  for (const l of pts) {
+    const add = (series: string, v: number | undefined) => {
+      if (v !== undefined && v !== null && Number.isFinite(v) && v > 0) rows.push({ step: l.step, series, value: v });
+    };
+    add("L (all)", l.loss);
+    add("L_mask (hidden)", l.loss_mask);
+    add("L_obs (observed)", l.loss_obs);
+  }
+  for (const l of lines) {
+    if (l.eval_loss !== undefined && l.eval_loss !== null && l.eval_loss > 0) rows.push({ step: l.step, series: "eval L", value: l.eval_loss });
+  }
+  const copyMask = info.rank / 9;
+  const copyAll = (info.pMask * info.rank) / 9;
+  const rules = [
+    { value: copyMask, label: `copy level of L_mask: r/9 = ${copyMask.toFixed(3)}` },
+    { value: copyAll, label: `copy level of L: p_mask·r/9 = ${copyAll.toFixed(3)}` },
+  ];
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: info.title,
+    width: 640,
+    height: 360,
+    layer: [
+      {
+        data: { values: rows },
+        mark: { type: "line", strokeWidth: 1.2, clip: true },
+        encoding: {
+          x: { field: "step", type: "quantitative", title: "step" },
+          y: { field: "value", type: "quantitative", scale: { type: "log" }, title: "MSE" },
+          color: { field: "series", type: "nominal", title: null, legend: { orient: "top-right" } },
+        },
+      },
+      {
+        data: { values: rules },
+        mark: { type: "rule", strokeDash: [5, 4], color: "#666" },
+        encoding: { y: { field: "value", type: "quantitative" } },
+      },
+      {
+        data: { values: rules },
+        mark: { type: "text", align: "left", dx: 4, dy: -6, fontSize: 10, color: "#444" },
+        encoding: { y: { field: "value", type: "quantitative" }, x: { value: 0 }, text: { field: "label" } },
+      },
+    ],
+  } as VlSpec;
+}

@@ -1,0 +1,224 @@
+// The training loop of SPEC §3: a fresh batch every step, MSE over all cells,
+// Adam (PyTorch semantics), metrics appended to metrics.jsonl, checkpoints
+// (safetensors, paper names) with the Adam state and the data PRNG state so
+// that --resume continues bit-identically.
+
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Batch, type DataConfig, allocBatch, sampleBatch } from "../data/matrix.js";
+import { Rng, type RngState } from "../data/rng.js";
+import { AbruptError } from "../errors.js";
+import { getKernels } from "../kernels/index.js";
+import { Bert } from "../model/bert.js";
+import { type ModelConfig, paramSpecs } from "../model/params.js";
+import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
+import { type RunConfig, checkpointSteps } from "./config.js";
+import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
+import { Progress } from "./progress.js";
+
+export function modelConfigOf(c: RunConfig): ModelConfig {
+  return { ...c.model };
+}
+
+export function dataConfigOf(c: RunConfig): DataConfig {
+  const d = c.data;
+  return { m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, prec: d.prec, factor: d.factor, clamp: d.clamp };
+}
+
+/** Seeds derived from the run seed: model init, training data, eval set. */
+export function seedsOf(seed: number) {
+  return { init: seed, data: (seed ^ 0x5bd1e995) >>> 0, eval: (seed + 0x27d4eb2f) >>> 0 };
+}
+
+export function ckptName(step: number): string {
+  return `step-${String(step).padStart(7, "0")}`;
+}
+
+export function listCheckpoints(runDir: string): number[] {
+  const dir = join(runDir, "checkpoints");
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((f) => /^step-(\d+)\.safetensors$/.exec(f))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+}
+
+export function writeJsonAtomic(file: string, obj: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(obj, null, 2) + "\n");
+  renameSync(tmp, file);
+}
+
+export interface TrainOptions {
+  outDir: string;
+  resume?: boolean;
+  /** no progress bar / log lines */
+  quiet?: boolean;
+  /** stop after this step without finishing (tests of resume) */
+  stopAfter?: number;
+  /** called after every step */
+  onStep?: (line: MetricsLine) => void;
+}
+
+export interface TrainResult {
+  status: "finished" | "interrupted" | "stopped";
+  step: number;
+  last: MetricsLine | null;
+}
+
+/** Contiguous [start, end) ranges of trainable parameters. */
+function trainableRanges(model: Bert): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  for (const s of paramSpecs(model.cfg)) {
+    if (model.isFrozen(s.group)) continue;
+    const last = ranges[ranges.length - 1];
+    if (last && last[1] === s.offset) last[1] = s.offset + s.size;
+    else ranges.push([s.offset, s.offset + s.size]);
+  }
+  return ranges;
+}
+
+export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
+  const { outDir } = opts;
+  const t = cfg.train;
+  const ckptDir = join(outDir, "checkpoints");
+  const metricsFile = join(outDir, "metrics.jsonl");
+  let startStep = 0;
+
+  const kernels = getKernels(t.backend);
+  if (t.threads > 0 && kernels.setThreads) kernels.setThreads(t.threads);
+  const model = new Bert(modelConfigOf(cfg), kernels);
+  model.setFrozen(t.freeze);
+  const n = model.params.length;
+  const adamM = new Float32Array(n);
+  const adamV = new Float32Array(n);
+  const seeds = seedsOf(t.seed);
+  let rng = new Rng(seeds.data);
+
+  if (opts.resume) {
+    const steps = listCheckpoints(outDir);
+    if (steps.length === 0) throw new AbruptError(`cannot resume: ${ckptDir} has no checkpoint`);
+    // newest checkpoint that has its optimizer state
+    const step = [...steps].reverse().find((s) => existsSync(join(ckptDir, `${ckptName(s)}.adam.safetensors`)));
+    if (step === undefined) throw new AbruptError(`cannot resume: no checkpoint in ${ckptDir} has its Adam state (*.adam.safetensors)`);
+    const ck = loadCheckpoint(join(ckptDir, `${ckptName(step)}.safetensors`), { heads: cfg.model.H });
+    if (ck.params.length !== n) throw new AbruptError(`cannot resume: checkpoint has ${ck.params.length} parameters, the config needs ${n}`);
+    model.params.set(ck.params);
+    const os = loadOptimizerState(join(ckptDir, `${ckptName(step)}.adam.safetensors`), n);
+    adamM.set(os.m);
+    adamV.set(os.v);
+    if (os.step !== step) throw new AbruptError(`cannot resume: Adam state is for step ${os.step}, checkpoint for step ${step}`);
+    const rs = JSON.parse(os.meta["rng"] ?? "null") as RngState | null;
+    if (!rs || rs.length !== 4) throw new AbruptError(`cannot resume: Adam state file has no data PRNG state`);
+    rng = new Rng(rs);
+    startStep = step;
+  } else {
+    if (existsSync(metricsFile) || listCheckpoints(outDir).length > 0) {
+      throw new AbruptError(`${outDir} already holds a run (use --resume to continue it, or another --out)`);
+    }
+    model.init(seeds.init);
+  }
+  mkdirSync(ckptDir, { recursive: true });
+  writeJsonAtomic(join(outDir, "config.json"), cfg);
+  writeJsonAtomic(join(outDir, "status.json"), { status: "running", step: startStep, pid: process.pid, updated: new Date().toISOString() });
+
+  const data = dataConfigOf(cfg);
+  const B = t.batch;
+  const batch: Batch = allocBatch(B, data.m, data.n);
+  const T = batch.T;
+  const evalBatch = t.eval_every > 0 ? sampleBatch(new Rng(seeds.eval), data, t.eval_batch) : null;
+  const dpred = new Float32Array(B * T);
+  const ranges = trainableRanges(model);
+  const ckSteps = checkpointSteps(t);
+  const writer = new MetricsWriter(metricsFile);
+  if (opts.resume) writer.write({ resume_from: startStep, time: new Date().toISOString() });
+
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+  };
+  process.on("SIGINT", onSigint);
+  process.on("SIGTERM", onSigint);
+
+  const saveAt = (step: number) => {
+    const base = join(ckptDir, ckptName(step));
+    const meta = { step: String(step), seed: String(t.seed), run_config: JSON.stringify(cfg) };
+    saveCheckpoint(`${base}.safetensors`, model.cfg, model.params, meta);
+    saveOptimizerState(`${base}.adam.safetensors`, adamM, adamV, step, { rng: JSON.stringify(rng.state()) });
+    if (t.keep_optimizer === "last") {
+      for (const s of listCheckpoints(outDir)) {
+        const f = join(ckptDir, `${ckptName(s)}.adam.safetensors`);
+        if (s !== step && existsSync(f)) rmSync(f);
+      }
+    }
+  };
+
+  const progress = opts.quiet ? null : new Progress(t.steps, startStep);
+  let last: MetricsLine | null = null;
+  let step = startStep;
+  let lastSaved = startStep;
+  let status: TrainResult["status"] = "finished";
+  try {
+    while (step < t.steps) {
+      const t0 = performance.now();
+      step++;
+      sampleBatch(rng, data, B, batch);
+      model.zeroGrad();
+      const out = model.forward(batch.tokens, B, T);
+      const sse = kernels.mse(dpred, out, batch.targets, B * T, 1 / (B * T));
+      if (!Number.isFinite(sse)) {
+        throw new AbruptError(`loss became ${sse} at step ${step}; stopped (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`);
+      }
+      const m = batchMetrics(out, batch);
+      model.backward(dpred);
+      const lr = t.warmup > 0 ? t.lr * Math.min(1, step / t.warmup) : t.lr;
+      for (const [a, b] of ranges) {
+        kernels.adam(model.params.subarray(a, b), model.grads.subarray(a, b), adamM.subarray(a, b), adamV.subarray(a, b), b - a, lr, t.beta1, t.beta2, t.eps, step);
+      }
+      const line: MetricsLine = { step, ...m, lr, ms: 0 };
+      if (evalBatch && step % t.eval_every === 0) {
+        const eo = model.forward(evalBatch.tokens, evalBatch.B, T);
+        const em = batchMetrics(eo, evalBatch);
+        line.eval_loss = em.loss;
+        line.eval_loss_mask = em.loss_mask;
+        line.eval_loss_obs = em.loss_obs;
+        line.eval_mask_abs = em.mask_abs;
+      }
+      line.ms = Math.round((performance.now() - t0) * 100) / 100;
+      writer.write(line);
+      last = line;
+      if (ckSteps.has(step)) {
+        saveAt(step);
+        lastSaved = step;
+      }
+      progress?.update(line);
+      opts.onStep?.(line);
+      if (opts.stopAfter !== undefined && step >= opts.stopAfter) {
+        status = "stopped";
+        break;
+      }
+      await new Promise((r) => setImmediate(r));
+      if (interrupted) {
+        status = "interrupted";
+        break;
+      }
+    }
+    if (status !== "finished" && lastSaved !== step) {
+      saveAt(step);
+      lastSaved = step;
+    }
+    writeJsonAtomic(join(outDir, "status.json"), { status, step, updated: new Date().toISOString() });
+  } catch (e) {
+    writeJsonAtomic(join(outDir, "status.json"), { status: "failed", step, error: (e as Error).message, updated: new Date().toISOString() });
+    throw e;
+  } finally {
+    progress?.stop();
+    writer.close();
+    process.off("SIGINT", onSigint);
+    process.off("SIGTERM", onSigint);
+  }
+  return { status, step, last };
+}
+
+export { readMetrics };
