@@ -1,0 +1,138 @@
+// The trainer: metrics, checkpoints, bit-identical resume, frozen groups,
+// NaN handling, and that training actually reduces the loss.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { resolveConfig, checkpointSteps } from "../src/train/config.js";
+import { readMetrics } from "../src/train/metrics.js";
+import { listCheckpoints, train } from "../src/train/train.js";
+import { loadCheckpoint } from "../src/store/checkpoint.js";
+import { paramSpecs } from "../src/model/params.js";
+import { summarizeDrop } from "../src/train/summary.js";
+import { AbruptError } from "../src/errors.js";
+import type { MetricsLine } from "../src/train/metrics.js";
+
+const tiny = (backend: "cpu" | "ref", extra: Record<string, unknown> = {}) =>
+  resolveConfig("cpu", undefined, {
+    model: { L: 2, H: 2, d: 16, ff: 32, positions: 16 },
+    data: { m: 3, n: 4, rank: 1 },
+    train: { steps: 24, batch: 8, lr: 3e-3, warmup: 4, seed: 11, eval_every: 5, eval_batch: 16, ckpt_every: 10, ckpt_log: 0, backend, threads: 0, ...extra },
+  });
+
+const tmp = () => mkdtempSync(join(tmpdir(), "abrupt-train-"));
+const strip = (l: MetricsLine) => ({ ...l, ms: 0 });
+
+for (const backend of ["ref", "cpu"] as const) {
+  test(`${backend}: resume continues bit-identically`, async () => {
+    const cfg = tiny(backend);
+    const a = tmp();
+    await train(cfg, { outDir: a, quiet: true });
+    const b = tmp();
+    const r1 = await train(cfg, { outDir: b, quiet: true, stopAfter: 13 });
+    assert.equal(r1.status, "stopped");
+    assert.deepEqual(listCheckpoints(b), [10, 13]);
+    const r2 = await train(cfg, { outDir: b, quiet: true, resume: true });
+    assert.equal(r2.status, "finished");
+    const la = readMetrics(join(a, "metrics.jsonl")).lines.map(strip);
+    const lb = readMetrics(join(b, "metrics.jsonl")).lines.map(strip);
+    assert.equal(la.length, 24);
+    assert.deepEqual(lb, la);
+    const pa = loadCheckpoint(join(a, "checkpoints", "step-0000024.safetensors")).params;
+    const pb = loadCheckpoint(join(b, "checkpoints", "step-0000024.safetensors")).params;
+    assert.deepEqual(pb, pa);
+  });
+}
+
+test("metrics lines have the documented fields; eval every k steps; L is the hidden/observed mix", async () => {
+  const dir = tmp();
+  await train(tiny("cpu"), { outDir: dir, quiet: true });
+  const raw = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(raw.length, 24);
+  for (const l of raw) {
+    for (const k of ["step", "loss", "loss_mask", "loss_obs", "mask_abs", "lr", "ms"]) assert.equal(typeof l[k], "number", k);
+    assert.equal("eval_loss" in l, l.step % 5 === 0);
+    // L lies between L_obs and L_mask
+    assert.ok(l.loss <= Math.max(l.loss_mask, l.loss_obs) + 1e-9 && l.loss >= Math.min(l.loss_mask, l.loss_obs) - 1e-9);
+  }
+  assert.equal(raw[0].lr, 3e-3 / 4);
+  assert.equal(raw[5].lr, 3e-3);
+  const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+  assert.equal(cfg.data.m, 3);
+  assert.equal(cfg.data.p_mask, 0.3);
+  assert.equal(JSON.parse(readFileSync(join(dir, "status.json"), "utf8")).status, "finished");
+  // Adam state is kept for the newest checkpoint only (keep_optimizer: last)
+  const files = readdirSync(join(dir, "checkpoints")).sort();
+  assert.deepEqual(files, ["step-0000010.safetensors", "step-0000020.safetensors", "step-0000024.adam.safetensors", "step-0000024.safetensors"]);
+});
+
+test("training reduces the loss (40 steps, tiny model)", async () => {
+  const dir = tmp();
+  const cfg = tiny("cpu", { steps: 60, batch: 32, lr: 3e-3, eval_every: 0 });
+  await train(cfg, { outDir: dir, quiet: true });
+  const lines = readMetrics(join(dir, "metrics.jsonl")).lines;
+  const mean = (xs: MetricsLine[]) => xs.reduce((s, l) => s + l.loss, 0) / xs.length;
+  assert.ok(mean(lines.slice(-10)) < 0.5 * mean(lines.slice(0, 5)), `${mean(lines.slice(0, 5))} → ${mean(lines.slice(-10))}`);
+});
+
+test("frozen groups do not move during training", async () => {
+  const dir = tmp();
+  const cfg = tiny("cpu", { steps: 10, freeze: ["attn", "pos_emb"], ckpt_steps: [1] });
+  await train(cfg, { outDir: dir, quiet: true });
+  const p1 = loadCheckpoint(join(dir, "checkpoints", "step-0000001.safetensors")).params;
+  const p10 = loadCheckpoint(join(dir, "checkpoints", "step-0000010.safetensors")).params;
+  for (const s of paramSpecs({ ...cfg.model })) {
+    const same = p1.subarray(s.offset, s.offset + s.size).every((x, i) => x === p10[s.offset + i]);
+    if (/\.attn$/.test(s.group) || s.group === "pos_emb") assert.ok(same, `${s.name} moved`);
+    else if (s.name !== "embed.tok.weight") assert.ok(!same, `${s.name} did not move`);
+  }
+});
+
+test("a run that diverges stops with a clear error and keeps its checkpoints", async () => {
+  const dir = tmp();
+  const cfg = tiny("cpu", { steps: 50, lr: 1e30, warmup: 0, ckpt_every: 1, eval_every: 0, keep_optimizer: "last" });
+  await assert.rejects(train(cfg, { outDir: dir, quiet: true }), (e: unknown) => e instanceof AbruptError && /loss became (NaN|Infinity)/.test(e.message));
+  assert.equal(JSON.parse(readFileSync(join(dir, "status.json"), "utf8")).status, "failed");
+  const steps = listCheckpoints(dir);
+  assert.ok(steps.length > 0);
+  // the newest checkpoint still loads and holds finite numbers
+  const p = loadCheckpoint(join(dir, "checkpoints", `step-${String(steps.at(-1)).padStart(7, "0")}.safetensors`)).params;
+  assert.ok(p.every(Number.isFinite));
+});
+
+test("a second run into the same folder is refused", async () => {
+  const dir = tmp();
+  await train(tiny("cpu", { steps: 2, warmup: 0 }), { outDir: dir, quiet: true });
+  await assert.rejects(train(tiny("cpu", { steps: 2, warmup: 0 }), { outDir: dir, quiet: true }), /already holds a run/);
+  assert.ok(existsSync(join(dir, "metrics.jsonl")));
+});
+
+test("config: presets, validation, checkpoint schedule", () => {
+  const p = resolveConfig("paper", undefined, {});
+  assert.deepEqual([p.model.L, p.model.H, p.model.d, p.model.ff, p.train.batch, p.train.lr, p.train.steps], [4, 8, 768, 3072, 256, 1e-4, 50000]);
+  const s = resolveConfig("S", undefined, {});
+  assert.deepEqual([s.model.L, s.model.H, s.model.d, s.train.batch], [2, 4, 128, 128]);
+  assert.throws(() => resolveConfig("nope", undefined, {}), /unknown preset "nope"/);
+  assert.throws(() => resolveConfig("S", undefined, { data: { rank: 8 } }), /rank \(8\) must be at most min\(m, n\) = 7/);
+  assert.throws(() => resolveConfig("S", undefined, { data: { p_mask: 1 } }), /p_mask must be in \[0, 1\)/);
+  assert.throws(() => resolveConfig("S", undefined, { model: { H: 3 } }), /H \(3\) must divide model.d \(128\)/);
+  assert.throws(() => resolveConfig("S", undefined, { data: { m: 30, n: 30 } }), /positions/);
+  const ck = checkpointSteps({ ...p.train, steps: 1000, ckpt_every: 250, ckpt_log: 4, ckpt_steps: [7] });
+  assert.deepEqual([...ck].sort((a, b) => a - b), [1, 7, 10, 100, 250, 500, 750, 1000]);
+});
+
+test("drop summary finds a synthetic plateau and drop", () => {
+  const lines: MetricsLine[] = [];
+  for (let s = 1; s <= 2000; s++) {
+    const lm = s < 300 ? 1 : s < 1200 ? 2 / 9 * (1 + 0.05 * Math.sin(s)) : 0.005;
+    lines.push({ step: s, loss: lm * 0.3, loss_mask: lm, loss_obs: 0.01, mask_abs: 0, lr: 0, ms: 10 });
+  }
+  const sm = summarizeDrop(lines, 2);
+  assert.ok(sm.plateau && Math.abs(sm.plateau.start - 349) <= 5 && Math.abs(sm.plateau.end - 1210) <= 15, JSON.stringify(sm.plateau));
+  assert.ok(sm.drop && sm.drop.step > 1200 && sm.drop.step < 1260);
+  assert.ok(sm.phenomenon);
+  const flat = summarizeDrop(lines.slice(0, 1100), 2);
+  assert.equal(flat.drop, null);
+  assert.equal(flat.phenomenon, false);
+});
