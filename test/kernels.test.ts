@@ -523,6 +523,18 @@ describe("cpu determinism and argument checks", () => {
     assert.throws(() => k.setThreads(0), RangeError);
   });
 
+  it("accepts zero sizes (empty batch, no tokens, no input features)", () => {
+    const k = cpu();
+    const f = (n: number) => new Float32Array(n);
+    k.attentionPattern(f(0), f(0), 2, 0, 8, 2);
+    k.attentionApply(f(0), f(0), f(0), 0, 3, 8, 2);
+    k.attentionBackward(f(0), f(0), f(0), f(0), f(0), 2, 0, 8, 2);
+    const out = f(6);
+    k.linearForward(out, f(0), f(0), Float32Array.of(1, 2, 3), 2, 0, 3);
+    assert.deepEqual(out, Float32Array.of(1, 2, 3, 1, 2, 3));
+    assert.equal(k.mse(null, f(0), f(0), 0, 1), 0);
+  });
+
   it("rejects wrong lengths, types and tokens instead of overrunning", () => {
     const k = cpu();
     const f = (n: number) => new Float32Array(n);
