@@ -104,3 +104,29 @@ test("bad input: one clear line, non-zero exit, nothing written", () => {
   oneLineError(run("predict", "--checkpoint", join(dir, "checkpoints", "step-0000001.safetensors"), "--input", input), /outside the vocabulary range/);
   assert.deepEqual(readdirSync(d).sort(), ["bad.json", "in.json", "not.safetensors", "run"]);
 });
+
+test("Ctrl-C saves a checkpoint with its Adam state and the run resumes from it", async () => {
+  const dir = join(tmp(), "run");
+  const { spawn } = await import("node:child_process");
+  const child = spawn(process.execPath, [bin, "train", ...small, "--steps", "100000", "--ckpt-every", "0", "--ckpt-log", "0", "--out", dir], { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+  // wait until some steps are on disk, then interrupt
+  const deadline = Date.now() + 60000;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    if (existsSync(join(dir, "metrics.jsonl")) && readFileSync(join(dir, "metrics.jsonl"), "utf8").split("\n").length > 20) break;
+  }
+  child.kill("SIGINT");
+  const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+  assert.equal(code, 130, stderr);
+  const status = JSON.parse(readFileSync(join(dir, "status.json"), "utf8"));
+  assert.equal(status.status, "interrupted");
+  const name = `step-${String(status.step).padStart(7, "0")}`;
+  assert.ok(existsSync(join(dir, "checkpoints", `${name}.safetensors`)));
+  assert.ok(existsSync(join(dir, "checkpoints", `${name}.adam.safetensors`)));
+  const r = run("train", "--resume", "--out", dir, "--steps", String(status.step + 3), "--quiet");
+  assert.equal(r.status, 0, r.stderr);
+  const steps = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).step).filter((s) => s !== undefined);
+  assert.equal(steps.at(-1), status.step + 3);
+});
