@@ -1,0 +1,129 @@
+// What every analysis gets: the model at a chosen checkpoint (of a run, or a
+// lone safetensors file such as a converted PyTorch checkpoint), the data
+// config, a seed, a backend, and where to write. Each experiment of SPEC §4
+// lives in its own file in this folder and returns an AnalysisOutput; the
+// CLI (`abrupt analyze`) writes it to <run>/analysis/<experiment>.json with
+// its figures beside it.
+
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { DataConfig } from "../data/matrix.js";
+import { AbruptError } from "../errors.js";
+import type { Kernels } from "../kernels/types.js";
+import { Bert } from "../model/bert.js";
+import { loadCheckpoint } from "../store/checkpoint.js";
+import { type RunConfig, validateRunConfig } from "../train/config.js";
+import { type MetricsLine, readMetrics } from "../train/metrics.js";
+import { type VlSpec, writeFigure } from "../train/plot.js";
+import { ckptName, dataConfigOf, listCheckpoints } from "../train/train.js";
+
+export interface RunHandle {
+  dir: string;
+  cfg: RunConfig;
+  metrics: MetricsLine[];
+  /** checkpoint steps on disk, ascending */
+  steps: number[];
+}
+
+export function openRun(dir: string): RunHandle {
+  const abs = resolve(dir);
+  const cfgFile = join(abs, "config.json");
+  if (!existsSync(abs)) throw new AbruptError(`run directory ${dir} does not exist`);
+  if (!existsSync(cfgFile)) throw new AbruptError(`${dir} is not a run directory (no config.json)`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(cfgFile, "utf8"));
+  } catch (e) {
+    throw new AbruptError(`${cfgFile} is not valid JSON: ${(e as Error).message}`);
+  }
+  const cfg = validateRunConfig(raw);
+  return { dir: abs, cfg, metrics: readMetrics(join(abs, "metrics.jsonl")).lines, steps: listCheckpoints(abs) };
+}
+
+export function checkpointFile(run: RunHandle, step: number): string {
+  if (!run.steps.includes(step)) {
+    const list = run.steps.length > 12 ? [...run.steps.slice(0, 6), "…", ...run.steps.slice(-5)] : run.steps;
+    throw new AbruptError(`checkpoint step ${step} does not exist in ${run.dir} (available: ${list.join(", ") || "none"})`);
+  }
+  return join(run.dir, "checkpoints", `${ckptName(step)}.safetensors`);
+}
+
+/** The model source of an analysis: a run's checkpoints or one file. */
+export type Source =
+  | { kind: "run"; run: RunHandle }
+  | { kind: "checkpoint"; file: string; heads?: number };
+
+export interface AnalysisContext {
+  source: Source;
+  /** data config of the run (or of the flags, for a lone checkpoint) */
+  data: DataConfig;
+  kernels: Kernels;
+  seed: number;
+  /** folder the results go to */
+  outDir: string;
+  /** the checkpoint step analysed (-1 for a lone checkpoint file) */
+  step: number;
+  /** loads the model at `step` (default: ctx.step); cached per step */
+  model(step?: number): Bert;
+}
+
+export function makeContext(source: Source, data: DataConfig, kernels: Kernels, seed: number, outDir: string, step: number): AnalysisContext {
+  const cache = new Map<number, Bert>();
+  const ctx: AnalysisContext = {
+    source, data, kernels, seed, outDir, step,
+    model(s = ctx.step) {
+      let m = cache.get(s);
+      if (m) return m;
+      const file = source.kind === "run" ? checkpointFile(source.run, s) : source.file;
+      const heads = source.kind === "run" ? source.run.cfg.model.H : source.heads;
+      const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
+      m = new Bert(ck.cfg, kernels);
+      m.params.set(ck.params);
+      const T = data.m * data.n;
+      if (T > ck.cfg.positions) throw new AbruptError(`the model has ${ck.cfg.positions} positions, too few for ${data.m}×${data.n} matrices (${T} tokens)`);
+      cache.set(s, m);
+      return m;
+    },
+  };
+  return ctx;
+}
+
+export function dataOfRun(run: RunHandle): DataConfig {
+  return dataConfigOf(run.cfg);
+}
+
+/** What an experiment returns: JSON results, figures, one-line findings. */
+export interface AnalysisOutput {
+  json: Record<string, unknown>;
+  figures: Array<{ name: string; spec: VlSpec }>;
+  findings: string[];
+}
+
+/**
+ * Writes <outDir>/<experiment>.json (with experiment, step and seed added)
+ * and each figure as <outDir>/<experiment>-<figure>.svg/.png. Returns the
+ * written paths.
+ */
+export async function writeOutput(ctx: AnalysisContext, experiment: string, out: AnalysisOutput, suffix = ""): Promise<string[]> {
+  mkdirSync(ctx.outDir, { recursive: true });
+  const base = join(ctx.outDir, experiment + suffix);
+  const json = { experiment, step: ctx.step, seed: ctx.seed, ...out.json, findings: out.findings };
+  const tmp = `${base}.json.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 1) + "\n");
+  renameSync(tmp, `${base}.json`);
+  const files = [`${base}.json`];
+  for (const f of out.figures) files.push(...(await writeFigure(f.spec, `${base}-${f.name}`)));
+  return files;
+}
+
+/** Per-cell losses of model outputs against a batch. */
+export function lossSplit(out: Float32Array, targets: Float32Array, hidden: Uint8Array): { loss: number; loss_mask: number; loss_obs: number } {
+  let s = 0, sm = 0, so = 0, nm = 0;
+  for (let i = 0; i < out.length; i++) {
+    const e = (out[i]! - targets[i]!) ** 2;
+    s += e;
+    if (hidden[i]) { sm += e; nm++; } else so += e;
+  }
+  const no = out.length - nm;
+  return { loss: s / out.length, loss_mask: nm ? sm / nm : NaN, loss_obs: no ? so / no : NaN };
+}
