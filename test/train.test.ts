@@ -136,3 +136,25 @@ test("drop summary finds a synthetic plateau and drop", () => {
   assert.equal(flat.drop, null);
   assert.equal(flat.phenomenon, false);
 });
+
+test("--init-from RUN@STEP --train-only GROUP: others come from the checkpoint and stay frozen; the group starts fresh", async () => {
+  const a = tmp();
+  await train(tiny("cpu", { steps: 10 }), { outDir: a, quiet: true });
+  const pa = loadCheckpoint(join(a, "checkpoints", "step-0000010.safetensors")).params;
+  const b = tmp();
+  const cfgB = tiny("cpu", { steps: 5, seed: 3, init_from: `${a}@10`, train_only: ["mlp"], ckpt_steps: [1] });
+  await train(cfgB, { outDir: b, quiet: true });
+  const p1 = loadCheckpoint(join(b, "checkpoints", "step-0000001.safetensors")).params;
+  const p5 = loadCheckpoint(join(b, "checkpoints", "step-0000005.safetensors")).params;
+  for (const s of paramSpecs({ ...cfgB.model })) {
+    const eq = (x: Float32Array, y: Float32Array) => x.subarray(s.offset, s.offset + s.size).every((v, i) => v === y[s.offset + i]);
+    if (/\.mlp$/.test(s.group)) {
+      assert.ok(!eq(p1, pa), `${s.name} should start fresh`);
+      assert.ok(!eq(p5, p1), `${s.name} should train`);
+    } else {
+      assert.ok(eq(p5, pa), `${s.name} should equal the checkpoint and stay frozen`);
+    }
+  }
+  assert.throws(() => tiny("cpu", { train_only: ["mlp"] }), /train_only needs train.init_from/);
+  await assert.rejects(train(tiny("cpu", { steps: 2, init_from: `${a}@7` }), { outDir: tmp(), quiet: true }), /does not exist/);
+});

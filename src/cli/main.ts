@@ -39,6 +39,7 @@ interface TrainFlags {
   layers?: number; heads?: number; width?: number; ff?: number; positions?: number;
   backend?: BackendName; threads?: number; evalEvery?: number; evalBatch?: number;
   ckptEvery?: number; ckptLog?: number; ckptSteps?: number[]; freeze?: string[]; keepOptimizer?: string;
+  initFrom?: string; trainOnly?: string[];
 }
 
 function overridesOf(f: TrainFlags): PartialRunConfig {
@@ -49,7 +50,7 @@ function overridesOf(f: TrainFlags): PartialRunConfig {
     train: pick({
       steps: f.steps, seed: f.seed, batch: f.batch, lr: f.lr, warmup: f.warmup, backend: f.backend, threads: f.threads,
       eval_every: f.evalEvery, eval_batch: f.evalBatch, ckpt_every: f.ckptEvery, ckpt_log: f.ckptLog, ckpt_steps: f.ckptSteps,
-      freeze: f.freeze, keep_optimizer: f.keepOptimizer as RunConfig["train"]["keep_optimizer"] | undefined,
+      freeze: f.freeze, init_from: f.initFrom, train_only: f.trainOnly, keep_optimizer: f.keepOptimizer as RunConfig["train"]["keep_optimizer"] | undefined,
     }),
   };
 }
@@ -116,6 +117,8 @@ export function buildProgram(): Command {
     .option("--ckpt-steps <list>", "extra checkpoint steps, comma-separated", intList("--ckpt-steps"))
     .option("--freeze <groups>", "parameter groups to freeze, comma-separated", list)
     .option("--keep-optimizer <which>", "Adam state of every checkpoint (all) or the newest (last)")
+    .option("--init-from <run@step>", "start from a checkpoint of another run (component dynamics)")
+    .option("--train-only <groups>", "with --init-from: re-initialise and train only these groups, freeze the rest", list)
     .action(async (f: TrainFlags) => {
       const fileCfg = f.config ? readConfigFile(f.config) : undefined;
       let cfg: RunConfig;

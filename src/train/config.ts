@@ -51,6 +51,14 @@ export const TrainSchema = z.object({
   keep_optimizer: z.enum(["all", "last"]),
   /** parameter groups not trained (see src/model/params.ts) */
   freeze: z.array(z.string()),
+  /**
+   * Component dynamics (SPEC §4): "RUN_DIR@STEP" sets every parameter from
+   * that checkpoint before training; with train_only, only those groups are
+   * re-initialised from scratch and trained, all others stay frozen.
+   */
+  init_from: z.string().nullable(),
+  /** parameter groups to re-initialise and train (needs init_from); [] = all */
+  train_only: z.array(z.string()),
   /** "cpu" (native) or "ref" (plain TypeScript, slow) */
   backend: z.enum(["cpu", "ref"]),
   /** threads for the cpu backend (0 = all cores) */
@@ -83,7 +91,7 @@ const BASE: RunConfig = {
     steps: 50000, batch: 256, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmup: 0,
     seed: 0, eval_every: 100, eval_batch: 256,
     ckpt_every: 1000, ckpt_log: 12, ckpt_steps: [], keep_optimizer: "last",
-    freeze: [], backend: "cpu", threads: 0,
+    freeze: [], init_from: null, train_only: [], backend: "cpu", threads: 0,
   },
 };
 
@@ -167,6 +175,8 @@ export function validateRunConfig(raw: unknown): RunConfig {
   if (c.model.d % c.model.H !== 0) throw new AbruptError(`config: model.H (${c.model.H}) must divide model.d (${c.model.d})`);
   if (m * n > c.model.positions) throw new AbruptError(`config: an ${m}×${n} matrix needs ${m * n} positions but model.positions is ${c.model.positions}`);
   if (c.model.vocab < 2002) throw new AbruptError(`config: model.vocab must be at least 2002 (got ${c.model.vocab})`);
+  if (c.train.train_only.length > 0 && !c.train.init_from) throw new AbruptError("config: train.train_only needs train.init_from (RUN_DIR@STEP)");
+  if (c.train.init_from && !/^.+@\d+$/.test(c.train.init_from)) throw new AbruptError(`config: train.init_from must be RUN_DIR@STEP (got "${c.train.init_from}")`);
   return c;
 }
 

@@ -10,7 +10,7 @@ import { Rng, type RngState } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { getKernels } from "../kernels/index.js";
 import { Bert } from "../model/bert.js";
-import { type ModelConfig, paramSpecs } from "../model/params.js";
+import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramSpecs } from "../model/params.js";
 import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
 import { type RunConfig, checkpointSteps } from "./config.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
@@ -79,6 +79,28 @@ function trainableRanges(model: Bert): Array<[number, number]> {
   return ranges;
 }
 
+/**
+ * Sets every parameter from RUN_DIR@STEP except the groups named by
+ * `trainOnly`, which keep their fresh initialisation (component dynamics).
+ */
+function initFrom(model: Bert, spec: string, trainOnly: string[]): void {
+  const at = spec.lastIndexOf("@");
+  const dir = spec.slice(0, at);
+  const step = Number(spec.slice(at + 1));
+  const file = join(dir, "checkpoints", `${ckptName(step)}.safetensors`);
+  if (!existsSync(file)) throw new AbruptError(`--init-from: ${file} does not exist`);
+  const ck = loadCheckpoint(file, { heads: model.cfg.H });
+  const c = model.cfg, o = ck.cfg;
+  if (o.L !== c.L || o.d !== c.d || o.ff !== c.ff || o.vocab !== c.vocab || o.positions !== c.positions) {
+    throw new AbruptError(`--init-from: ${file} has L${o.L} d${o.d} ff${o.ff} vocab ${o.vocab} positions ${o.positions}, the run needs L${c.L} d${c.d} ff${c.ff} vocab ${c.vocab} positions ${c.positions}`);
+  }
+  const fresh = model.params.slice();
+  model.params.set(ck.params);
+  for (const s of paramSpecs(model.cfg)) {
+    if (trainOnly.some((sel) => groupMatchesSel(s.group, sel))) model.params.set(fresh.subarray(s.offset, s.offset + s.size), s.offset);
+  }
+}
+
 export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
   const { outDir } = opts;
   const t = cfg.train;
@@ -89,7 +111,14 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   const kernels = getKernels(t.backend);
   if (t.threads > 0 && kernels.setThreads) kernels.setThreads(t.threads);
   const model = new Bert(modelConfigOf(cfg), kernels);
-  model.setFrozen(t.freeze);
+  if (t.train_only.length > 0) {
+    // freeze everything the selectors do not name
+    for (const sel of t.train_only) model.setFrozen([sel]); // validates each selector
+    const keep = groupNames(model.cfg).filter((g) => t.train_only.some((sel) => groupMatchesSel(g, sel)));
+    model.setFrozen([...new Set([...t.freeze, ...groupNames(model.cfg).filter((g) => !keep.includes(g))])]);
+  } else {
+    model.setFrozen(t.freeze);
+  }
   const n = model.params.length;
   const adamM = new Float32Array(n);
   const adamV = new Float32Array(n);
@@ -118,6 +147,7 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       throw new AbruptError(`${outDir} already holds a run (use --resume to continue it, or another --out)`);
     }
     model.init(seeds.init);
+    if (t.init_from) initFrom(model, t.init_from, t.train_only);
   }
   mkdirSync(ckptDir, { recursive: true });
   writeJsonAtomic(join(outDir, "config.json"), cfg);
