@@ -12,7 +12,7 @@ import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
-import { type RunConfig, validateRunConfig } from "../train/config.js";
+import { PartialRunConfigSchema, type RunConfig, resolveConfig } from "../train/config.js";
 import { type MetricsLine, readMetrics } from "../train/metrics.js";
 import { type VlSpec, writeFigure } from "../train/plot.js";
 import { ckptName, dataConfigOf, listCheckpoints } from "../train/train.js";
@@ -36,7 +36,10 @@ export function openRun(dir: string): RunHandle {
   } catch (e) {
     throw new AbruptError(`${cfgFile} is not valid JSON: ${(e as Error).message}`);
   }
-  const cfg = validateRunConfig(raw);
+  // fill fields added since the run was written from its preset's defaults
+  const parsed = PartialRunConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new AbruptError(`${cfgFile}: ${parsed.error.issues[0]!.path.join(".")}: ${parsed.error.issues[0]!.message}`);
+  const cfg = resolveConfig(parsed.data.preset, parsed.data, {});
   return { dir: abs, cfg, metrics: readMetrics(join(abs, "metrics.jsonl")).lines, steps: listCheckpoints(abs) };
 }
 

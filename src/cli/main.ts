@@ -12,6 +12,7 @@ import { readMetrics } from "../train/metrics.js";
 import { lossCurveSpec, writeFigure } from "../train/plot.js";
 import { summarizeDrop } from "../train/summary.js";
 import { train, writeJsonAtomic } from "../train/train.js";
+import { EXPERIMENTS, analyze } from "./analyze.js";
 import { benchInProcess, runBench } from "./bench.js";
 import { loadModel, predict, readPredictInput } from "./predict.js";
 
@@ -164,6 +165,32 @@ export function buildProgram(): Command {
       const model = loadModel(f.checkpoint, getKernels(f.backend), f.heads);
       const predictions = predict(model, matrices, !!f.clamp);
       process.stdout.write(JSON.stringify({ predictions }) + "\n");
+    });
+
+  program
+    .command("analyze")
+    .description(`run an experiment of the paper on a run's checkpoints: ${EXPERIMENTS.map((e) => e.name).join(", ")}, or all`)
+    .argument("<experiment>", "experiment name, or all")
+    .argument("[run]", "run directory (omit with --checkpoint)")
+    .option("--step <which>", "checkpoint: pre, post, final, all, or a step number (default depends on the experiment)")
+    .option("--checkpoint <file>", "analyse one safetensors file instead of a run (e.g. a converted PyTorch checkpoint)")
+    .option("--heads <n>", "heads, for a checkpoint without config (default 8)", int("--heads"))
+    .option("--m <n>", "matrix rows (default: the run's, or 7)", int("--m"))
+    .option("--n <n>", "matrix columns", int("--n"))
+    .option("--rank <r>", "rank", int("--rank"))
+    .option("--p-mask <p>", "probability that a cell is hidden", num("--p-mask"))
+    .option("--factor <dist>", "uniform, gaussian or laplace")
+    .option("--seed <n>", "seed of the analysis data", int("--seed"), 0)
+    .option("--backend <name>", "cpu or ref", backendOpt, "cpu" as BackendName)
+    .option("--out <dir>", "output folder (default RUN/analysis)")
+    .option("--opt <key=value>", "experiment option (repeatable), e.g. --opt values=0.44,-0.24", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2]) => {
+      const res = await analyze(experiment, runDir, f);
+      for (const r of res) {
+        console.error(`${r.experiment}${r.step >= 0 ? ` @ step ${r.step}` : ""}:`);
+        for (const x of r.findings) console.error(`  - ${x}`);
+        console.error(`  → ${r.files.join(", ")}`);
+      }
     });
 
   program
