@@ -66,7 +66,7 @@ export interface AnalysisContext {
   outDir: string;
   /** the checkpoint step analysed (-1 for a lone checkpoint file) */
   step: number;
-  /** loads the model at `step` (default: ctx.step); cached per step */
+  /** loads the model at `step` (default: ctx.step); the two most recent are cached */
   model(step?: number): Bert;
 }
 
@@ -84,6 +84,9 @@ export function makeContext(source: Source, data: DataConfig, kernels: Kernels, 
       m.params.set(ck.params);
       const T = data.m * data.n;
       if (T > ck.cfg.positions) throw new AbruptError(`the model has ${ck.cfg.positions} positions, too few for ${data.m}×${data.n} matrices (${T} tokens)`);
+      // keep the two most recent models (swap needs A and B); a sweep over
+      // many checkpoints must not hold them all
+      if (cache.size >= 2) cache.delete(cache.keys().next().value!);
       cache.set(s, m);
       return m;
     },

@@ -7,6 +7,17 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { type AnalysisContext, type AnalysisOutput, type RunHandle, type Source, dataOfRun, makeContext, openRun, writeOutput } from "../analysis/context.js";
 import { phasesOutput, pickSteps } from "../analysis/phases.js";
+import { ABLATE_DEFAULTS, ablate } from "../analysis/ablate.js";
+import { ATTENTION_DEFAULTS, attention } from "../analysis/attention.js";
+import { COPY_DEFAULTS, copy } from "../analysis/copy.js";
+import { EMBEDDINGS_DEFAULTS, embeddings } from "../analysis/embeddings.js";
+import { NNM_DEFAULTS, nnm } from "../analysis/nnm.js";
+import { OOD_DEFAULTS, ood } from "../analysis/ood.js";
+import { PATCH_DEFAULTS, patch } from "../analysis/patch.js";
+import { PROBE_DEFAULTS, probe } from "../analysis/probe.js";
+import { PROGRESS_DEFAULTS, progress } from "../analysis/progress.js";
+import { SWAP_DEFAULTS, swap } from "../analysis/swap.js";
+import { componentOutput } from "../analysis/component.js";
 import type { DataConfig } from "../data/matrix.js";
 import { validateDataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
@@ -44,7 +55,101 @@ export const EXPERIMENTS: ExperimentDef[] = [
       return phasesOutput(run);
     },
   },
+  {
+    name: "copy",
+    describe: "MASK replaced by value tokens, and random full-rank inputs: does the model copy?",
+    defaultStep: "pre",
+    run: (ctx, o) => copy(ctx, withDefaults("copy", COPY_DEFAULTS, o)),
+  },
+  {
+    name: "nnm",
+    describe: "nuclear-norm minimisation baseline vs BERT over p_mask 0.10…0.60",
+    defaultStep: "post",
+    run: (ctx, o) => nnm(ctx, withDefaults("nnm", NNM_DEFAULTS, o)),
+  },
+  {
+    name: "attention",
+    describe: "mean attention patterns, row/column scores, head labels",
+    defaultStep: "post",
+    run: (ctx, o) => attention(ctx, withDefaults("attention", ATTENTION_DEFAULTS, o)),
+  },
+  {
+    name: "probe",
+    describe: "linear probes per layer: cell value, masked row, top singular vector",
+    defaultStep: "post",
+    run: (ctx, o) => probe(ctx, withDefaults("probe", PROBE_DEFAULTS, o)),
+  },
+  {
+    name: "embeddings",
+    describe: "token-embedding norms and PCA, position t-SNE, permuted positions",
+    defaultStep: "post",
+    run: (ctx, o, run) => {
+      const opts = withDefaults("embeddings", EMBEDDINGS_DEFAULTS, o);
+      if (run && opts.steps.length === 0) opts.steps = run.steps.filter((s) => s <= ctx.step);
+      return embeddings(ctx, opts);
+    },
+  },
+  {
+    name: "patch",
+    describe: "activation patching: run on -X with attention outputs from X",
+    defaultStep: "post",
+    run: (ctx, o) => patch(ctx, withDefaults("patch", PATCH_DEFAULTS, o)),
+  },
+  {
+    name: "ablate",
+    describe: "per-head importance: zero or mean-pattern ablation",
+    defaultStep: "post",
+    run: (ctx, o) => ablate(ctx, withDefaults("ablate", ABLATE_DEFAULTS, o)),
+  },
+  {
+    name: "swap",
+    describe: "swap Q/K/V, attention or non-attention weights between pre and post checkpoints",
+    defaultStep: "none",
+    run: (ctx, o, run) => {
+      const opts = withDefaults("swap", SWAP_DEFAULTS, o);
+      if (run) {
+        if (opts.stepA === null) opts.stepA = pickSteps(run, "pre")[0]!;
+        if (opts.stepB === null) opts.stepB = pickSteps(run, "post")[0]!;
+      }
+      return swap(ctx, opts);
+    },
+  },
+  {
+    name: "component",
+    describe: "a --train-only run against the run it was initialised from: when does its drop come?",
+    defaultStep: "none",
+    run: (_ctx, _o, run) => {
+      if (!run) throw new AbruptError("component needs a run directory made with --init-from/--train-only");
+      return componentOutput(run);
+    },
+  },
+  {
+    name: "ood",
+    describe: "out of distribution: factors, ranks, p_mask, sizes; BERT vs NNM",
+    defaultStep: "post",
+    run: (ctx, o) => ood(ctx, withDefaults("ood", OOD_DEFAULTS, o)),
+  },
+  {
+    name: "progress",
+    describe: "attention progress, hidden-state collapse, repetition over training",
+    defaultStep: "none",
+    run: (ctx, o, run) => {
+      const opts = withDefaults("progress", PROGRESS_DEFAULTS, o);
+      if (run && opts.steps.length === 0) opts.steps = run.steps;
+      if (run && opts.metrics === undefined) opts.metrics = run.metrics.map((l) => ({ step: l.step, loss: l.loss, loss_mask: l.loss_mask }));
+      return progress(ctx, opts);
+    },
+  },
 ];
+
+/** Experiment options: defaults overridden by --opt key=value; unknown keys are errors. */
+function withDefaults<T extends object>(experiment: string, defaults: T, given: Record<string, unknown>): T {
+  const known = Object.keys(defaults);
+  for (const k of Object.keys(given)) {
+    if (!known.includes(k)) throw new AbruptError(`${experiment}: unknown option "${k}" (options: ${known.join(", ") || "none"})`);
+  }
+  return { ...defaults, ...given } as T;
+}
 
 /** Parses --opt key=value: numbers, comma lists of numbers/strings, JSON, or strings. */
 export function parseOpts(pairs: string[]): Record<string, unknown> {

@@ -1,0 +1,151 @@
+// Experiment 7, patch: activation patching between X and −X (SPEC §4, "run
+// on −X with the layer-4 attention outputs taken from the run on X, same
+// mask; compare outputs to X and to −X").
+//
+// One batch with random masks. X: the batch as drawn; −X: every value
+// negated (tokens of −x at observed cells, MASK at the same hidden cells).
+// Pass 1 runs on X and caches every chosen hook's activation; pass 2 runs
+// on −X unpatched; then, for each hook alone, a pass on −X with that
+// activation replaced by the one cached from X. For every run, the MSE of
+// the outputs to X and to −X over all, hidden and observed cells.
+//
+// JSON schema:
+// {
+//   batch,
+//   hooks: string[],
+//   baselines: { x: Run, negX: Run },   // unpatched runs on X and on −X
+//   patched: [{ hook } & Run],          // runs on −X with `hook` from X
+// }
+// Run = { toX: Mse, toNegX: Mse }, Mse = { all, hidden, observed }
+
+import { type Batch, MASK_ID, sampleBatch, tokenOf } from "../data/matrix.js";
+import { Rng } from "../data/rng.js";
+import { AbruptError } from "../errors.js";
+import type { VlSpec } from "../train/plot.js";
+import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import { checkBatchSize, fmt, forwardBatch } from "./attention.js";
+
+export interface PatchOptions {
+  /** hook names to patch, each alone; null (default): blocks.{l}.attn.out for every layer */
+  hooks: string[] | null;
+  /** matrices in the batch (default 256) */
+  batch: number;
+}
+
+export const PATCH_DEFAULTS: PatchOptions = { hooks: null, batch: 256 };
+
+export interface Mse {
+  all: number;
+  hidden: number;
+  observed: number;
+}
+
+export interface PatchRun {
+  toX: Mse;
+  toNegX: Mse;
+}
+
+function mse(out: Float32Array, target: Float32Array, hidden: Uint8Array, sign: number): Mse {
+  let s = 0, sh = 0, nh = 0;
+  for (let i = 0; i < out.length; i++) {
+    const e = (out[i]! - sign * target[i]!) ** 2;
+    s += e;
+    if (hidden[i]) { sh += e; nh++; }
+  }
+  const no = out.length - nh;
+  return { all: s / out.length, hidden: nh ? sh / nh : NaN, observed: no ? (s - sh) / no : NaN };
+}
+
+/** The same batch with every value negated (same mask). */
+export function negateBatch(batch: Batch, clamp: boolean): Batch {
+  const neg: Batch = { ...batch, tokens: new Int32Array(batch.tokens.length), targets: batch.targets.map((v) => -v) };
+  for (let i = 0; i < neg.tokens.length; i++) neg.tokens[i] = batch.hidden[i] ? MASK_ID : tokenOf(neg.targets[i]!, clamp);
+  return neg;
+}
+
+export function patch(ctx: AnalysisContext, opts: PatchOptions): AnalysisOutput {
+  checkBatchSize(opts.batch);
+  const model = ctx.model();
+  const hooks = opts.hooks ?? Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.attn.out`);
+  if (hooks.length === 0) throw new AbruptError("no hooks to patch");
+  const valid = model.hookNames();
+  for (const h of hooks) {
+    if (!valid.includes(h)) throw new AbruptError(`unknown hook "${h}" (valid: ${valid.join(", ")})`);
+  }
+  const x = sampleBatch(new Rng(ctx.seed), ctx.data, opts.batch);
+  const negX = negateBatch(x, ctx.data.clamp);
+  const { B } = x;
+  const run = (out: Float32Array): PatchRun => ({ toX: mse(out, x.targets, x.hidden, 1), toNegX: mse(out, x.targets, x.hidden, -1) });
+
+  // pass 1 on X: cache each hooked activation ([B, ...] as B per-sample blocks)
+  const cache = new Map<string, Float32Array>();
+  let at = 0; // first sample of the current chunk
+  const removers = [...new Set(hooks)].map((name) => model.addHook(name, (act, info) => {
+    const per = act.length / info.shape[0]!;
+    let c = cache.get(name);
+    if (!c) { c = new Float32Array(B * per); cache.set(name, c); }
+    c.set(act, at * per);
+  }));
+  let xOut: Float32Array;
+  try {
+    xOut = forwardBatch(model, x, { before: (b0) => { at = b0; } });
+  } finally {
+    for (const r of removers) r();
+  }
+  const baselines = { x: run(xOut), negX: run(forwardBatch(model, negX)) };
+
+  const patched: Array<{ hook: string } & PatchRun> = [];
+  for (const name of hooks) {
+    const src = cache.get(name)!;
+    const remove = model.addHook(name, (act, info) => {
+      const per = act.length / info.shape[0]!;
+      act.set(src.subarray(at * per, at * per + act.length));
+    });
+    try {
+      patched.push({ hook: name, ...run(forwardBatch(model, negX, { before: (b0) => { at = b0; } })) });
+    } finally {
+      remove();
+    }
+  }
+
+  const f = (r: PatchRun) => `MSE to X ${fmt(r.toX.hidden)}, to −X ${fmt(r.toNegX.hidden)} (hidden cells; all cells ${fmt(r.toX.all)} / ${fmt(r.toNegX.all)})`;
+  const closer = (r: PatchRun) => {
+    const k = Number.isFinite(r.toX.hidden) ? "hidden" : "all";
+    return `${k === "hidden" ? "hidden cells" : "outputs"} closer to ${r.toX[k] < r.toNegX[k] ? "X" : "−X"}`;
+  };
+  const findings = [
+    `run on X: ${f(baselines.x)}`,
+    `run on −X: ${f(baselines.negX)}`,
+    ...patched.map((p) => `run on −X with ${p.hook} from X: ${f(p)}; ${closer(p)}`),
+  ];
+
+  const values: Array<{ run: string; target: string; cells: string; mse: number }> = [];
+  const add = (runName: string, r: PatchRun) => {
+    for (const cells of ["all", "hidden", "observed"] as const) {
+      values.push({ run: runName, target: "X", cells, mse: r.toX[cells] }, { run: runName, target: "−X", cells, mse: r.toNegX[cells] });
+    }
+  };
+  add("X (unpatched)", baselines.x);
+  add("−X (unpatched)", baselines.negX);
+  for (const p of patched) add(`−X, patched ${p.hook}`, p);
+  const order = ["X (unpatched)", "−X (unpatched)", ...patched.map((p) => `−X, patched ${p.hook}`)];
+  const spec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: { text: "activation patching: run on −X with one activation taken from the run on X", subtitle: "MSE of the outputs to X and to −X (same mask, one batch)" },
+    data: { values: values.filter((v) => Number.isFinite(v.mse)) },
+    facet: { row: { field: "cells", type: "nominal", title: "cells", sort: ["all", "hidden", "observed"] } },
+    spec: {
+      width: Math.max(240, 70 * order.length), height: 160,
+      mark: "bar",
+      encoding: {
+        x: { field: "run", type: "nominal", sort: order, title: "run", axis: { labelAngle: -30, labelLimit: 320 } },
+        xOffset: { field: "target", type: "nominal", sort: ["X", "−X"] },
+        y: { field: "mse", type: "quantitative", title: "MSE" },
+        color: { field: "target", type: "nominal", title: "MSE to", sort: ["X", "−X"] },
+        tooltip: [{ field: "run" }, { field: "target" }, { field: "mse", format: ".4g" }],
+      },
+    },
+    resolve: { scale: { y: "independent" } },
+  } as VlSpec;
+  return { json: { batch: B, hooks, baselines, patched }, figures: [{ name: "mse", spec }], findings };
+}

@@ -1,0 +1,268 @@
+// Experiment 12, plateau progress measures (SPEC §5, after Gopalani & Hu,
+// "What Happens During the Loss Plateau?"), per checkpoint, on one batch:
+//
+// - attention progress: for each hidden query cell q = (i, j), the mass its
+//   attention row puts on the OBSERVED cells of row i and column j (the
+//   "optimal positions"; q itself is hidden so never among them), divided
+//   by the row's total mass (1 after softmax). Averaged over the hidden
+//   query cells that have at least one such observed cell; reported per
+//   layer × head, as the best head per layer (max over heads of the head
+//   means), and as the mean over all layers and heads. Reference: the
+//   value uniform attention would give, mean |optimal(q)| / (m·n).
+// - hidden-state collapse: mean pairwise cosine similarity of the final
+//   hidden states (`blocks.{L-1}.resid_post`) over the positions of a
+//   sample (all pairs t < t' of nonzero states), averaged over samples.
+// - repetition: fraction of adjacent tokens (t, t+1 in the row-major
+//   sequence, so across row ends too) whose outputs are equal after
+//   rounding to 2 decimals, averaged over samples.
+// All read through hooks/activations of one forward pass (`progressAt`,
+// which the trainer can call at checkpoint steps). The batch: `matrices`
+// matrices from Rng(ctx.seed), the same for every checkpoint.
+//
+// JSON:
+//   matrices: number
+//   steps: {step, attnProgress, attnMaxHead: number[L], attnByHead: number[L][H],
+//           attnUniform, queries, collapse, repetition,
+//           loss, loss_mask, loss_obs            (this batch)
+//           trainLoss, trainLossMask, metricsStep (the metrics line nearest the
+//                                                 step, when `metrics` is given; else null)}[]
+// Figure: progress (top: measures vs step; bottom: losses vs step, log scale).
+
+import { type Batch, sampleBatch } from "../data/matrix.js";
+import { Rng } from "../data/rng.js";
+import { AbruptError } from "../errors.js";
+import type { Bert } from "../model/bert.js";
+import type { VlSpec } from "../train/plot.js";
+import type { AnalysisContext, AnalysisOutput } from "./context.js";
+
+export interface ProgressOptions {
+  /** checkpoint steps (default []: only ctx.step); more than one needs a run */
+  steps: number[];
+  /** matrices in the batch (default 256) */
+  matrices: number;
+  /** matrices per forward pass (default 64) */
+  batch: number;
+  /** the run's metrics lines, to plot the training loss at each step (optional) */
+  metrics?: Array<{ step: number; loss: number; loss_mask: number }>;
+}
+
+export const PROGRESS_DEFAULTS: ProgressOptions = { steps: [], matrices: 256, batch: 64 };
+
+export interface ProgressMeasures {
+  /** mean over layers and heads of the attention progress */
+  attnProgress: number;
+  /** per layer, the best head's attention progress */
+  attnMaxHead: number[];
+  /** [L][H] attention progress of each head */
+  attnByHead: number[][];
+  /** what uniform attention would score */
+  attnUniform: number;
+  /** hidden query cells counted (those with an observed cell in their row or column) */
+  queries: number;
+  collapse: number;
+  repetition: number;
+  loss: number;
+  loss_mask: number;
+  loss_obs: number;
+}
+
+/** Running sums of the measures, so batches can be split into chunks. */
+interface Sums {
+  mass: Float64Array; // [L*H]
+  uniform: number;
+  queries: number;
+  collapse: number;
+  repetition: number;
+  samples: number;
+  se: number; seM: number; nM: number; n: number;
+}
+
+function progressSums(model: Bert, batch: Batch): Sums {
+  const { L, H } = model.cfg;
+  const { B, T, m, n, hidden, targets } = batch;
+  const out = model.forward(batch.tokens, B, T);
+  const s: Sums = { mass: new Float64Array(L * H), uniform: 0, queries: 0, collapse: 0, repetition: 0, samples: B, se: 0, seM: 0, nM: 0, n: B * T };
+
+  // losses and repetition from the outputs
+  for (let b = 0; b < B; b++) {
+    let rep = 0;
+    for (let t = 0; t < T; t++) {
+      const i = b * T + t;
+      const e2 = (out[i]! - targets[i]!) ** 2;
+      s.se += e2;
+      if (hidden[i]) { s.seM += e2; s.nM++; }
+      if (t + 1 < T && Math.round(out[i]! * 100) === Math.round(out[i + 1]! * 100)) rep++;
+    }
+    s.repetition += T > 1 ? rep / (T - 1) : 0;
+  }
+
+  // optimal positions of each hidden query, then attention mass on them
+  const opt: Array<Array<[number, number[]]>> = []; // per sample: [query, observed cells of its row and column]
+  for (let b = 0; b < B; b++) {
+    const list: Array<[number, number[]]> = [];
+    for (let q = 0; q < T; q++) {
+      if (!hidden[b * T + q]) continue;
+      const i = Math.floor(q / n), j = q % n;
+      const ks: number[] = [];
+      for (let c = 0; c < n; c++) if (!hidden[b * T + i * n + c]) ks.push(i * n + c);
+      for (let r = 0; r < m; r++) if (r !== i && !hidden[b * T + r * n + j]) ks.push(r * n + j);
+      if (ks.length === 0) continue;
+      list.push([q, ks]);
+      s.queries++;
+      s.uniform += ks.length / T;
+    }
+    opt.push(list);
+  }
+  for (let l = 0; l < L; l++) {
+    const att = model.act(`blocks.${l}.attn.pattern`); // [B,H,T,T]
+    for (let b = 0; b < B; b++) {
+      for (const [q, ks] of opt[b]!) {
+        for (let h = 0; h < H; h++) {
+          const row = ((b * H + h) * T + q) * T;
+          let mass = 0;
+          for (const k of ks) mass += att[row + k]!;
+          s.mass[l * H + h]! += mass;
+        }
+      }
+    }
+  }
+
+  // collapse: Σ_{t<t'} cos = (‖Σ u_t‖² − Σ‖u_t‖²)/2 over unit vectors u_t
+  const C = model.cfg.d;
+  const fin = model.act(L > 0 ? `blocks.${L - 1}.resid_post` : "embed.out");
+  const sum = new Float64Array(C);
+  for (let b = 0; b < B; b++) {
+    sum.fill(0);
+    let nz = 0;
+    for (let t = 0; t < T; t++) {
+      const x = fin.subarray((b * T + t) * C, (b * T + t + 1) * C);
+      let nrm = 0;
+      for (let c = 0; c < C; c++) nrm += x[c]! * x[c]!;
+      if (nrm === 0) continue;
+      nz++;
+      const inv = 1 / Math.sqrt(nrm);
+      for (let c = 0; c < C; c++) sum[c]! += x[c]! * inv;
+    }
+    let ss = 0;
+    for (let c = 0; c < C; c++) ss += sum[c]! * sum[c]!;
+    s.collapse += nz > 1 ? (ss - nz) / (nz * (nz - 1)) : 1;
+  }
+  return s;
+}
+
+function addSums(a: Sums | null, b: Sums): Sums {
+  if (!a) return b;
+  for (let i = 0; i < a.mass.length; i++) a.mass[i]! += b.mass[i]!;
+  a.uniform += b.uniform; a.queries += b.queries; a.collapse += b.collapse; a.repetition += b.repetition;
+  a.samples += b.samples; a.se += b.se; a.seM += b.seM; a.nM += b.nM; a.n += b.n;
+  return a;
+}
+
+function finish(s: Sums, L: number, H: number): ProgressMeasures {
+  const attnByHead = Array.from({ length: L }, (_, l) => Array.from({ length: H }, (_, h) => (s.queries ? s.mass[l * H + h]! / s.queries : NaN)));
+  const all = attnByHead.flat();
+  return {
+    attnProgress: all.length ? all.reduce((x, y) => x + y, 0) / all.length : NaN,
+    attnMaxHead: attnByHead.map((hs) => Math.max(...hs)),
+    attnByHead,
+    attnUniform: s.queries ? s.uniform / s.queries : NaN,
+    queries: s.queries,
+    collapse: s.collapse / s.samples,
+    repetition: s.repetition / s.samples,
+    loss: s.se / s.n,
+    loss_mask: s.nM ? s.seM / s.nM : NaN,
+    loss_obs: s.n - s.nM ? (s.se - s.seM) / (s.n - s.nM) : NaN,
+  };
+}
+
+/** The progress measures of a model on one batch (one forward pass; hooks on the model apply). */
+export function progressAt(model: Bert, batch: Batch): ProgressMeasures {
+  return finish(progressSums(model, batch), model.cfg.L, model.cfg.H);
+}
+
+/** progressAt over a batch split into chunks of `chunk` matrices (same numbers, less memory). */
+export function progressChunked(model: Bert, batch: Batch, chunk: number): ProgressMeasures {
+  let s: Sums | null = null;
+  const { T } = batch;
+  for (let b0 = 0; b0 < batch.B; b0 += chunk) {
+    const Bc = Math.min(chunk, batch.B - b0);
+    const part: Batch = {
+      B: Bc, m: batch.m, n: batch.n, T,
+      tokens: batch.tokens.subarray(b0 * T, (b0 + Bc) * T),
+      targets: batch.targets.subarray(b0 * T, (b0 + Bc) * T),
+      hidden: batch.hidden.subarray(b0 * T, (b0 + Bc) * T),
+    };
+    s = addSums(s, progressSums(model, part));
+  }
+  return finish(s!, model.cfg.L, model.cfg.H);
+}
+
+function nearestLine(metrics: ProgressOptions["metrics"], step: number) {
+  if (!metrics || metrics.length === 0) return null;
+  let best = metrics[0]!;
+  for (const l of metrics) if (Math.abs(l.step - step) < Math.abs(best.step - step)) best = l;
+  return best;
+}
+
+export function progress(ctx: AnalysisContext, opts: ProgressOptions = PROGRESS_DEFAULTS): AnalysisOutput {
+  const posInt = (x: number) => Number.isInteger(x) && x > 0;
+  if (!Array.isArray(opts.steps) || opts.steps.some((s) => !Number.isInteger(s) || s < 0)) throw new AbruptError(`progress: steps must be checkpoint step numbers (got ${JSON.stringify(opts.steps)})`);
+  if (!posInt(opts.matrices)) throw new AbruptError(`progress: matrices must be a positive integer (got ${opts.matrices})`);
+  if (!posInt(opts.batch)) throw new AbruptError(`progress: batch must be a positive integer (got ${opts.batch})`);
+  if (opts.steps.length > 0 && ctx.source.kind !== "run") throw new AbruptError("progress: steps (several checkpoints) needs a run directory, not a lone checkpoint");
+  const steps = opts.steps.length ? [...new Set(opts.steps)].sort((a, b) => a - b) : [ctx.step];
+  const batch = sampleBatch(new Rng(ctx.seed), ctx.data, opts.matrices);
+
+  const rows = steps.map((step) => {
+    const model = ctx.model(step);
+    if (model.cfg.L === 0) throw new AbruptError("progress: the model has no layers, so no attention to measure");
+    const p = progressChunked(model, batch, opts.batch);
+    const line = nearestLine(opts.metrics, step);
+    return { step, ...p, trainLoss: line ? line.loss : null, trainLossMask: line ? line.loss_mask : null, metricsStep: line ? line.step : null };
+  });
+
+  const f = (x: number | null) => (x === null || !Number.isFinite(x) ? "n/a" : x.toPrecision(3));
+  const describe = (r: (typeof rows)[number]) => {
+    const bestL = r.attnMaxHead.reduce((a, x, l) => (x > r.attnMaxHead[a]! ? l : a), 0);
+    return `step ${r.step}: attention progress ${f(r.attnProgress)} (uniform ${f(r.attnUniform)}; best head ${f(r.attnMaxHead[bestL]!)} in layer ${bestL}), ` +
+      `collapse ${f(r.collapse)}, repetition ${f(r.repetition)}, L ${f(r.loss)} (L_mask ${f(r.loss_mask)})`;
+  };
+  const findings = [describe(rows[0]!)];
+  if (rows.length > 1) {
+    findings.push(describe(rows[rows.length - 1]!));
+    let k = 1;
+    for (let i = 1; i < rows.length; i++) if (rows[i]!.attnProgress - rows[i - 1]!.attnProgress > rows[k]!.attnProgress - rows[k - 1]!.attnProgress) k = i;
+    findings.push(`largest rise of attention progress between steps ${rows[k - 1]!.step} and ${rows[k]!.step} (${f(rows[k - 1]!.attnProgress)} → ${f(rows[k]!.attnProgress)}); L ${f(rows[k - 1]!.loss)} → ${f(rows[k]!.loss)}`);
+  }
+
+  const measureRows = rows.flatMap((r) => [
+    { step: r.step, series: "attention: mean over heads", value: r.attnProgress },
+    ...r.attnMaxHead.map((v, l) => ({ step: r.step, series: `attention: layer ${l}, best head`, value: v })),
+    { step: r.step, series: "attention: uniform reference", value: r.attnUniform },
+    { step: r.step, series: "hidden-state collapse", value: r.collapse },
+    { step: r.step, series: "repetition", value: r.repetition },
+  ]).filter((r) => Number.isFinite(r.value));
+  const lossRows = rows.flatMap((r) => [
+    { step: r.step, series: "L (this batch)", value: r.loss },
+    { step: r.step, series: "L_mask (this batch)", value: r.loss_mask },
+    ...(r.trainLoss !== null ? [{ step: r.step, series: "L (training)", value: r.trainLoss }] : []),
+    ...(r.trainLossMask !== null ? [{ step: r.step, series: "L_mask (training)", value: r.trainLossMask }] : []),
+  ]).filter((r) => Number.isFinite(r.value) && r.value > 0);
+  const x = { field: "step", type: "quantitative", title: "step" };
+  const spec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: "plateau progress measures and loss over training",
+    vconcat: [
+      {
+        width: 600, height: 260, data: { values: measureRows }, mark: { type: "line", point: true },
+        encoding: { x, y: { field: "value", type: "quantitative", title: "measure", scale: { domain: [0, 1] } }, color: { field: "series", type: "nominal", title: null, legend: { labelLimit: 300 } } },
+      },
+      {
+        width: 600, height: 200, data: { values: lossRows }, mark: { type: "line", point: true },
+        encoding: { x, y: { field: "value", type: "quantitative", title: "MSE", scale: { type: "log" } }, color: { field: "series", type: "nominal", title: null } },
+      },
+    ],
+    resolve: { scale: { color: "independent" } },
+  } as VlSpec;
+  return { json: { matrices: opts.matrices, steps: rows }, figures: [{ name: "progress", spec }], findings };
+}
