@@ -41,8 +41,9 @@ function ctxOf(model: Bert, data: DataConfig, seed: number): AnalysisContext {
   return { source: { kind: "checkpoint", file: "memory" }, data, kernels: refKernels, seed, outDir: "/tmp", step: 500, model: () => model };
 }
 
-function lowRank(rng: Rng, m: number, n: number, r: number, round: boolean): Float64Array {
-  const U = Array.from({ length: m * r }, () => rng.range(-1, 1)), V = Array.from({ length: n * r }, () => rng.range(-1, 1));
+/** X = U Vᵀ, factor entries from `draw` (default Uniform[-1, 1]), optionally rounded to 0.01. */
+function lowRank(rng: Rng, m: number, n: number, r: number, round: boolean, draw = () => rng.range(-1, 1)): Float64Array {
+  const U = Array.from({ length: m * r }, draw), V = Array.from({ length: n * r }, draw);
   const X = new Float64Array(m * n);
   for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
     let x = 0;
@@ -91,14 +92,22 @@ test("Jacobi SVD: reconstruction, orthonormal factors, sorted values, rank-defic
   assert.ok(Math.abs(spectralNorm(D, 3, 3) - 5) < 1e-14);
 });
 
-test("exact NNM recovers exactly low-rank matrices from enough entries (MSE ≤ 1e-4, in fact ~1e-12)", () => {
+test("exact NNM recovers incoherent low-rank matrices from enough entries (MSE ≤ 1e-4, in fact ~1e-12)", () => {
+  // NNM itself fails on coherent matrices (a factor entry near 0) and on
+  // small rank-2 problems surprisingly often (its minimum then lies strictly
+  // below ‖X‖*, see the next test), so the factors here are bounded away
+  // from 0 (rank 1) or random signs (rank 2)
   const rng = new Rng(5);
-  const cases: Array<[number, number, number, number]> = [[7, 7, 1, 0.3], [7, 7, 2, 0.15], [10, 10, 2, 0.3], [12, 8, 1, 0.4]];
-  for (const [m, n, r, p] of cases) {
+  const away = () => (rng.uniform() < 0.5 ? -1 : 1) * rng.range(0.5, 1);
+  const sign = () => (rng.uniform() < 0.5 ? -1 : 1);
+  const cases: Array<[number, number, number, number, () => number]> = [
+    [7, 7, 1, 0.3, away], [10, 10, 1, 0.4, away], [12, 8, 1, 0.4, away], [12, 12, 2, 0.1, sign], [10, 10, 2, 0.1, sign],
+  ];
+  for (const [m, n, r, p, draw] of cases) {
     const solver = new NnmSolver(m, n);
     let sq = 0, cnt = 0, worst = 0;
     for (let t = 0; t < 10; t++) {
-      const X = lowRank(rng, m, n, r, false);
+      const X = lowRank(rng, m, n, r, false, draw);
       // every row and column keeps ≥ r + 1 observed cells (else recovery is impossible)
       let h: Uint8Array;
       do h = mask(rng, m * n, p);
@@ -148,29 +157,32 @@ test("exact NNM is optimal: feasible, certified gap, ‖X‖* ≤ ‖truth‖*, 
 
 interface Case {
   m: number; n: number; rank: number; pMask: number; M: number[]; hidden: number[]; trueNuc: number;
-  nnm: { X: number[]; nuc: number; lower: number };
-  reg: Array<{ lambda: number; X: number[]; nuc: number; objective: number }>;
+  nnm: { X: number[]; nuc: number; lower: number; unique: boolean };
+  reg: Array<{ lambda: number; X: number[]; nuc: number; objective: number; unique: boolean }>;
 }
 const fixture = JSON.parse(readFileSync(fileURLToPath(new URL("../../test/fixtures/nnm_cases.json", import.meta.url)), "utf8")) as { cases: Case[] };
 
 test("exact and regularised NNM agree with the independent Python solutions (fixture)", () => {
-  assert.ok(fixture.cases.length >= 8);
+  assert.ok(fixture.cases.length >= 8 && fixture.cases.filter((c) => c.nnm.unique).length >= 5);
   for (const c of fixture.cases) {
     const tag = `${c.m}×${c.n} r${c.rank} p${c.pMask}`;
     const res = new NnmSolver(c.m, c.n).solve(c.M, c.hidden);
     assert.ok(Math.abs(res.nuc - c.nnm.nuc) < 1e-6, `${tag}: nuc ${res.nuc} vs ${c.nnm.nuc}`);
     // both are certified within 1e-7 of the optimum: our bound must not exceed their value and vice versa
     assert.ok(res.lower <= c.nnm.nuc + 1e-9 && c.nnm.lower <= res.nuc + 1e-9, tag);
+    // where the minimiser is unique (two Python starts agree), the solutions must too
     const dx = Math.max(...c.nnm.X.map((x, i) => Math.abs(x - res.X[i]!)));
-    assert.ok(dx < 1e-4, `${tag}: solutions differ by ${dx}`);
+    if (c.nnm.unique) assert.ok(dx < 1e-4, `${tag}: solutions differ by ${dx}`);
     const reg = new RegNnmSolver(c.m, c.n);
     for (const r of c.reg) {
       const s = reg.solve(c.M, c.hidden, r.lambda);
       assert.ok(s.converged, `${tag} λ ${r.lambda}`);
       assert.ok(Math.abs(s.objective - r.objective) < 1e-8, `${tag} λ ${r.lambda}: objective ${s.objective} vs ${r.objective}`);
       const d = Math.max(...r.X.map((x, i) => Math.abs(x - s.X[i]!)));
-      assert.ok(d < 1e-4, `${tag} λ ${r.lambda}: solutions differ by ${d}`);
-      assert.ok(Math.abs(s.nuc - r.nuc) < 1e-5, `${tag} λ ${r.lambda}: nuc`);
+      if (r.unique) {
+        assert.ok(d < 1e-4, `${tag} λ ${r.lambda}: solutions differ by ${d}`);
+        assert.ok(Math.abs(s.nuc - r.nuc) < 1e-5, `${tag} λ ${r.lambda}: nuc`);
+      }
     }
   }
 });

@@ -9,7 +9,8 @@ LAPACK's SVD through numpy), to high precision, for test/analysis-nnm.test.ts.
                 plain proximal gradient (ISTA, step 1, no momentum)
 
 Each exact solution comes with a certified duality gap (a subgradient of the
-nuclear norm supported on the observed cells, scaled to spectral norm 1).
+nuclear norm supported on the observed cells, scaled to spectral norm 1) and
+a flag `unique`: a second start from random values ends at the same X.
 
 Run: /usr/bin/python3 tools/make_nnm_fixture.py   (needs python3-numpy)
 """
@@ -41,9 +42,9 @@ def nuc(a):
     return float(np.linalg.svd(a, compute_uv=False).sum())
 
 
-def exact_nnm(m_obs, obs, gamma=1.0, tol=1e-13, max_iter=400_000):
+def exact_nnm(m_obs, obs, z0=None, gamma=1.0, tol=1e-13, max_iter=400_000):
     """Douglas-Rachford: x = prox_{gamma ||.||_*}(z); y = P_affine(2x - z); z += y - x."""
-    z = np.where(obs, m_obs, 0.0)
+    z = np.where(obs, m_obs, 0.0) if z0 is None else z0
     for it in range(1, max_iter + 1):
         x = svt(z, gamma)
         y = np.where(obs, m_obs, 2 * x - z)
@@ -57,8 +58,8 @@ def exact_nnm(m_obs, obs, gamma=1.0, tol=1e-13, max_iter=400_000):
     return sol, nuc(sol), lower, it
 
 
-def ista(m_obs, obs, lam, tol=1e-14, max_iter=2_000_000):
-    x = np.where(obs, m_obs, 0.0)
+def ista(m_obs, obs, lam, x0=None, tol=1e-14, max_iter=2_000_000):
+    x = np.where(obs, m_obs, 0.0) if x0 is None else x0
     for it in range(1, max_iter + 1):
         xn = svt(np.where(obs, m_obs, x), lam)
         done = np.linalg.norm(xn - x) <= tol * max(1.0, np.linalg.norm(xn))
@@ -83,21 +84,29 @@ def main():
         obs = ~hidden
         sol, nn, lower, it = exact_nnm(x_true, obs)
         assert nn - lower <= 1e-9 * max(1.0, nn), (m, n, r, p, nn, lower)
+        # a second start (random values at hidden cells): if it ends elsewhere,
+        # the minimiser is not unique and only the nuclear norm can be compared
+        sol2, nn2, _, _ = exact_nnm(x_true, obs, z0=np.where(obs, x_true, rng.uniform(-2, 2, (m, n))))
+        assert abs(nn2 - nn) <= 1e-9 * max(1.0, nn)
+        unique = bool(np.abs(sol2 - sol).max() <= 1e-6)
         reg = []
         for lam in LAMBDAS:
             xr, nr, obj, itr, kkt = ista(x_true, obs, lam)
             assert kkt <= 1e-8, (m, n, lam, kkt)
-            reg.append({"lambda": lam, "X": xr.ravel().tolist(), "nuc": nr, "objective": obj, "iters": itr, "kkt": kkt})
+            xr2, _, obj2, _, _ = ista(x_true, obs, lam, x0=np.where(obs, x_true, rng.uniform(-2, 2, (m, n))))
+            assert abs(obj2 - obj) <= 1e-12 * max(1.0, obj)
+            reg.append({"lambda": lam, "X": xr.ravel().tolist(), "nuc": nr, "objective": obj, "iters": itr, "kkt": kkt,
+                        "unique": bool(np.abs(xr2 - xr).max() <= 1e-6)})
         cases.append({
             "m": m, "n": n, "rank": r, "pMask": p,
             "M": x_true.ravel().tolist(),
             "hidden": hidden.ravel().astype(int).tolist(),
             "trueNuc": nuc(x_true),
-            "nnm": {"X": sol.ravel().tolist(), "nuc": nn, "lower": lower, "iters": it},
+            "nnm": {"X": sol.ravel().tolist(), "nuc": nn, "lower": lower, "iters": it, "unique": unique},
             "reg": reg,
         })
-        print(f"{m}x{n} r={r} p={p}: hidden {int(hidden.sum())}, nuc {nn:.8f} (true {nuc(x_true):.6f}), gap {nn - lower:.1e}, DR iters {it}; "
-              + ", ".join(f"lam {c['lambda']}: ISTA {c['iters']} it" for c in reg))
+        print(f"{m}x{n} r={r} p={p}: hidden {int(hidden.sum())}, nuc {nn:.8f} (true {nuc(x_true):.6f}), gap {nn - lower:.1e}, DR iters {it}, unique {unique}; "
+              + ", ".join(f"lam {c['lambda']}: ISTA {c['iters']} it{'' if c['unique'] else ' (not unique)'}" for c in reg))
     out = {
         "generator": "tools/make_nnm_fixture.py (numpy " + np.__version__ + "): Douglas-Rachford for the exact problem, ISTA for the regularised one",
         "cases": cases,

@@ -141,6 +141,7 @@ export function copy(ctx: AnalysisContext, opts: CopyOptions): AnalysisOutput {
   const lo = Math.min(...values) - 0.15, hi = Math.max(...values) + 0.15;
   const means = replaced.map((r) => ({ value: r.value, mean: r.meanOut, lo: r.meanOut - r.stdOut, hi: r.meanOut + r.stdOut }));
   const x = { field: "value", type: "quantitative", title: "value token at hidden cells", scale: { domain: [lo, hi] } };
+  const yOf = (field: string) => ({ field, type: "quantitative", title: "model output at hidden cells" });
   const spec = {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
@@ -152,27 +153,27 @@ export function copy(ctx: AnalysisContext, opts: CopyOptions): AnalysisOutput {
       {
         data: { values: [{ value: lo, y: lo }, { value: hi, y: hi }] },
         mark: { type: "line", color: "#888", strokeDash: [4, 4] },
-        encoding: { x, y: { field: "y", type: "quantitative", title: "model output at hidden cells" } },
+        encoding: { x, y: yOf("y") },
       },
       {
         data: { values: [{ y: mask.meanOutHidden, label: "MASK (mean)" }] },
         mark: { type: "rule", color: "#54a24b" },
-        encoding: { y: { field: "y", type: "quantitative" }, tooltip: { field: "label" } },
+        encoding: { y: yOf("y"), tooltip: { field: "label" } },
       },
       {
         data: { values: samples },
         mark: { type: "point", filled: true, opacity: 0.25, size: 12, color: "#4c78a8" },
-        encoding: { x, y: { field: "out", type: "quantitative" } },
+        encoding: { x, y: yOf("out") },
       },
       {
         data: { values: means },
         mark: { type: "errorbar", color: "#e45756", ticks: true },
-        encoding: { x, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } },
+        encoding: { x, y: yOf("lo"), y2: { field: "hi" } },
       },
       {
         data: { values: means },
         mark: { type: "point", filled: true, size: 80, color: "#e45756" },
-        encoding: { x, y: { field: "mean", type: "quantitative" } },
+        encoding: { x, y: yOf("mean") },
       },
     ],
   } as VlSpec;

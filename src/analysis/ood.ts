@@ -49,7 +49,7 @@ export const OOD_DEFAULTS: OodOptions = { matrices: 128, variants: null };
 const FACTORS: Factor[] = ["uniform", "gaussian", "laplace"];
 
 export function defaultVariants(d: DataConfig, positions: number): OodVariant[] {
-  const v: OodVariant[] = [{ name: "base" }];
+  const v: OodVariant[] = [{}];
   for (const factor of FACTORS) if (factor !== d.factor) v.push({ factor });
   for (let r = 1; r <= Math.min(d.m, d.n, 4); r++) if (r !== d.rank) v.push({ rank: r });
   for (let k = 1; k <= 6; k++) {
@@ -73,7 +73,7 @@ function kindOf(d: DataConfig, v: DataConfig): string {
 
 function nameOf(kind: string, v: DataConfig): string {
   switch (kind) {
-    case "base": return `base ${v.m}×${v.n} r${v.rank} p${v.pMask}`;
+    case "base": return "base";
     case "factor": return v.factor;
     case "rank": return `rank ${v.rank}`;
     case "p_mask": return `p_mask ${v.pMask}`;
@@ -128,8 +128,12 @@ export function ood(ctx: AnalysisContext, opts: OodOptions): AnalysisOutput {
   const findings: string[] = [];
   const kinds = [...new Set(rows.map((r) => r.kind))];
   for (const k of kinds) {
-    const items = rows.filter((r) => r.kind === k).map((r) => `${r.name}: ${f(r.loss_mask)} vs ${f(r.nnm_mse_hidden)}`);
-    findings.push(`${k} — BERT L_mask vs NNM MSE: ${items.join("; ")}`);
+    const sel = rows.filter((r) => r.kind === k);
+    if (k === "base") {
+      for (const r of sel) findings.push(`in distribution (${r.m}×${r.n}, rank ${r.rank}, p_mask ${r.pMask}, ${r.factor}): BERT L_mask ${f(r.loss_mask)} vs NNM MSE ${f(r.nnm_mse_hidden)}`);
+    } else {
+      findings.push(`${k} — BERT L_mask vs NNM MSE: ${sel.map((r) => `${r.name}: ${f(r.loss_mask)} vs ${f(r.nnm_mse_hidden)}`).join("; ")}`);
+    }
   }
   const finite = rows.filter((r) => Number.isFinite(r.ratio));
   if (finite.length) {
