@@ -42,6 +42,8 @@ export interface ExperimentDef {
   describe: string;
   /** default checkpoint selection when --step is not given */
   defaultStep: "pre" | "post" | "final" | "all" | "none";
+  /** the experiment's options and their defaults (for --opt key=value) */
+  defaults?: object;
   run(ctx: AnalysisContext, opts: Record<string, unknown>, run: RunHandle | null): AnalysisOutput | Promise<AnalysisOutput>;
 }
 
@@ -59,32 +61,37 @@ export const EXPERIMENTS: ExperimentDef[] = [
     name: "copy",
     describe: "MASK replaced by value tokens, and random full-rank inputs: does the model copy?",
     defaultStep: "pre",
-    run: (ctx, o) => copy(ctx, withDefaults("copy", COPY_DEFAULTS, o)),
+    defaults: COPY_DEFAULTS,
+    run: (ctx, o) => copy(ctx, o as unknown as typeof COPY_DEFAULTS),
   },
   {
     name: "nnm",
     describe: "nuclear-norm minimisation baseline vs BERT over p_mask 0.10…0.60",
     defaultStep: "post",
-    run: (ctx, o) => nnm(ctx, withDefaults("nnm", NNM_DEFAULTS, o)),
+    defaults: NNM_DEFAULTS,
+    run: (ctx, o) => nnm(ctx, o as unknown as typeof NNM_DEFAULTS),
   },
   {
     name: "attention",
     describe: "mean attention patterns, row/column scores, head labels",
     defaultStep: "post",
-    run: (ctx, o) => attention(ctx, withDefaults("attention", ATTENTION_DEFAULTS, o)),
+    defaults: ATTENTION_DEFAULTS,
+    run: (ctx, o) => attention(ctx, o as unknown as typeof ATTENTION_DEFAULTS),
   },
   {
     name: "probe",
     describe: "linear probes per layer: cell value, masked row, top singular vector",
     defaultStep: "post",
-    run: (ctx, o) => probe(ctx, withDefaults("probe", PROBE_DEFAULTS, o)),
+    defaults: PROBE_DEFAULTS,
+    run: (ctx, o) => probe(ctx, o as unknown as typeof PROBE_DEFAULTS),
   },
   {
     name: "embeddings",
     describe: "token-embedding norms and PCA, position t-SNE, permuted positions",
     defaultStep: "post",
+    defaults: EMBEDDINGS_DEFAULTS,
     run: (ctx, o, run) => {
-      const opts = withDefaults("embeddings", EMBEDDINGS_DEFAULTS, o);
+      const opts = { ...(o as unknown as typeof EMBEDDINGS_DEFAULTS) };
       if (run && opts.steps.length === 0) opts.steps = run.steps.filter((s) => s <= ctx.step);
       return embeddings(ctx, opts);
     },
@@ -93,20 +100,23 @@ export const EXPERIMENTS: ExperimentDef[] = [
     name: "patch",
     describe: "activation patching: run on -X with attention outputs from X",
     defaultStep: "post",
-    run: (ctx, o) => patch(ctx, withDefaults("patch", PATCH_DEFAULTS, o)),
+    defaults: PATCH_DEFAULTS,
+    run: (ctx, o) => patch(ctx, o as unknown as typeof PATCH_DEFAULTS),
   },
   {
     name: "ablate",
     describe: "per-head importance: zero or mean-pattern ablation",
     defaultStep: "post",
-    run: (ctx, o) => ablate(ctx, withDefaults("ablate", ABLATE_DEFAULTS, o)),
+    defaults: ABLATE_DEFAULTS,
+    run: (ctx, o) => ablate(ctx, o as unknown as typeof ABLATE_DEFAULTS),
   },
   {
     name: "swap",
     describe: "swap Q/K/V, attention or non-attention weights between pre and post checkpoints",
     defaultStep: "none",
+    defaults: SWAP_DEFAULTS,
     run: (ctx, o, run) => {
-      const opts = withDefaults("swap", SWAP_DEFAULTS, o);
+      const opts = { ...(o as unknown as typeof SWAP_DEFAULTS) };
       if (run) {
         if (opts.stepA === null) opts.stepA = pickSteps(run, "pre")[0]!;
         if (opts.stepB === null) opts.stepB = pickSteps(run, "post")[0]!;
@@ -127,14 +137,16 @@ export const EXPERIMENTS: ExperimentDef[] = [
     name: "ood",
     describe: "out of distribution: factors, ranks, p_mask, sizes; BERT vs NNM",
     defaultStep: "post",
-    run: (ctx, o) => ood(ctx, withDefaults("ood", OOD_DEFAULTS, o)),
+    defaults: OOD_DEFAULTS,
+    run: (ctx, o) => ood(ctx, o as unknown as typeof OOD_DEFAULTS),
   },
   {
     name: "progress",
     describe: "attention progress, hidden-state collapse, repetition over training",
     defaultStep: "none",
+    defaults: PROGRESS_DEFAULTS,
     run: (ctx, o, run) => {
-      const opts = withDefaults("progress", PROGRESS_DEFAULTS, o);
+      const opts = { ...(o as unknown as typeof PROGRESS_DEFAULTS) };
       if (run && opts.steps.length === 0) opts.steps = run.steps;
       if (run && opts.metrics === undefined) opts.metrics = run.metrics.map((l) => ({ step: l.step, loss: l.loss, loss_mask: l.loss_mask }));
       return progress(ctx, opts);
@@ -142,30 +154,61 @@ export const EXPERIMENTS: ExperimentDef[] = [
   },
 ];
 
-/** Experiment options: defaults overridden by --opt key=value; unknown keys are errors. */
-function withDefaults<T extends object>(experiment: string, defaults: T, given: Record<string, unknown>): T {
-  const known = Object.keys(defaults);
-  for (const k of Object.keys(given)) {
-    if (!known.includes(k)) throw new AbruptError(`${experiment}: unknown option "${k}" (options: ${known.join(", ") || "none"})`);
+/** Types of options whose default is null. */
+const NULL_KINDS: Record<string, "strings" | "number" | "numbers" | "json"> = {
+  heads: "strings", hooks: "strings", stepA: "number", stepB: "number", queryCell: "numbers", variants: "json",
+};
+
+/**
+ * Types an option value like its default: numbers, booleans, strings,
+ * comma lists of numbers or strings, or JSON (any value starting with [ or {).
+ */
+function coerce(experiment: string, key: string, dflt: unknown, raw: string): unknown {
+  const bad = (what: string) => new AbruptError(`${experiment}: option ${key} must be ${what} (got "${raw}")`);
+  if (/^\s*[[{]/.test(raw)) {
+    try { return JSON.parse(raw); } catch { throw bad("valid JSON"); }
   }
-  return { ...defaults, ...given } as T;
+  const num = (x: string) => {
+    const v = Number(x);
+    if (x.trim() === "" || !Number.isFinite(v)) throw bad(Array.isArray(dflt) ? "a comma list of numbers" : "a number");
+    return v;
+  };
+  const kind = dflt === null || dflt === undefined ? NULL_KINDS[key] ?? "strings"
+    : Array.isArray(dflt) ? (typeof dflt[0] === "string" ? "strings" : "numbers")
+    : typeof dflt;
+  switch (kind) {
+    case "number": return num(raw);
+    case "boolean":
+      if (raw !== "true" && raw !== "false") throw bad("true or false");
+      return raw === "true";
+    case "numbers": return raw.split(",").map(num);
+    case "strings": return raw.split(",").map((x) => x.trim()).filter(Boolean);
+    case "json": throw bad("JSON");
+    default: return raw;
+  }
 }
 
-/** Parses --opt key=value: numbers, comma lists of numbers/strings, JSON, or strings. */
-export function parseOpts(pairs: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+/**
+ * Experiment options: defaults overridden by --opt key=value. A key no
+ * experiment knows is an error; with `all`, each experiment takes its keys.
+ */
+function withDefaults(def: ExperimentDef, given: Record<string, string>, all: boolean): Record<string, unknown> {
+  const known = Object.keys(def.defaults ?? {});
+  const out: Record<string, unknown> = { ...(def.defaults ?? {}) };
+  for (const [k, v] of Object.entries(given)) {
+    if (known.includes(k)) out[k] = coerce(def.name, k, (def.defaults as Record<string, unknown>)[k], v);
+    else if (!all) throw new AbruptError(`${def.name}: unknown option "${k}" (options: ${known.join(", ") || "none"})`);
+  }
+  return out;
+}
+
+/** Parses --opt key=value pairs into raw strings (typed later against the experiment's defaults). */
+export function parseOpts(pairs: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
   for (const p of pairs) {
     const i = p.indexOf("=");
     if (i <= 0) throw new AbruptError(`--opt must be key=value (got "${p}")`);
-    const k = p.slice(0, i), v = p.slice(i + 1);
-    let val: unknown = v;
-    if (/^[\[{]/.test(v)) {
-      try { val = JSON.parse(v); } catch { throw new AbruptError(`--opt ${k}: not valid JSON: ${v}`); }
-    } else if (v.includes(",")) {
-      val = v.split(",").map((s) => (s.trim() !== "" && Number.isFinite(Number(s)) ? Number(s) : s.trim()));
-    } else if (v.trim() !== "" && Number.isFinite(Number(v))) val = Number(v);
-    else if (v === "true" || v === "false") val = v === "true";
-    out[k] = val;
+    out[p.slice(0, i)] = p.slice(i + 1);
   }
   return out;
 }
@@ -215,6 +258,11 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
   const kernels = getKernels(f.backend);
   const outDir = resolve(f.out ?? (run ? join(run.dir, "analysis") : join(resolve(f.checkpoint!, ".."), "analysis")));
   const opts = parseOpts(f.opt);
+  if (experiment === "all") {
+    for (const k of Object.keys(opts)) {
+      if (!defs.some((d) => Object.keys(d.defaults ?? {}).includes(k))) throw new AbruptError(`unknown option "${k}" (no experiment takes it)`);
+    }
+  }
   const results: AnalyzeResult[] = [];
   for (const def of defs) {
     let steps: number[];
@@ -230,9 +278,22 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       if (steps.length === 0) steps = pickSteps(run, "final");
       steps = [...new Set(steps)];
     } else steps = pickSteps(run, spec);
+    if (experiment === "all" && def.name === "component" && !run?.cfg.train.init_from) {
+      results.push({ experiment: def.name, step: -1, files: [], findings: ["not run: this run was not made with --init-from/--train-only"] });
+      continue;
+    }
     for (const step of steps) {
       const ctx = makeContext(source, data, kernels, f.seed, outDir, step);
-      const out = await def.run(ctx, opts, run);
+      let out: AnalysisOutput;
+      try {
+        out = await def.run(ctx, withDefaults(def, opts, experiment === "all"), run);
+      } catch (e) {
+        // with `all`, one experiment that cannot run here (e.g. swap without a
+        // drop) is reported, not fatal
+        if (experiment !== "all" || !(e instanceof AbruptError)) throw e;
+        results.push({ experiment: def.name, step, files: [], findings: [`not run: ${e.message}`] });
+        continue;
+      }
       const suffix = steps.length > 1 || experiment === "all" ? (step >= 0 && def.defaultStep !== "none" ? `-step-${step}` : "") : "";
       const files = await writeOutput(ctx, def.name, out, suffix);
       results.push({ experiment: def.name, step, files, findings: out.findings });
