@@ -206,7 +206,7 @@ test("pytorchLayout covers every parameter exactly once", () => {
   assert.ok(hits.every((h) => h === 1));
 });
 
-test("checkpoint save -> load is bit for bit, in PyTorch names, with a zero token-type table", () => {
+test("checkpoint save -> load is bit for bit, in PyTorch names, with no token-type table (as the paper's code)", () => {
   const cfg: ModelConfig = { vocab: 13, positions: 9, L: 2, H: 4, d: 8, ff: 12, lnEps: 1e-12 };
   const params = randomParams(paramCount(cfg), 7);
   params[3] = -0;
@@ -217,12 +217,10 @@ test("checkpoint save -> load is bit for bit, in PyTorch names, with a zero toke
   const st = readSafetensors(f);
   assert.equal(st.meta.format, "pt");
   assert.deepEqual(JSON.parse(st.meta["abrupt.config"]!), cfg);
-  const tt = st.tensors.get("_backbone.embeddings.token_type_embeddings.weight")!;
-  assert.deepEqual(tt.shape, [2, 8]);
-  assert.ok(getFloat32(st, "_backbone.embeddings.token_type_embeddings.weight").every((x) => x === 0));
+  assert.equal(st.tensors.has("_backbone.embeddings.token_type_embeddings.weight"), false);
   assert.deepEqual(st.tensors.get("_backbone.encoder.layer.1.attention.self.value.weight")!.shape, [8, 8]);
   assert.deepEqual(st.tensors.get("read_out.weight")!.shape, [1, 8]);
-  assert.equal(st.tensors.size, pytorchLayout(cfg).length + 1);
+  assert.equal(st.tensors.size, pytorchLayout(cfg).length);
 
   const back = loadCheckpoint(f);
   assert.deepEqual(back.cfg, cfg);
@@ -309,8 +307,13 @@ test("a missing, misshapen or unexpected tensor is named with expected and found
   writeSafetensors(f, fixtureTensors((n, t) => (n === "read_out.bias" ? null : t)));
   throwsAbrupt(() => loadCheckpoint(f, { heads: 2 }), f, /missing tensor "read_out\.bias" \(expected shape \[1\]\)/);
 
+  // without a token-type table (the paper's checkpoints) nothing is folded
   writeSafetensors(f, fixtureTensors((n, t) => (n === "_backbone.embeddings.token_type_embeddings.weight" ? null : t)), cfgMeta);
-  throwsAbrupt(() => loadCheckpoint(f), f, /missing tensor "_backbone\.embeddings\.token_type_embeddings\.weight" \(expected shape \[2,16\]\)/);
+  const noTT = loadCheckpoint(f);
+  const withTT = loadCheckpoint(FIXTURE);
+  const pv = (p: Float32Array) => paramViews(noTT.cfg, p).wpe;
+  const tt = getFloat32(readSafetensors(FIXTURE), "_backbone.embeddings.token_type_embeddings.weight");
+  pv(noTT.params).forEach((x, i) => assert.ok(Math.abs(x + tt[i % noTT.cfg.d]! - pv(withTT.params)[i]!) < 1e-6));
 
   // Config says L=1 but the file has layer 1: unexpected.
   writeSafetensors(f, fixtureTensors((_, t) => t), { "abrupt.config": JSON.stringify({ ...TINY, L: 1 }) });

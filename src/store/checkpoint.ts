@@ -4,9 +4,11 @@
 //
 // Our flat layout (model/params.ts) differs from theirs in two places:
 // - query, key and value are rows [0,C), [C,2C), [2C,3C) of one qkv tensor;
-// - there is no token-type embedding. HF adds token_type_embeddings[0] to
-//   every token (token_type_ids default to 0), so LOAD folds that row into
-//   every row of the position table, and SAVE writes a zero [2,C] table.
+// - there is no token-type embedding. The paper's code removed it from HF's
+//   BertModel (its patched modeling_bert.py), so SAVE writes none. A stock HF
+//   checkpoint has one and adds its row 0 to every token (token_type_ids
+//   default to 0): LOAD folds that row into every row of the position table,
+//   which is exact.
 //
 // Adam state for exact resume is a second file: "adam.m", "adam.v" in our
 // flat order, the step in metadata, plus whatever the caller adds (the PRNG
@@ -101,9 +103,6 @@ export function saveCheckpoint(file: string, cfg: ModelConfig, params: Float32Ar
   for (const s of pytorchLayout(cfg)) {
     const size = s.shape.reduce((a, b) => a * b, 1);
     tensors.push([(s.backbone ? BACKBONE : "") + s.name, { dtype: "F32", shape: s.shape, data: params.subarray(s.offset, s.offset + size) }]);
-    if (s.name === "embeddings.position_embeddings.weight") {
-      tensors.push([BACKBONE + TOKEN_TYPE, { dtype: "F32", shape: [2, cfg.d], data: new Float32Array(2 * cfg.d) }]);
-    }
   }
   writeSafetensors(file, tensors, { ...meta, [CONFIG_KEY]: JSON.stringify(cfg), format: "pt" });
 }
@@ -166,17 +165,18 @@ export function loadCheckpoint(file: string, opts: { heads?: number } = {}): Loa
   for (const s of slots) params.set(tensor(fullName(s), s.shape), s.offset);
 
   // Fold token_type_embeddings[0] into every position row. Zero elements are
-  // skipped so a file we wrote (zero table) loads back bit for bit (-0 stays -0).
+  // skipped so that -0 stays -0. The paper's checkpoints have no such table.
   const ttName = prefix + TOKEN_TYPE;
   const ttT = st.tensors.get(ttName);
-  if (!ttT) fail(file, `missing tensor "${ttName}" (expected shape [2,${cfg.d}])`);
-  if (ttT.shape.length !== 2 || ttT.shape[0]! < 1 || ttT.shape[1] !== cfg.d) {
+  if (ttT && (ttT.shape.length !== 2 || ttT.shape[0]! < 1 || ttT.shape[1] !== cfg.d)) {
     fail(file, `tensor "${ttName}": expected shape [2,${cfg.d}], found ${shapeText(ttT.shape)}`);
   }
-  const tt = getFloat32(st, ttName); // row 0 is the one HF uses
-  const posOffset = slots.find((s) => s.name === "embeddings.position_embeddings.weight")!.offset;
-  for (let p = 0; p < cfg.positions; p++) {
-    for (let c = 0; c < cfg.d; c++) if (tt[c] !== 0) params[posOffset + p * cfg.d + c] += tt[c]!;
+  if (ttT) {
+    const tt = getFloat32(st, ttName); // row 0 is the one HF uses
+    const posOffset = slots.find((s) => s.name === "embeddings.position_embeddings.weight")!.offset;
+    for (let p = 0; p < cfg.positions; p++) {
+      for (let c = 0; c < cfg.d; c++) if (tt[c] !== 0) params[posOffset + p * cfg.d + c] += tt[c]!;
+    }
   }
 
   const meta = Object.fromEntries(Object.entries(st.meta).filter(([k]) => !RESERVED.has(k)));
