@@ -17,7 +17,7 @@ import type { MetricsLine } from "../src/train/metrics.js";
 const tiny = (backend: "cpu" | "ref", extra: Record<string, unknown> = {}) =>
   resolveConfig("cpu", undefined, {
     model: { L: 2, H: 2, d: 16, ff: 32, positions: 16 },
-    data: { m: 3, n: 4, rank: 1 },
+    data: { m: 3, n: 4, rank: 1, p_mask: 0.3 },
     train: { steps: 24, batch: 8, lr: 3e-3, warmup: 4, seed: 11, eval_every: 5, eval_batch: 16, ckpt_every: 10, ckpt_log: 0, backend, threads: 0, ...extra },
   });
 

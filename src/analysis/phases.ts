@@ -5,8 +5,8 @@
 //   max(3w, 5% of the points) within ±0.2 of it), at its densest point;
 // - plateau: the longest stretch with |s - level| ≤ 0.2 (±22%), bridging
 //   excursions shorter than w; onset and end are its first and last step;
-// - drop: the step of steepest fall of s after the onset (slope over ±w
-//   steps), provided the curve leaves the plateau downwards by more than 0.5
+// - drop: the step of steepest fall of s from the end of the plateau on
+//   (slope over ±w steps), provided the curve leaves the plateau downwards by more than 0.5
 //   (a factor 1.65) after it; otherwise no drop.
 // The level is compared with the copy prediction p_mask·r/9 and the mean
 // L_mask on the plateau with r/9. `pickSteps` uses the result to choose the
@@ -106,7 +106,9 @@ export function detectPhases(lines: MetricsLine[], rank: number, pMask: number, 
   const minAfter = Math.min(...s.slice(b));
   if (b < n - 1 && minAfter < level - 0.5) {
     let kBest = -1, slopeBest = 0;
-    for (let k = Math.max(a, w); k < n - w; k++) {
+    // the fall that leads out of the plateau starts near its end (not the
+    // initial fall to the copy level, which can also follow the onset)
+    for (let k = Math.max(a, b - 2 * w, w); k < n - w; k++) {
       const slope = (s[k + w]! - s[k - w]!) / (pts[k + w]!.step - pts[k - w]!.step);
       if (slope < slopeBest) { slopeBest = slope; kBest = k; }
     }

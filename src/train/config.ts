@@ -111,9 +111,9 @@ export const PRESETS: Record<string, PartialRunConfig> = {
     train: { batch: 256 },
   },
   cpu: {
-    model: { L: 4, H: 8, d: 128, ff: 512, positions: 64 },
-    data: { m: 5, n: 5, rank: 1 },
-    train: { steps: 6000, batch: 64, lr: 1e-3, warmup: 100, eval_every: 50, eval_batch: 256, ckpt_every: 500, ckpt_log: 8 },
+    model: { L: 4, H: 4, d: 64, ff: 256, positions: 64 },
+    data: { m: 4, n: 4, rank: 1, p_mask: 0.2 },
+    train: { steps: 30000, batch: 64, lr: 1e-3, warmup: 200, eval_every: 100, eval_batch: 256, ckpt_every: 1000, ckpt_log: 10 },
   },
 };
 
