@@ -1,10 +1,10 @@
 // `abrupt analyze` end to end on a tiny trained run: every experiment runs,
 // writes JSON with step and seed, figures and report.md; results are
 // deterministic; bad input gives one clear line.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,7 +12,9 @@ import { fileURLToPath } from "node:url";
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const bin = join(root, "bin", "abrupt.js");
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", cwd: root });
-const dir = join(mkdtempSync(join(tmpdir(), "abrupt-analyze-")), "run");
+const top = mkdtempSync(join(tmpdir(), "abrupt-analyze-"));
+const dir = join(top, "run");
+after(() => rmSync(top, { recursive: true, force: true }));
 const small = ["--opt", "batch=16", "--opt", "matrices=16", "--opt", "train=96", "--opt", "test=32", "--opt", "pMasks=0.2,0.4",
   "--opt", "permutations=2", "--opt", "tsneIterations=50"];
 

@@ -1,10 +1,10 @@
 // The command line as a user runs it: train writes a run folder, predict
 // completes matrices, and every bad input gives one error line, exit ≠ 0 and
 // no partial files.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,7 +12,9 @@ import { fileURLToPath } from "node:url";
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const bin = join(root, "bin", "abrupt.js");
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", cwd: root });
-const tmp = () => mkdtempSync(join(tmpdir(), "abrupt-cli-"));
+const made: string[] = [];
+const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-cli-")); made.push(d); return d; };
+after(() => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
 
 function oneLineError(r: ReturnType<typeof run>, pattern: RegExp) {
   assert.notEqual(r.status, 0, `expected failure, got exit 0 (stderr: ${r.stderr})`);

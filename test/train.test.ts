@@ -1,8 +1,8 @@
 // The trainer: metrics, checkpoints, bit-identical resume, frozen groups,
 // NaN handling, and that training actually reduces the loss.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig, checkpointSteps } from "../src/train/config.js";
@@ -21,7 +21,9 @@ const tiny = (backend: "cpu" | "ref", extra: Record<string, unknown> = {}) =>
     train: { steps: 24, batch: 8, lr: 3e-3, warmup: 4, seed: 11, eval_every: 5, eval_batch: 16, ckpt_every: 10, ckpt_log: 0, backend, threads: 0, ...extra },
   });
 
-const tmp = () => mkdtempSync(join(tmpdir(), "abrupt-train-"));
+const made: string[] = [];
+const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-train-")); made.push(d); return d; };
+after(() => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
 const strip = (l: MetricsLine) => ({ ...l, ms: 0 });
 
 for (const backend of ["ref", "cpu"] as const) {
