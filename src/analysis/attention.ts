@@ -428,6 +428,13 @@ export function attention(ctx: AnalysisContext, opts: AttentionOptions): Analysi
       const b = c.heads.reduce((a, x) => (f(x) > f(a) ? x : a));
       return `${what} ${fmt(f(b))} at ${where(b)}`;
     };
+    // the paper's acceptance question, answered every time: is there a row head and a column head?
+    const bestRow = c.heads.reduce((a, x) => (x.all.row > a.all.row ? x : a));
+    const bestCol = c.heads.reduce((a, x) => (x.all.col > a.all.col ? x : a));
+    findings.push(
+      `${tag}: ${bestRow.all.row > SCORE_THRESHOLD ? "row head found" : "no row head"} (best row score ${fmt(bestRow.all.row)} at ${where(bestRow)}); ` +
+        `${bestCol.all.col > SCORE_THRESHOLD ? "column head found" : "no column head"} (best column score ${fmt(bestCol.all.col)} at ${where(bestCol)}); threshold ${SCORE_THRESHOLD}, uniform attention gives row ${fmt((n - 1) / T)}, column ${fmt((m - 1) / T)}`,
+    );
     if (!named.some((h) => h.label !== "self/diagonal")) {
       findings.push(`${tag}: no head has a row, column or observed-row/column score above ${SCORE_THRESHOLD} (best: ${bestOf((h) => h.all.row, "row")}; ${bestOf((h) => h.all.col, "column")}; ${bestOf((h) => (h.hidden ?? h.all).obsRowCol, "observed row+col")}; uniform attention gives row ${fmt((n - 1) / T)}, column ${fmt((m - 1) / T)})`);
     }
