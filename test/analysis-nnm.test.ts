@@ -10,32 +10,15 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { refKernels } from "../src/kernels/ref.js";
 import { Bert } from "../src/model/bert.js";
-import type { ModelConfig } from "../src/model/params.js";
-import { type DataConfig, MASK_ID, VOCAB, sampleBatch, valueOf } from "../src/data/matrix.js";
+import { type DataConfig, sampleBatch } from "../src/data/matrix.js";
 import { Rng } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { NNM_DEFAULTS, nnm } from "../src/analysis/nnm.js";
 import { NnmSolver, RegNnmSolver, nuclearNorm, spectralNorm, svd } from "../src/analysis/nnm-solver.js";
 import { renderSvg } from "../src/train/plot.js";
+import { affineModel } from "./helpers/affine.js";
 
-/** Embedding (v, −v, s, −s), s = √(200 − v²): LN-invariant, so the output is exactly a·v + b; MASK → b. */
-function affineModel(a: number, b: number, positions = 64): Bert {
-  const cfg: ModelConfig = { vocab: VOCAB, positions, L: 1, H: 1, d: 4, ff: 4, lnEps: 1e-12 };
-  const model = new Bert(cfg, refKernels);
-  model.init(1, 0.3);
-  const c = 200;
-  for (let id = 0; id < VOCAB; id++) {
-    const v = valueOf(id), s = Math.sqrt(c - v * v);
-    model.p.wte.set(id === MASK_ID ? [0, 0, 0, 0] : [v, -v, s, -s], id * 4);
-  }
-  model.p.wpe.fill(0);
-  const l0 = model.p.layers[0]!;
-  l0.projW.fill(0); l0.projB.fill(0); l0.fc2W.fill(0); l0.fc2B.fill(0);
-  model.p.outW.set([a * Math.sqrt(c / 2), 0, 0, 0]);
-  model.p.outB[0] = b;
-  return model;
-}
 
 function ctxOf(model: Bert, data: DataConfig, seed: number): AnalysisContext {
   return { source: { kind: "checkpoint", file: "memory" }, data, kernels: refKernels, seed, outDir: "/tmp", step: 500, model: () => model };

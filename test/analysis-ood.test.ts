@@ -6,31 +6,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { refKernels } from "../src/kernels/ref.js";
 import { Bert } from "../src/model/bert.js";
-import type { ModelConfig } from "../src/model/params.js";
-import { type DataConfig, MASK_ID, VOCAB, sampleBatch, valueOf } from "../src/data/matrix.js";
+import { type DataConfig, sampleBatch } from "../src/data/matrix.js";
 import { Rng } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { NnmSolver } from "../src/analysis/nnm-solver.js";
 import { OOD_DEFAULTS, defaultVariants, ood } from "../src/analysis/ood.js";
 import { renderSvg } from "../src/train/plot.js";
+import { affineModel } from "./helpers/affine.js";
 
-function affineModel(a: number, b: number, positions: number): Bert {
-  const cfg: ModelConfig = { vocab: VOCAB, positions, L: 1, H: 1, d: 4, ff: 4, lnEps: 1e-12 };
-  const model = new Bert(cfg, refKernels);
-  model.init(1, 0.3);
-  const c = 200;
-  for (let id = 0; id < VOCAB; id++) {
-    const v = valueOf(id), s = Math.sqrt(c - v * v);
-    model.p.wte.set(id === MASK_ID ? [0, 0, 0, 0] : [v, -v, s, -s], id * 4);
-  }
-  model.p.wpe.fill(0);
-  const l0 = model.p.layers[0]!;
-  l0.projW.fill(0); l0.projB.fill(0); l0.fc2W.fill(0); l0.fc2B.fill(0);
-  model.p.outW.set([a * Math.sqrt(c / 2), 0, 0, 0]);
-  model.p.outB[0] = b;
-  return model;
-}
 
 const data: DataConfig = { m: 5, n: 6, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
 
