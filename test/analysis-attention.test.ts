@@ -11,7 +11,8 @@ import { type DataConfig, sampleBatch, structuredMask } from "../src/data/matrix
 import { Rng } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
-import { ATTENTION_DEFAULTS, attention, defaultStructuredSpec, CHUNK } from "../src/analysis/attention.js";
+import { ATTENTION_DEFAULTS, attention, defaultStructuredSpec } from "../src/analysis/attention.js";
+import { CHUNK } from "../src/analysis/context.js";
 import { renderSvg } from "../src/train/plot.js";
 
 const cfg: ModelConfig = { vocab: 2002, positions: 20, L: 2, H: 2, d: 8, ff: 16, lnEps: 1e-12 };

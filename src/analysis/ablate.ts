@@ -23,8 +23,8 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, lossSplit } from "./context.js";
-import { checkBatchSize, fmt, forwardBatch } from "./attention.js";
+import { type AnalysisContext, type AnalysisOutput, forwardBatch, lossSplit } from "./context.js";
+import { checkBatchSize, fmt } from "./attention.js";
 
 export type AblationMode = "zero" | "mean";
 

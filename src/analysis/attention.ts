@@ -48,7 +48,7 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, forwardBatch } from "./context.js";
 
 export interface StructuredMaskSpec {
   rows?: number[];
@@ -92,32 +92,8 @@ export interface Scores {
 
 // ------------------------------------------------ shared by the experiments
 
-/** Samples per forward pass: bounds the activation memory of big models. */
-export const CHUNK = 64;
-
 export function checkBatchSize(batch: number): void {
   if (!Number.isInteger(batch) || batch < 1) throw new AbruptError(`batch must be a positive integer (got ${batch})`);
-}
-
-/**
- * Runs the model over a batch, CHUNK samples per forward pass, and returns
- * its outputs [B,T]. `before(b0, nb)` runs before the pass over samples
- * b0..b0+nb (for hooks that need to know which samples they see),
- * `after(b0, nb)` after it (to read activations with model.act).
- */
-export function forwardBatch(
-  model: Bert, batch: Batch,
-  each: { before?: (b0: number, nb: number) => void; after?: (b0: number, nb: number) => void } = {},
-): Float32Array {
-  const { B, T } = batch;
-  const out = new Float32Array(B * T);
-  for (let b0 = 0; b0 < B; b0 += CHUNK) {
-    const nb = Math.min(CHUNK, B - b0);
-    each.before?.(b0, nb);
-    out.set(model.forward(batch.tokens.subarray(b0 * T, (b0 + nb) * T), nb, T), b0 * T);
-    each.after?.(b0, nb);
-  }
-  return out;
 }
 
 export const fmt = (x: number): string => (Number.isFinite(x) ? x.toPrecision(3) : String(x));

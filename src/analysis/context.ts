@@ -7,13 +7,13 @@
 
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { DataConfig } from "../data/matrix.js";
+import type { Batch, DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
 import { PartialRunConfigSchema, type RunConfig, resolveConfig } from "../train/config.js";
-import { type MetricsLine, readMetrics } from "../train/metrics.js";
+import { type MetricsLine, readMetrics, splitMetrics } from "../train/metrics.js";
 import { type VlSpec, writeFigure } from "../train/plot.js";
 import { ckptName, dataConfigOf, listCheckpoints } from "../train/train.js";
 
@@ -122,14 +122,33 @@ export async function writeOutput(ctx: AnalysisContext, experiment: string, out:
   return files;
 }
 
-/** Per-cell losses of model outputs against a batch. */
-export function lossSplit(out: Float32Array, targets: Float32Array, hidden: Uint8Array): { loss: number; loss_mask: number; loss_obs: number } {
-  let s = 0, sm = 0, so = 0, nm = 0;
-  for (let i = 0; i < out.length; i++) {
-    const e = (out[i]! - targets[i]!) ** 2;
-    s += e;
-    if (hidden[i]) { sm += e; nm++; } else so += e;
+/** Samples per forward pass: bounds the activation memory of big models. */
+export const CHUNK = 64;
+
+/**
+ * Runs the model over a batch, `chunk` (default CHUNK) samples per forward
+ * pass, and returns its outputs [B,T]. `before(b0, nb)` runs before the pass
+ * over samples b0..b0+nb (for hooks that need to know which samples they
+ * see), `after(b0, nb)` after it (to read activations with model.act).
+ */
+export function forwardBatch(
+  model: Bert, batch: Batch,
+  each: { chunk?: number; before?: (b0: number, nb: number) => void; after?: (b0: number, nb: number) => void } = {},
+): Float32Array {
+  const { B, T } = batch;
+  const chunk = each.chunk ?? CHUNK;
+  const out = new Float32Array(B * T);
+  for (let b0 = 0; b0 < B; b0 += chunk) {
+    const nb = Math.min(chunk, B - b0);
+    each.before?.(b0, nb);
+    out.set(model.forward(batch.tokens.subarray(b0 * T, (b0 + nb) * T), nb, T), b0 * T);
+    each.after?.(b0, nb);
   }
-  const no = out.length - nm;
-  return { loss: s / out.length, loss_mask: nm ? sm / nm : NaN, loss_obs: no ? so / no : NaN };
+  return out;
+}
+
+/** Per-cell losses of model outputs against a batch (the trainer's metrics, less mask_abs). */
+export function lossSplit(out: Float32Array, targets: Float32Array, hidden: Uint8Array): { loss: number; loss_mask: number; loss_obs: number } {
+  const { loss, loss_mask, loss_obs } = splitMetrics(out, targets, hidden);
+  return { loss, loss_mask, loss_obs };
 }

@@ -38,7 +38,7 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, forwardBatch, lossSplit } from "./context.js";
 import { pca, pearson, project } from "./linalg.js";
 
 export interface EmbeddingsOptions {
@@ -140,17 +140,6 @@ export function silhouette(X: ArrayLike<number>, n: number, dim: number, labels:
   return total / n;
 }
 
-/** Outputs of a model over a batch, `chunk` matrices per forward pass. */
-function outputs(model: Bert, batch: Batch, chunk: number): Float32Array {
-  const { B, T } = batch;
-  const out = new Float32Array(B * T);
-  for (let b0 = 0; b0 < B; b0 += chunk) {
-    const Bc = Math.min(chunk, B - b0);
-    out.set(model.forward(batch.tokens.subarray(b0 * T, (b0 + Bc) * T), Bc, T), b0 * T);
-  }
-  return out;
-}
-
 /** A random permutation of 0..n−1 other than the identity (n ≥ 2). */
 function permutation(rng: Rng, n: number): number[] {
   for (;;) {
@@ -169,13 +158,13 @@ function permutation(rng: Rng, n: number): number[] {
  * permutation; plus the unpermuted loss.
  */
 export function permutedLosses(model: Bert, batch: Batch, perms: number[][], chunk: number): { unpermuted: Loss; runs: Loss[] } {
-  const unpermuted = lossSplit(outputs(model, batch, chunk), batch.targets, batch.hidden);
+  const unpermuted = lossSplit(forwardBatch(model, batch, { chunk }), batch.targets, batch.hidden);
   const copy = new Bert(model.cfg, model.k);
   copy.params.set(model.params);
   const C = model.cfg.d;
   const runs = perms.map((perm) => {
     perm.forEach((src, t) => copy.p.wpe.set(model.p.wpe.subarray(src * C, (src + 1) * C), t * C));
-    return lossSplit(outputs(copy, batch, chunk), batch.targets, batch.hidden);
+    return lossSplit(forwardBatch(copy, batch, { chunk }), batch.targets, batch.hidden);
   });
   return { unpermuted, runs };
 }

@@ -130,6 +130,20 @@ export interface Pca {
   explained: Float64Array;
 }
 
+/** G = X Xᵀ [rows,rows] of X [rows,cols] (row-major), in double. */
+export function gramRows(X: ArrayLike<number>, rows: number, cols: number): Float64Array {
+  const G = new Float64Array(rows * rows);
+  for (let a = 0; a < rows; a++) {
+    for (let b = a; b < rows; b++) {
+      let s = 0;
+      for (let j = 0; j < cols; j++) s += X[a * cols + j]! * X[b * cols + j]!;
+      G[a * rows + b] = s;
+      G[b * rows + a] = s;
+    }
+  }
+  return G;
+}
+
 /**
  * PCA of X [rows, cols] (centred per column). Works on the smaller Gram
  * matrix: XcᵀXc when cols ≤ rows, else XcXcᵀ (directions = Xcᵀu/‖Xcᵀu‖).
@@ -155,15 +169,7 @@ export function pca(X: ArrayLike<number>, rows: number, cols: number, k: number)
     eig = symEigen(G, cols);
     components.set(eig.vectors.subarray(0, k * cols));
   } else {
-    const G = new Float64Array(rows * rows);
-    for (let a = 0; a < rows; a++) {
-      for (let b = a; b < rows; b++) {
-        let s = 0;
-        for (let j = 0; j < cols; j++) s += Xc[a * cols + j]! * Xc[b * cols + j]!;
-        G[a * rows + b] = s;
-        G[b * rows + a] = s;
-      }
-    }
+    const G = gramRows(Xc, rows, cols);
     eig = symEigen(G, rows);
     for (let c = 0; c < k; c++) {
       const v = components.subarray(c * cols, (c + 1) * cols);

@@ -30,7 +30,7 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, CHUNK, lossSplit } from "./context.js";
 import { NNM_SOLVER_DEFAULTS, NnmSolver, REG_SOLVER_DEFAULTS, RegNnmSolver, nuclearNorm } from "./nnm-solver.js";
 
 export interface NnmOptions {
@@ -47,9 +47,6 @@ export const NNM_DEFAULTS: NnmOptions = {
   matrices: 512,
   lambdas: [],
 };
-
-/** Matrices per forward pass (bounds the activation memory of a paper-size model). */
-const CHUNK = 64;
 
 /**
  * Runs the model on `count` token rows of length T in chunks of CHUNK rows

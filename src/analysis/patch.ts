@@ -22,8 +22,8 @@ import { type Batch, MASK_ID, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../train/plot.js";
-import type { AnalysisContext, AnalysisOutput } from "./context.js";
-import { checkBatchSize, fmt, forwardBatch } from "./attention.js";
+import { type AnalysisContext, type AnalysisOutput, forwardBatch } from "./context.js";
+import { checkBatchSize, fmt } from "./attention.js";
 
 export interface PatchOptions {
   /** hook names to patch, each alone; null (default): blocks.{l}.attn.out for every layer */

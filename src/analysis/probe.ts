@@ -38,7 +38,7 @@ import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
 import type { AnalysisContext, AnalysisOutput } from "./context.js";
-import { ridgeSolve, symEigen } from "./linalg.js";
+import { gramRows, ridgeSolve, symEigen } from "./linalg.js";
 
 export interface ProbeOptions {
   /** training matrices (default 2048) */
@@ -80,16 +80,7 @@ export function targetDims(m: number, n: number): Record<ProbeTarget, number> {
 
 /** Top left singular vector of X [m,n] (largest-|.| component positive). */
 export function topLeftSingular(X: ArrayLike<number>, m: number, n: number): Float64Array {
-  const G = new Float64Array(m * m);
-  for (let a = 0; a < m; a++) {
-    for (let b = a; b < m; b++) {
-      let s = 0;
-      for (let j = 0; j < n; j++) s += X[a * n + j]! * X[b * n + j]!;
-      G[a * m + b] = s;
-      G[b * m + a] = s;
-    }
-  }
-  return symEigen(G, m).vectors.slice(0, m);
+  return symEigen(gramRows(X, m, n), m).vectors.slice(0, m);
 }
 
 /**

@@ -28,8 +28,8 @@ import { AbruptError } from "../errors.js";
 import { Bert } from "../model/bert.js";
 import { type ModelConfig, type TensorSpec, groupMatches, groupNames, isValidGroupSelector, paramSpecs } from "../model/params.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, lossSplit } from "./context.js";
-import { checkBatchSize, fmt, forwardBatch } from "./attention.js";
+import { type AnalysisContext, type AnalysisOutput, forwardBatch, lossSplit } from "./context.js";
+import { checkBatchSize, fmt } from "./attention.js";
 
 export interface SwapOptions {
   /** checkpoint step of model A (the CLI defaults it to the "pre" checkpoint); null: none given → error */

@@ -14,9 +14,9 @@ export interface BatchMetrics {
   mask_abs: number;
 }
 
-export function batchMetrics(out: Float32Array, batch: Batch): BatchMetrics {
+/** L, L_mask, L_obs and mean |output| at hidden cells of outputs against targets (hidden: 1 = hidden). */
+export function splitMetrics(out: Float32Array, targets: Float32Array, hidden: Uint8Array): BatchMetrics {
   let se = 0, seM = 0, seO = 0, absM = 0, nM = 0;
-  const { targets, hidden } = batch;
   for (let i = 0; i < out.length; i++) {
     const e = out[i]! - targets[i]!;
     const e2 = e * e;
@@ -36,6 +36,10 @@ export function batchMetrics(out: Float32Array, batch: Batch): BatchMetrics {
     loss_obs: nO ? seO / nO : NaN,
     mask_abs: nM ? absM / nM : NaN,
   };
+}
+
+export function batchMetrics(out: Float32Array, batch: Batch): BatchMetrics {
+  return splitMetrics(out, batch.targets, batch.hidden);
 }
 
 export interface MetricsLine {
