@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveConfig, checkpointSteps } from "../src/train/config.js";
+import { resolveConfig, checkpointSteps, lrAt } from "../src/train/config.js";
 import { readMetrics } from "../src/train/metrics.js";
 import { listCheckpoints, train } from "../src/train/train.js";
 import { loadCheckpoint } from "../src/store/checkpoint.js";
@@ -122,6 +122,27 @@ test("config: presets, validation, checkpoint schedule", () => {
   assert.throws(() => resolveConfig("S", undefined, { data: { m: 30, n: 30 } }), /positions/);
   const ck = checkpointSteps({ ...p.train, steps: 1000, ckpt_every: 250, ckpt_log: 4, ckpt_steps: [7] });
   assert.deepEqual([...ck].sort((a, b) => a - b), [1, 7, 10, 100, 250, 500, 750, 1000]);
+});
+
+test("learning-rate schedule: warm-up ramp, constant (paper) or cosine to lr·lr_final; metrics record it", async () => {
+  const c = resolveConfig("cpu", undefined, { train: { steps: 1000, lr: 2e-3, warmup: 100 } });
+  assert.equal(c.train.lr_decay, "none");
+  assert.ok(Math.abs(lrAt(c.train, 50) - 1e-3) < 1e-15);
+  assert.equal(lrAt(c.train, 100), 2e-3);
+  assert.equal(lrAt(c.train, 999), 2e-3);
+  const k = resolveConfig("cpu", undefined, { train: { steps: 1100, lr: 2e-3, warmup: 100, lr_decay: "cosine", lr_final: 0.1 } });
+  assert.equal(lrAt(k.train, 100), 2e-3);
+  assert.ok(Math.abs(lrAt(k.train, 600) - 2e-3 * 0.55) < 1e-12, "half way: lr·(final + (1-final)/2)");
+  assert.ok(Math.abs(lrAt(k.train, 1100) - 2e-4) < 1e-12);
+  assert.ok(lrAt(k.train, 300) > lrAt(k.train, 301));
+  assert.throws(() => resolveConfig("cpu", undefined, { train: { lr_decay: "linear" as "cosine" } }), /lr_decay/);
+  assert.throws(() => resolveConfig("cpu", undefined, { train: { lr_final: 2 } }), /lr_final/);
+  const dir = tmp();
+  await train(tiny("cpu", { steps: 12, warmup: 2, lr_decay: "cosine", lr_final: 0.5 }), { outDir: dir, quiet: true });
+  const lrs = readMetrics(join(dir, "metrics.jsonl")).lines.map((l) => l.lr);
+  assert.equal(lrs.length, 12);
+  assert.ok(Math.abs(lrs[11]! - 1.5e-3) < 1e-12, `last lr ${lrs[11]}`);
+  assert.ok(lrs[5]! > lrs[9]!);
 });
 
 test("drop summary finds a synthetic plateau and drop", () => {

@@ -35,7 +35,7 @@ const backendOpt = (v: string): BackendName => {
 
 interface TrainFlags {
   preset?: string; config?: string; out?: string; resume?: boolean; quiet?: boolean;
-  steps?: number; seed?: number; batch?: number; lr?: number; warmup?: number;
+  steps?: number; seed?: number; batch?: number; lr?: number; warmup?: number; lrDecay?: string; lrFinal?: number;
   m?: number; n?: number; rank?: number; pMask?: number; prec?: number; factor?: string; clamp?: boolean;
   layers?: number; heads?: number; width?: number; ff?: number; positions?: number;
   backend?: BackendName; threads?: number; evalEvery?: number; evalBatch?: number;
@@ -49,7 +49,8 @@ function overridesOf(f: TrainFlags): PartialRunConfig {
     model: pick({ L: f.layers, H: f.heads, d: f.width, ff: f.ff, positions: f.positions }),
     data: pick({ m: f.m, n: f.n, rank: f.rank, p_mask: f.pMask, prec: f.prec, factor: f.factor as RunConfig["data"]["factor"] | undefined, clamp: f.clamp }),
     train: pick({
-      steps: f.steps, seed: f.seed, batch: f.batch, lr: f.lr, warmup: f.warmup, backend: f.backend, threads: f.threads,
+      steps: f.steps, seed: f.seed, batch: f.batch, lr: f.lr, warmup: f.warmup,
+      lr_decay: f.lrDecay as RunConfig["train"]["lr_decay"] | undefined, lr_final: f.lrFinal, backend: f.backend, threads: f.threads,
       eval_every: f.evalEvery, eval_batch: f.evalBatch, ckpt_every: f.ckptEvery, ckpt_log: f.ckptLog, ckpt_steps: f.ckptSteps,
       freeze: f.freeze, init_from: f.initFrom, train_only: f.trainOnly, keep_optimizer: f.keepOptimizer as RunConfig["train"]["keep_optimizer"] | undefined,
     }),
@@ -97,6 +98,8 @@ export function buildProgram(): Command {
     .option("--batch <n>", "batch size", int("--batch"))
     .option("--lr <x>", "Adam learning rate", num("--lr"))
     .option("--warmup <n>", "linear warm-up steps", int("--warmup"))
+    .option("--lr-decay <kind>", "after warm-up: none (constant, the paper) or cosine")
+    .option("--lr-final <x>", "with cosine: final lr as a fraction of --lr", num("--lr-final"))
     .option("--m <n>", "matrix rows", int("--m"))
     .option("--n <n>", "matrix columns", int("--n"))
     .option("--rank <r>", "rank", int("--rank"))
@@ -138,7 +141,7 @@ export function buildProgram(): Command {
       }
       mkdirSync(outDir, { recursive: true });
       const m = cfg.model, d = cfg.data, t = cfg.train;
-      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup} · ${t.steps} steps · backend ${t.backend} → ${outDir}`);
+      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` cosine→${t.lr * t.lr_final}` : ""} · ${t.steps} steps · backend ${t.backend} → ${outDir}`);
       const res = await train(cfg, { outDir, resume: !!f.resume, quiet: !!f.quiet });
       const s = await finishRun(outDir, cfg);
       const fmt = (x: number) => x.toPrecision(3);

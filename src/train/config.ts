@@ -37,6 +37,10 @@ export const TrainSchema = z.object({
   eps: z.number().positive(),
   /** linear warm-up steps (0 = none, the paper) */
   warmup: z.number().int().min(0),
+  /** after warm-up: constant learning rate (the paper) or cosine decay to lr·lr_final at the last step */
+  lr_decay: z.enum(["none", "cosine"]).default("none"),
+  /** with lr_decay cosine: the final learning rate as a fraction of lr */
+  lr_final: z.number().min(0).max(1).default(0),
   seed: z.number().int().min(0),
   /** evaluate on the fixed eval set every k steps (0 = never) */
   eval_every: z.number().int().min(0),
@@ -89,7 +93,7 @@ const BASE: RunConfig = {
   data: { m: 7, n: 7, rank: 2, p_mask: 0.3, prec: 2, factor: "uniform", clamp: false },
   train: {
     steps: 50000, batch: 256, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmup: 0,
-    seed: 0, eval_every: 100, eval_batch: 256,
+    lr_decay: "none", lr_final: 0, seed: 0, eval_every: 100, eval_batch: 256,
     ckpt_every: 1000, ckpt_log: 12, ckpt_steps: [], keep_optimizer: "last",
     freeze: [], init_from: null, train_only: [], backend: "cpu", threads: 0,
   },
@@ -193,4 +197,13 @@ export function checkpointSteps(t: RunConfig["train"]): Set<number> {
   for (const k of t.ckpt_steps) if (k <= t.steps) s.add(k);
   s.add(t.steps);
   return s;
+}
+
+/** The learning rate of a step (1-based): linear warm-up, then constant or cosine decay. */
+export function lrAt(t: RunConfig["train"], step: number): number {
+  if (t.warmup > 0 && step < t.warmup) return t.lr * (step / t.warmup);
+  if (t.lr_decay === "none") return t.lr;
+  const span = Math.max(1, t.steps - t.warmup);
+  const frac = Math.min(1, Math.max(0, (step - t.warmup) / span));
+  return t.lr * (t.lr_final + (1 - t.lr_final) * 0.5 * (1 + Math.cos(Math.PI * frac)));
 }

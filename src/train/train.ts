@@ -12,7 +12,7 @@ import { getKernels } from "../kernels/index.js";
 import { Bert } from "../model/bert.js";
 import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramSpecs } from "../model/params.js";
 import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
-import { type RunConfig, checkpointSteps } from "./config.js";
+import { type RunConfig, checkpointSteps, lrAt } from "./config.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
 import { Progress } from "./progress.js";
 
@@ -202,7 +202,7 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       }
       const m = batchMetrics(out, batch);
       model.backward(dpred);
-      const lr = t.warmup > 0 ? t.lr * Math.min(1, step / t.warmup) : t.lr;
+      const lr = lrAt(t, step);
       for (const [a, b] of ranges) {
         kernels.adam(model.params.subarray(a, b), model.grads.subarray(a, b), adamM.subarray(a, b), adamV.subarray(a, b), b - a, lr, t.beta1, t.beta2, t.eps, step);
       }
