@@ -93,7 +93,7 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
 <tr><td>model</td><td>BERT L${m.L} H${m.H} d${m.d} ff${m.ff}</td></tr>
 <tr><td>training</td><td>batch ${t.batch}, Adam lr ${t.lr}, warm-up ${t.warmup}, ${t.steps} steps, seed ${t.seed}</td></tr>
 <tr><td>checkpoints shown</td><td>${pre !== null ? `pre = step ${pre} (last on the plateau)` : "no checkpoint on the plateau"}; ${post !== null ? `post = step ${post}${ph.drop && post > ph.drop.step ? " (after the drop)" : ""}` : "none"}</td></tr></table>`);
-  parts.push(`<h2>What happened</h2>${storyHtml({ m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, factor: d.factor, plateau: ph.plateau, drop: ph.drop, final: ph.final })}`);
+  parts.push(`<h2>What happened</h2>${storyHtml({ m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, factor: d.factor, plateau: ph.plateau, drop: ph.drop, final: ph.final }, false)}`);
   parts.push(`<h2>Loss curves</h2><p class="help">${esc(PANEL_TEXT.loss)}</p><div class="fig">${lossFig}</div>`);
 
   if (steps.length === 0) {

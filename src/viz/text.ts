@@ -16,7 +16,7 @@ export function esc(s: string): string {
 }
 
 /** The story of the run in a few sentences, with its own numbers. */
-export function storyHtml(r: RunFacts): string {
+export function storyHtml(r: RunFacts, interactive = true): string {
   const copyMask = r.rank / 9, copyAll = (r.pMask * r.rank) / 9;
   const parts: string[] = [];
   parts.push(
@@ -40,14 +40,15 @@ export function storyHtml(r: RunFacts): string {
       `What changes inside, panel by panel below: attention heads that looked diffuse start to attend to the query cell's <b>row</b> and <b>column</b> ` +
       `(the cells that determine it in a rank-${r.rank} matrix); the hidden cells' predictions move away from 0 towards the target (matrix view); ` +
       `probes find the masked row of a hidden cell in later layers; the attention progress measure rises while hidden states stop collapsing. ` +
-      `Move the checkpoint slider across the drop (buttons <i>pre</i> / <i>post</i>) to compare.</p>`,
+      (interactive ? `Move the checkpoint slider across the drop (buttons <i>pre</i> / <i>post</i>) to compare.` : `The figures below show the checkpoint before the drop next to the one after it.`) + `</p>`,
   );
   return parts.join("\n");
 }
 
 export const PANEL_TEXT = {
   loss: "Training loss per step (L, L_mask, L_obs) and the eval loss on a fixed set. Shaded: the plateau; red: the drop; blue dashed: the checkpoint selected below. Dashed grey: the copy levels, the loss of a model that copies observed cells and predicts 0 at hidden ones.",
-  attention: "Mean attention pattern of every head (query rows × key columns, tokens in row-major order), averaged over a batch. Header: the head's attention mass on the query's own row and column (excluding itself) and its label. After the drop some heads put most of their mass on the row or column: block or striped patterns. Click a thumbnail to enlarge it; hover a query to see where it looks on the matrix.",
+  attention: "Mean attention pattern of every head (query rows × key columns, tokens in row-major order), averaged over a batch. Header: the head's attention mass on the query's own row and column (excluding itself) and its label. After the drop some heads put most of their mass on the row or column: block or striped patterns.",
+  attentionInteractive: "Click a thumbnail to enlarge it; hover a query (a row of the large pattern, or a cell of the matrix) to see where it looks on the matrix.",
   structured: "Random masks: each cell hidden with probability p_mask. Structured mask: whole rows hidden except one kept cell each, the same for every sample — heads that read the observed cells of the row/column then stand out.",
   sample: "One matrix at the selected checkpoint: hidden cells have an orange frame. On the plateau the prediction at hidden cells is ≈ 0 (copying); after the drop it approaches the target.",
   embeddings: "Left: token embeddings of the values −1.5…1.5 projected on their top two principal components; after training they order by magnitude and sign. Right: t-SNE of the position embeddings; clusters of one colour mean positions of the same column are embedded alike.",

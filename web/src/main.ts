@@ -523,7 +523,7 @@ async function setFocus(name: string): Promise<void> {
 
 function initControls(): void {
   $("loss-help").textContent = PANEL_TEXT.loss;
-  $("att-help").textContent = `${PANEL_TEXT.attention} ${PANEL_TEXT.structured}`;
+  $("att-help").textContent = `${PANEL_TEXT.attention} ${PANEL_TEXT.attentionInteractive} ${PANEL_TEXT.structured}`;
   $("sample-help").textContent = PANEL_TEXT.sample;
   $("emb-help").textContent = PANEL_TEXT.embeddings;
   $("probe-help").textContent = PANEL_TEXT.probe;
