@@ -182,7 +182,11 @@ export function lossRows(run: string, rows: Array<Array<number | null>>, o: { sm
 
 export interface GridOptions { thumb: number; selected?: { layer: number; head: number } | null }
 
-/** Layer × head thumbnails of the mean T×T pattern; each header holds the head's row/column scores and label. */
+/**
+ * Layer × head thumbnails of the mean T×T pattern, on one colour scale for
+ * all heads and checkpoints; each header holds the head's row/column scores
+ * and label.
+ */
 export function attentionGridSpec(att: AttentionJson, cond: AttentionCondition, o: GridOptions): Spec {
   const { T, n, L, H } = att;
   const values: Array<Record<string, number | string>> = [];
@@ -190,10 +194,9 @@ export function attentionGridSpec(att: AttentionJson, cond: AttentionCondition, 
     for (let h = 0; h < H; h++) {
       const p = cond.meanPattern[l]![h]!;
       const hd = cond.heads.find((x) => x.layer === l && x.head === h)!;
-      const mx = Math.max(...p) || 1;
       const sel = o.selected && o.selected.layer === l && o.selected.head === h ? " ◀" : "";
       const title = `layer ${l} head ${h}${sel}|row ${fmt2(hd.all.row)} · col ${fmt2(hd.all.col)}|${hd.label}`;
-      for (let q = 0; q < T; q++) for (let k = 0; k < T; k++) values.push({ idx: l * H + h, title, layer: l, head: h, q, k, w: r3(p[q * T + k]! / mx), a: p[q * T + k]! });
+      for (let q = 0; q < T; q++) for (let k = 0; k < T; k++) values.push({ idx: l * H + h, title, layer: l, head: h, q, k, a: r3(p[q * T + k]!) });
     }
   }
   return {
@@ -208,7 +211,8 @@ export function attentionGridSpec(att: AttentionJson, cond: AttentionCondition, 
       encoding: {
         x: { field: "k", type: "ordinal", axis: null, scale: { paddingInner: 0 } },
         y: { field: "q", type: "ordinal", axis: null, scale: { paddingInner: 0 } },
-        color: { field: "w", type: "quantitative", scale: { scheme: "viridis", domain: [0, 1] }, legend: null },
+        // one fixed scale for every head and checkpoint (√ so that uniform attention, 1/T, stays visible)
+        color: { field: "a", type: "quantitative", scale: { scheme: "viridis", type: "sqrt", domain: [0, 1] }, legend: { title: "attention", orient: "right", gradientLength: 120 } },
       },
     },
     config: { view: { stroke: "#999" } },
@@ -232,7 +236,7 @@ export function attentionHeadSpec(att: AttentionJson, cond: AttentionCondition, 
     encoding: {
       x: { field: "k", type: "ordinal", axis: { ...axis("key cell (row,col)"), labelAngle: -90 } },
       y: { field: "q", type: "ordinal", axis: axis("query cell (row,col)") },
-      color: { field: "a", type: "quantitative", scale: { scheme: "viridis" }, title: "attention" },
+      color: { field: "a", type: "quantitative", scale: { scheme: "viridis", domainMin: 0 }, title: "attention" },
       tooltip: [{ field: "qc", title: "query" }, { field: "kc", title: "key" }, { field: "a", title: "attention", format: ".3f" }],
     },
   } as Spec;

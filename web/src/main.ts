@@ -87,6 +87,7 @@ function statusBadge(s: RunSummary): string {
 
 function renderTable(): void {
   const runs = [...st.runs.values()];
+  $("live").hidden = ![...st.compare].some((n) => st.runs.get(n)?.status === "running");
   if (runs.length === 0) {
     $("runs-table").innerHTML = `<p class="muted">No runs in this folder yet. Start one with <code>abrupt train --out &lt;folder&gt;/NAME</code>; it appears here.</p>`;
     return;
@@ -178,7 +179,6 @@ async function openLive(name: string): Promise<void> {
     const d = JSON.parse((ev as MessageEvent).data) as { offset: number; items: unknown[] };
     applyItems(lv.rows, d.items);
     lv.offset = d.offset;
-    $("live").hidden = false;
     lossSoon();
   });
   es.addEventListener("run", (ev) => {
@@ -280,6 +280,7 @@ function updateScrubber(reset: boolean): void {
   $<HTMLButtonElement>("btn-post").disabled = pp.post === null;
   if (ck.length === 0) {
     st.step = null;
+    clearPanels();
     $("scrub-label").textContent = s ? "this run has no checkpoints yet" : "";
     return;
   }
@@ -483,6 +484,19 @@ async function renderProgress(): Promise<void> {
   const s = st.runs.get(st.focus!);
   const ph = s?.phases;
   await draw($("progress"), S.progressSpec(progressData, 560, { plateau: ph?.plateau ? { onset: ph.plateau.onset, end: ph.plateau.end } : null, drop: ph?.drop?.step ?? null, selected: st.step }));
+}
+
+function clearPanels(): void {
+  for (const a of aborts.values()) a.abort();
+  for (const id of ["att-grid", "att-head", "att-query", "sample", "emb-token", "emb-pos", "probe", "progress"]) {
+    const el = $(id);
+    (el as HTMLElement & { _vega?: Result })._vega?.finalize();
+    (el as HTMLElement & { _vega?: Result })._vega = undefined;
+    el.innerHTML = "";
+    delete el.dataset["step"];
+  }
+  for (const id of ["att-findings", "sample-findings", "emb-findings"]) $(id).innerHTML = "";
+  for (const id of ["att-status", "sample-status", "emb-status", "probe-status", "progress-status"]) status(id, "no checkpoint selected");
 }
 
 // ------------------------------------------------------------ focus, story
