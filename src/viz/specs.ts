@@ -188,7 +188,9 @@ export interface GridOptions { thumb: number; selected?: { layer: number; head: 
  * and label.
  */
 export function attentionGridSpec(att: AttentionJson, cond: AttentionCondition, o: GridOptions): Spec {
-  const { T, n, L, H } = att;
+  const { T, L, H } = att;
+  // whole pixels per cell, so that neighbouring cells leave no seams
+  const thumb = Math.max(T, Math.floor(o.thumb / T) * T);
   const values: Array<Record<string, number | string>> = [];
   for (let l = 0; l < L; l++) {
     for (let h = 0; h < H; h++) {
@@ -206,7 +208,7 @@ export function attentionGridSpec(att: AttentionJson, cond: AttentionCondition, 
     columns: H,
     spacing: { row: 6, column: 8 },
     spec: {
-      width: o.thumb, height: o.thumb,
+      width: thumb, height: thumb,
       mark: { type: "rect", tooltip: false },
       encoding: {
         x: { field: "k", type: "ordinal", axis: null, scale: { paddingInner: 0 } },
