@@ -16,7 +16,7 @@ import { type ComputeRequest, type Kind, compute, writeFileAtomic } from "../ser
 import { MetricsCache, summarizeRun } from "../server/runs.js";
 import { renderSvg } from "../train/plot.js";
 import * as S from "../viz/specs.js";
-import { PANEL_TEXT, esc, storyHtml } from "../viz/text.js";
+import { PANEL_TEXT, changeTableHtml, esc, headsOf, storyHtml } from "../viz/text.js";
 import { findExperiment, parseOpts } from "./analyze.js";
 
 export interface ReportFlags { out?: string; pre?: number; post?: number; seed: number; opt: string[] }
@@ -31,6 +31,8 @@ table.cfg td { padding: 2px 10px 2px 0; font-size: 13px; }
 .pair.one { grid-template-columns: 1fr; }
 .fig svg { max-width: 100%; height: auto; }
 ul.findings { font-size: 12px; color: #39414b; padding-left: 18px; }
+table.change { border-collapse: collapse; font-size: 13px; } table.change td, table.change th { border-bottom: 1px solid #dde2e8; padding: 3px 8px; text-align: left; }
+table.change td.what { color: #6a7380; font-size: 12px; max-width: 460px; } .where { color: #6a7380; font-size: 11px; }
 .tag { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; background: #dbe8f7; }
 `;
 
@@ -93,6 +95,7 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
 <tr><td>model</td><td>BERT L${m.L} H${m.H} d${m.d} ff${m.ff}</td></tr>
 <tr><td>training</td><td>batch ${t.batch}, Adam lr ${t.lr}, warm-up ${t.warmup}, ${t.steps} steps, seed ${t.seed}</td></tr>
 <tr><td>checkpoints shown</td><td>${pre !== null ? `pre = step ${pre} (last on the plateau)` : "no checkpoint on the plateau"}; ${post !== null ? `post = step ${post}${ph.drop && post > ph.drop.step ? " (after the drop)" : ""}` : "none"}</td></tr></table>`);
+  const whatHappened = parts.length;
   parts.push(`<h2>What happened</h2>${storyHtml({ m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, factor: d.factor, plateau: ph.plateau, drop: ph.drop, final: ph.final }, false)}`);
   parts.push(`<h2>Loss curves</h2><p class="help">${esc(PANEL_TEXT.loss)}</p><div class="fig">${lossFig}</div>`);
 
@@ -104,6 +107,15 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
 
     const att = new Map<number, S.AttentionJson>();
     for (const s of steps) att.set(s, await get<S.AttentionJson>("attention", s));
+    if (steps.length === 2) {
+      const cnd = (a: S.AttentionJson) => a.conditions.find((x) => x.mask === "random") ?? a.conditions[0]!;
+      const prog = (x: number) => progress.steps.find((r) => r.step === x) ?? null;
+      const [s0, s1] = steps as [number, number];
+      const { m: mm, n: nn } = att.get(s1)!;
+      parts.splice(whatHappened + 1, 0, `<h3>What changed between checkpoints ${s0} and ${s1}</h3>` + changeTableHtml(
+        { step: s0, heads: headsOf(cnd(att.get(s0)!)), progress: prog(s0) }, { step: s1, heads: headsOf(cnd(att.get(s1)!)), progress: prog(s1) },
+        { row: (nn - 1) / (mm * nn), col: (mm - 1) / (mm * nn) }));
+    }
     // the head to zoom on: the strongest row/column/observed head after the drop
     const last = att.get(steps.at(-1)!)!;
     const rc = last.conditions.find((x) => x.mask === "random") ?? last.conditions[0]!;

@@ -55,3 +55,40 @@ export const PANEL_TEXT = {
   probe: "Linear probes: least squares from each layer's hidden state of a hidden cell to a target (its masked row, column, value, top singular vector). Lower test MSE means the information is linearly present at that layer.",
   progress: "Over all checkpoints: attention progress (attention mass of hidden cells on the observed cells of their row and column, the positions that determine them), hidden-state collapse (mean cosine similarity of the final hidden states across positions; near 1 = all positions look alike) and repetition (adjacent equal outputs).",
 };
+
+/** What one checkpoint looks like, for the before/after table. */
+export interface CheckpointFacts {
+  step: number;
+  /** the attention analysis (random-mask condition is used) */
+  heads: Array<{ layer: number; head: number; all: { row: number; col: number }; hidden: { obsRowCol: number } | null; obsRowColAll: number }>;
+  /** the progress row of this step, if computed */
+  progress: { attnProgress: number; attnMaxHead: number[]; attnUniform: number; collapse: number; loss: number; loss_mask: number } | null;
+}
+
+/** Heads of an attention JSON condition in the shape CheckpointFacts wants. */
+export function headsOf(cond: { heads: Array<{ layer: number; head: number; all: { row: number; col: number; obsRowCol: number }; hidden: { obsRowCol: number } | null }> }): CheckpointFacts["heads"] {
+  return cond.heads.map((h) => ({ layer: h.layer, head: h.head, all: { row: h.all.row, col: h.all.col }, hidden: h.hidden, obsRowColAll: h.all.obsRowCol }));
+}
+
+/** A before/after table: the numbers that change at the drop, with what each means. */
+export function changeTableHtml(pre: CheckpointFacts, post: CheckpointFacts, uniform: { row: number; col: number }): string {
+  const best = (c: CheckpointFacts, f: (h: CheckpointFacts["heads"][number]) => number) => {
+    const b = c.heads.reduce((a, h) => (f(h) > f(a) ? h : a));
+    return `${f3(f(b))} <span class="where">(layer ${b.layer} head ${b.head})</span>`;
+  };
+  const obs = (h: CheckpointFacts["heads"][number]) => h.hidden?.obsRowCol ?? h.obsRowColAll;
+  const rows: Array<[string, string, string, string]> = [];
+  const p0 = pre.progress, p1 = post.progress;
+  if (p0 && p1) {
+    rows.push(["L_mask (hidden cells)", f3(p0.loss_mask), f3(p1.loss_mask), "error at the hidden cells on a fixed batch; the copy level is r/9"]);
+  }
+  rows.push(["best row head", best(pre, (h) => h.all.row), best(post, (h) => h.all.row), `attention mass on the other cells of the query's row (uniform attention: ${f3(uniform.row)})`]);
+  rows.push(["best column head", best(pre, (h) => h.all.col), best(post, (h) => h.all.col), `mass on the other cells of the query's column (uniform: ${f3(uniform.col)})`]);
+  rows.push(["best head on observed row+column cells", best(pre, obs), best(post, obs), "for hidden queries: mass on the observed cells of their row and column, the cells that determine them"]);
+  if (p0 && p1) {
+    rows.push(["attention progress (mean over heads)", f3(p0.attnProgress), f3(p1.attnProgress), `the same measure averaged over all heads (uniform: ${f3(p0.attnUniform)})`]);
+    rows.push(["hidden-state collapse", f3(p0.collapse), f3(p1.collapse), "mean cosine similarity of the final hidden states across positions (1 = all alike)"]);
+  }
+  return `<table class="change"><thead><tr><th></th><th>before: step ${pre.step}</th><th>after: step ${post.step}</th><th>what it measures</th></tr></thead><tbody>` +
+    rows.map((r) => `<tr><td>${r[0]}</td><td>${r[1]}</td><td>${r[2]}</td><td class="what">${esc(r[3])}</td></tr>`).join("") + `</tbody></table>`;
+}

@@ -5,7 +5,7 @@
 
 import embed, { type Result, vega } from "vega-embed";
 import * as S from "../../src/viz/specs.js";
-import { PANEL_TEXT, esc, storyHtml } from "../../src/viz/text.js";
+import { PANEL_TEXT, changeTableHtml, esc, headsOf, storyHtml } from "../../src/viz/text.js";
 import "./style.css";
 
 // ------------------------------------------------------------------ types
@@ -190,7 +190,7 @@ async function openLive(name: string): Promise<void> {
       const ckChanged = !before || before.checkpoints.join() !== s.checkpoints.join();
       const phChanged = JSON.stringify(before?.phases?.drop) !== JSON.stringify(s.phases?.drop) || JSON.stringify(before?.phases?.plateau) !== JSON.stringify(s.phases?.plateau);
       if (ckChanged) updateScrubber(false);
-      if (phChanged) { renderStory(); lossSoon(); }
+      if (phChanged) { renderStory(); lossSoon(); void renderChange(); }
       if (ckChanged) void loadProgress();
     }
   });
@@ -474,6 +474,7 @@ async function loadProgress(): Promise<void> {
     progressRun = run;
     status("progress-status", `${d.steps.length} checkpoints`);
     await renderProgress();
+    void renderChange();
   } catch (e) {
     if (!isAbort(e)) status("progress-status", `progress: ${(e as Error).message}`, "error");
   }
@@ -497,6 +498,34 @@ function clearPanels(): void {
   }
   for (const id of ["att-findings", "sample-findings", "emb-findings"]) $(id).innerHTML = "";
   for (const id of ["att-status", "sample-status", "emb-status", "probe-status", "progress-status"]) status(id, "no checkpoint selected");
+}
+
+let changeKey = "";
+/** The before/after table: attention scores and progress measures at the pre and post checkpoints. */
+async function renderChange(): Promise<void> {
+  const s = st.focus ? st.runs.get(st.focus) : undefined;
+  const el = $("change");
+  if (!s || !s.config) { el.innerHTML = ""; changeKey = ""; return; }
+  const { pre, post } = prePost(s);
+  if (pre === null || post === null || pre === post) {
+    changeKey = "";
+    el.innerHTML = `<p class="muted">${s.phases?.drop ? "No checkpoint on both sides of the drop, so no before/after comparison." : "No drop yet: a before/after table appears here once the run has a checkpoint after the drop."}</p>`;
+    return;
+  }
+  const key = `${s.name}:${pre}:${post}:${progressRun === s.name ? progressData?.steps.length : -1}`;
+  if (key === changeKey) return;
+  changeKey = key;
+  try {
+    const [a0, a1] = await Promise.all([pre, post].map((x) => getJson<S.AttentionJson>(api(s.name, `/analysis/attention?step=${x}`))));
+    if (st.focus !== s.name || changeKey !== key) return;
+    const cnd = (a: S.AttentionJson) => a.conditions.find((c) => c.mask === "random") ?? a.conditions[0]!;
+    const prog = (x: number) => (progressRun === s.name ? progressData?.steps.find((r) => r.step === x) ?? null : null);
+    const { m, n } = a1!;
+    el.innerHTML = `<h3>What changed at the drop (checkpoints ${pre} → ${post})</h3>` +
+      changeTableHtml({ step: pre, heads: headsOf(cnd(a0!)), progress: prog(pre) }, { step: post, heads: headsOf(cnd(a1!)), progress: prog(post) }, { row: (n - 1) / (m * n), col: (m - 1) / (m * n) });
+  } catch (e) {
+    el.innerHTML = `<p class="error">before/after comparison: ${esc((e as Error).message)}</p>`;
+  }
 }
 
 // ------------------------------------------------------------ focus, story
@@ -530,6 +559,8 @@ async function setFocus(name: string): Promise<void> {
   st.step = null;
   updateScrubber(true);
   await renderLoss(true);
+  changeKey = "";
+  void renderChange();
   void loadProgress();
 }
 
