@@ -307,11 +307,13 @@ function selectStep(step: number): void {
   stepTimer = window.setTimeout(() => {
     stepTimer = null;
     void renderLoss(true);
+    // requested in this order, computed in this order by the server's queue
     void loadAttention();
     void loadSample();
     void loadEmbeddings();
     void loadProbe();
-    void renderProgress();
+    if (progressFor !== st.focus) void loadProgress();
+    else void renderProgress();
   }, 120);
 }
 
@@ -458,11 +460,14 @@ async function loadProbe(): Promise<void> {
 
 let progressData: S.ProgressJson | null = null;
 let progressRun: string | null = null;
+/** the run whose progress measures were last requested */
+let progressFor: string | null = null;
 async function loadProgress(): Promise<void> {
   const run = st.focus;
   if (!run) return;
+  progressFor = run;
   const s = st.runs.get(run);
-  if (!s || s.checkpoints.length === 0) { $("progress").innerHTML = ""; status("progress-status", "no checkpoints yet"); return; }
+  if (!s || s.checkpoints.length === 0) { $("progress").innerHTML = ""; status("progress-status", "no checkpoints yet"); void renderChange(); return; }
   status("progress-status", "computing progress measures over all checkpoints…", "busy");
   aborts.get("progress")?.abort();
   const ac = new AbortController();
@@ -550,6 +555,8 @@ async function setFocus(name: string): Promise<void> {
   st.att = null;
   st.query = null;
   progressData = null;
+  progressRun = null;
+  progressFor = null;
   history.replaceState(null, "", `#run=${encodeURIComponent(name)}`);
   renderTable();
   renderStory();
@@ -560,8 +567,7 @@ async function setFocus(name: string): Promise<void> {
   updateScrubber(true);
   await renderLoss(true);
   changeKey = "";
-  void renderChange();
-  void loadProgress();
+  if (!s || s.checkpoints.length === 0) void loadProgress(); // else: after the panels (selectStep)
 }
 
 // ------------------------------------------------------------------- init
