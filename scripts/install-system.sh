@@ -2,6 +2,7 @@
 # System packages for the native `cpu` backend (native/abrupt.c): a C
 # toolchain, python3 (node-gyp), and OpenBLAS with its CBLAS header.
 # Idempotent: installs nothing when everything is present. Debian/Ubuntu.
+# Also Chromium (Debian's package) for the dashboard's browser test.
 #
 # OpenBLAS variant: Debian ships a pthread build (libopenblas0-pthread, what
 # `libopenblas-dev` pulls in) and an OpenMP build (libopenblas0-openmp). Our
@@ -26,8 +27,12 @@ command -v python3 >/dev/null 2>&1 || missing+=("python3")
 [ -e "/usr/lib/$triplet/openblas-openmp/libopenblas.so.0" ] || missing+=("OpenMP OpenBLAS")
 [ -e "/usr/lib/$triplet/libmvec.so" ] || missing+=("libmvec")
 
+# Debian's Chromium drives the dashboard's end-to-end test (playwright-core
+# launches /usr/bin/chromium headless; test/web-e2e.test.ts).
+[ -x /usr/bin/chromium ] || missing+=("chromium")
+
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-system: toolchain and OpenBLAS (OpenMP build) already present"
+  echo "install-system: toolchain, OpenBLAS (OpenMP build) and Chromium already present"
   exit 0
 fi
 
@@ -36,7 +41,9 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends build-essential python3 libopenblas-openmp-dev
+pkgs=(build-essential python3 libopenblas-openmp-dev)
+[ -x /usr/bin/chromium ] || pkgs+=(chromium)
+$SUDO apt-get install -y --no-install-recommends "${pkgs[@]}"
 
 if [ ! -e "/usr/lib/$triplet/libmvec.so" ]; then
   echo "install-system: libmvec not found (needs glibc >= 2.35, e.g. Debian 12 / Ubuntu 22.04)" >&2

@@ -192,7 +192,7 @@ function coerce(experiment: string, key: string, dflt: unknown, raw: string): un
  * Experiment options: defaults overridden by --opt key=value. A key no
  * experiment knows is an error; with `all`, each experiment takes its keys.
  */
-function withDefaults(def: ExperimentDef, given: Record<string, string>, all: boolean): Record<string, unknown> {
+export function withDefaults(def: ExperimentDef, given: Record<string, string>, all: boolean): Record<string, unknown> {
   const known = Object.keys(def.defaults ?? {});
   const out: Record<string, unknown> = { ...(def.defaults ?? {}) };
   for (const [k, v] of Object.entries(given)) {

@@ -15,6 +15,8 @@ import { train, writeJsonAtomic } from "../train/train.js";
 import { EXPERIMENTS, analyze } from "./analyze.js";
 import { benchInProcess, runBench } from "./bench.js";
 import { loadModel, predict, readPredictInput } from "./predict.js";
+import { writeReport } from "./report.js";
+import { startServer } from "../server/server.js";
 
 const num = (name: string) => (v: string) => {
   const x = Number(v);
@@ -214,6 +216,37 @@ export function buildProgram(): Command {
       const backends = f.backends.map(backendOpt);
       const res = runBench({ backends, sizes: f.sizes, steps: f.steps, threads: f.threads });
       if (f.json) writeJsonAtomic(f.json, res);
+    });
+
+  program
+    .command("serve")
+    .description("the dashboard: a local web server over the runs in RUNS_DIR (default runs)")
+    .argument("[runs_dir]", "folder holding run folders", "runs")
+    .option("--port <n>", "port (0 = any free port)", int("--port"), 8080)
+    .option("--host <addr>", "address to listen on", "127.0.0.1")
+    .action(async (runsDir: string, f: { port: number; host: string }) => {
+      if (f.port < 0 || f.port > 65535) throw new AbruptError(`--port must be in 0..65535 (got ${f.port})`);
+      const srv = await startServer({ runsDir, port: f.port, host: f.host });
+      process.stdout.write(`abrupt serve: ${srv.url} (runs: ${resolve(runsDir)}; Ctrl-C stops)\n`);
+      await new Promise<void>((done) => {
+        const stop = () => { void srv.close().then(done); };
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+    });
+
+  program
+    .command("report")
+    .description("one self-contained HTML file (no scripts, no network) with the dashboard's figures at the pre and post checkpoints")
+    .argument("<run>", "run directory")
+    .option("--out <file>", "output file (default RUN/report.html)")
+    .option("--pre <step>", "checkpoint for 'before' (default: the last on the plateau)", int("--pre"))
+    .option("--post <step>", "checkpoint for 'after' (default: the last, if after the drop)", int("--post"))
+    .option("--seed <n>", "seed of the analysis data", int("--seed"), 0)
+    .option("--opt <key=value>", "experiment option (repeatable), as for analyze", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(async (runDir: string, f: { out?: string; pre?: number; post?: number; seed: number; opt: string[] }) => {
+      const file = await writeReport(runDir, f);
+      console.error(`report: ${file}`);
     });
 
   return program;

@@ -1,0 +1,168 @@
+// Analyses for the dashboard and `abrupt report`, computed from a run's
+// checkpoints with the experiments of `abrupt analyze` (src/analysis) and
+// cached in the run folder with the same writer and the same JSON:
+//
+//   <run>/analysis/<experiment>-step-<N>.json           default options, seed 0
+//                                                        (the name `abrupt analyze all` uses)
+//   <run>/analysis/<experiment>-step-<N>-<hash>.json    other options or seed
+//   <run>/analysis/progress.json                         progress over all checkpoints
+//                                                        (what `abrupt analyze progress RUN` writes);
+//                                                        recomputed when new checkpoints appear
+//   <run>/analysis/sample-step-<N>-seed-<S>-<mask>.json  one sample for the matrix view (dashboard only)
+//
+// A cached file is used when it exists and matches (its step, and for
+// progress its list of checkpoint steps); otherwise the experiment runs and
+// the file is written (temp + rename, by writeOutput), figures left out: the
+// page and the report draw them from the JSON.
+
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type AnalysisOutput, dataOfRun, forwardBatch, lossSplit, makeContext, openRun, writeOutput } from "../analysis/context.js";
+import { defaultStructuredSpec } from "../analysis/attention.js";
+import { structuredMask, sampleBatch } from "../data/matrix.js";
+import { Rng } from "../data/rng.js";
+import { AbruptError } from "../errors.js";
+import { getKernels } from "../kernels/index.js";
+import { findExperiment, withDefaults } from "../cli/analyze.js";
+import { listCheckpoints } from "../train/train.js";
+
+/** Experiments the dashboard computes per checkpoint (plus "sample"), and over the run. */
+export const PER_STEP = ["attention", "embeddings", "probe", "copy", "ablate", "patch", "sample"] as const;
+export const PER_RUN = ["progress"] as const;
+export type Kind = (typeof PER_STEP)[number] | (typeof PER_RUN)[number];
+
+export function isKind(x: string): x is Kind {
+  return (PER_STEP as readonly string[]).includes(x) || (PER_RUN as readonly string[]).includes(x);
+}
+
+export interface ComputeRequest {
+  /** absolute run folder (already checked to be inside the runs folder) */
+  dir: string;
+  kind: Kind;
+  /** checkpoint step (ignored for progress) */
+  step: number;
+  seed: number;
+  /** experiment options as raw key=value strings (typed like `--opt`) */
+  opts: Record<string, string>;
+}
+
+export interface ComputeResult {
+  json: Record<string, unknown>;
+  file: string;
+  cached: boolean;
+}
+
+function hashOf(x: unknown): string {
+  const canon = (v: unknown): unknown =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])]))
+      : v;
+  return createHash("sha1").update(JSON.stringify(canon(x))).digest("hex").slice(0, 10);
+}
+
+/** The cache file of a request (relative to the run's analysis folder). */
+export function cacheName(req: ComputeRequest): string {
+  const plain = Object.keys(req.opts).length === 0 && req.seed === 0;
+  if (req.kind === "sample") {
+    const mask = req.opts["mask"] ?? "random";
+    if (mask !== "random" && mask !== "structured") throw new AbruptError(`sample: option mask must be random or structured (got "${mask}")`);
+    const extra = Object.keys(req.opts).filter((k) => k !== "mask");
+    if (extra.length) throw new AbruptError(`sample: unknown option "${extra[0]}" (options: mask)`);
+    return `sample-step-${req.step}-seed-${req.seed}-${mask}.json`;
+  }
+  if (req.kind === "progress") return plain ? "progress.json" : `progress-${hashOf({ opts: req.opts, seed: req.seed })}.json`;
+  return `${req.kind}-step-${req.step}${plain ? "" : `-${hashOf({ opts: req.opts, seed: req.seed })}`}.json`;
+}
+
+function readCached(file: string): Record<string, unknown> | null {
+  if (!existsSync(file)) return null;
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  } catch {
+    return null; // a broken cache file is recomputed
+  }
+}
+
+/** One sample for the matrix view: input (null = hidden), target, prediction, error. */
+function sampleOutput(dir: string, step: number, seed: number, mask: "random" | "structured"): AnalysisOutput {
+  const run = openRun(dir);
+  const data = dataOfRun(run);
+  const ctx = makeContext({ kind: "run", run }, data, getKernels("cpu"), seed, "", step);
+  const model = ctx.model();
+  const { m, n } = data;
+  const mk = mask === "structured" ? structuredMask(m, n, defaultStructuredSpec(m, n)) : undefined;
+  const batch = sampleBatch(new Rng(seed), data, 1, undefined, mk);
+  const out = forwardBatch(model, batch);
+  const grid = <T>(f: (t: number) => T): T[][] => Array.from({ length: m }, (_, i) => Array.from({ length: n }, (_, j) => f(i * n + j)));
+  const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
+  const loss = lossSplit(out, batch.targets, batch.hidden);
+  return {
+    json: {
+      m, n, mask,
+      input: grid((t) => (batch.hidden[t] ? null : r4(batch.targets[t]!))),
+      target: grid((t) => r4(batch.targets[t]!)),
+      prediction: grid((t) => r4(out[t]!)),
+      error: grid((t) => r4(out[t]! - batch.targets[t]!)),
+      loss,
+    },
+    figures: [],
+    findings: [
+      `one ${m}×${n} matrix (seed ${seed}, ${mask} mask): MSE ${loss.loss.toPrecision(3)} over all cells, ${Number.isFinite(loss.loss_mask) ? loss.loss_mask.toPrecision(3) : "n/a"} over hidden cells`,
+    ],
+  };
+}
+
+/**
+ * The cached result of a request if there is a valid one (no model is
+ * loaded: cheap enough for the server's own thread), else null.
+ */
+export function lookupCache(req: ComputeRequest): ComputeResult | null {
+  const file = join(req.dir, "analysis", cacheName(req));
+  const cached = readCached(file);
+  if (!cached) return null;
+  if (req.kind === "progress") {
+    const have = Array.isArray(cached["steps"]) ? (cached["steps"] as Array<{ step: number }>).map((s) => s.step) : null;
+    return have && have.join(",") === listCheckpoints(req.dir).join(",") ? { json: cached, file, cached: true } : null;
+  }
+  return cached["step"] === req.step && listCheckpoints(req.dir).includes(req.step) ? { json: cached, file, cached: true } : null;
+}
+
+/** Computes (or reads from the cache) one analysis of one run. */
+export async function compute(req: ComputeRequest): Promise<ComputeResult> {
+  const outDir = join(req.dir, "analysis");
+  const file = join(outDir, cacheName(req));
+  const run = openRun(req.dir);
+  const cached = readCached(file);
+  if (req.kind === "progress") {
+    if (run.steps.length === 0) throw new AbruptError(`${req.dir} has no checkpoints`);
+    const have = Array.isArray(cached?.["steps"]) ? (cached!["steps"] as Array<{ step: number }>).map((s) => s.step) : null;
+    if (cached && have && have.join(",") === run.steps.join(",")) return { json: cached, file, cached: true };
+  } else {
+    if (!run.steps.includes(req.step)) throw new AbruptError(`checkpoint step ${req.step} does not exist (available: ${run.steps.join(", ") || "none"})`);
+    if (cached && cached["step"] === req.step) return { json: cached, file, cached: true };
+  }
+  const data = dataOfRun(run);
+  const step = req.kind === "progress" ? run.steps.at(-1)! : req.step;
+  const ctx = makeContext({ kind: "run", run }, data, getKernels("cpu"), req.seed, outDir, step);
+  let out: AnalysisOutput;
+  if (req.kind === "sample") {
+    out = sampleOutput(req.dir, req.step, req.seed, (req.opts["mask"] ?? "random") as "random" | "structured");
+  } else {
+    const def = findExperiment(req.kind);
+    out = await def.run(ctx, withDefaults(def, req.opts, false), run);
+  }
+  mkdirSync(outDir, { recursive: true });
+  const base = cacheName(req).replace(/\.json$/, "");
+  await writeOutput(ctx, req.kind, { ...out, figures: [] }, base.slice(req.kind.length));
+  const json = readCached(file);
+  if (!json) throw new Error(`cache file ${file} was not written`);
+  return { json, file, cached: false };
+}
+
+/** Writes a JSON file atomically (temp + rename). */
+export function writeFileAtomic(file: string, text: string | Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
