@@ -609,7 +609,7 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     this.software = software;
     this.ring = device.createBuffer({ label: "uniforms", size: RING_SLOTS * SLOT, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     void device.lost.then((info) => {
-      this.lost = `${info.reason}${info.message ? `: ${info.message.split("\n")[0]}` : ""}`;
+      this.lost ??= `${info.reason}${info.message ? `: ${info.message.split("\n")[0]}` : ""}`;
     });
     device.onuncapturederror = (ev) => {
       this.errors.push(ev.error.message.split("\n")[0]!);
