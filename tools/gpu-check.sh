@@ -53,7 +53,10 @@ for d in /etc/vulkan/icd.d /usr/share/vulkan/icd.d; do ls "$d"/*.json >/dev/null
 if [ $icd_found = 0 ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
-export ABRUPT_WEBGPU_SOFTWARE=0
+# the real GPU; ABRUPT_WEBGPU_SOFTWARE=1 is a dry run on lavapipe (this repo's .cache)
+export ABRUPT_WEBGPU_SOFTWARE=${ABRUPT_WEBGPU_SOFTWARE:-0}
+if [ "$ABRUPT_WEBGPU_SOFTWARE" = 1 ] && [ -d "$repo/.cache" ]; then ln -sfn "$repo/.cache" "$work/app/.cache"; fi
+bench_args=${ABRUPT_GPU_CHECK_BENCH:---sizes S,M,P --steps 5 --matmul 4096}
 
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -86,7 +89,8 @@ log "parity tests: exit $rc in $(( $(date +%s) - t0 )) s; $(grep -E '^# (pass|fa
 grep -E '^not ok' "$out/parity.txt" | head -5 | sed 's/^/gpu-check:   /' | tee -a "$out/summary.txt"
 
 t0=$(date +%s)
-timeout 240 "$node" dist/src/cli/main.js bench --device webgpu --sizes S,M,P --steps 5 --matmul 4096 --json "$out/bench.json" > "$out/bench.txt" 2>&1
+# shellcheck disable=SC2086
+timeout 240 "$node" dist/src/cli/main.js bench --device webgpu $bench_args --json "$out/bench.json" > "$out/bench.txt" 2>&1
 brc=$?
 log "bench: exit $brc in $(( $(date +%s) - t0 )) s"
 grep -E '^(matmul|S |M |P )' "$out/bench.txt" | sed 's/^/gpu-check:   /' | tee -a "$out/summary.txt"

@@ -31,8 +31,8 @@ cp native/build/Release/abrupt.node "$stage/app/native/build/Release/" 2>/dev/nu
 # production dependencies only (npm ls), without Dawn's other platforms
 npm ls --omit=dev --parseable --all 2>/dev/null | sed "s|^$PWD/||" | grep '^node_modules/' \
   | awk -F/ '{ if ($2 ~ /^@/) print $1"/"$2"/"$3; else print $1"/"$2 }' | sort -u > "$stage/mods"
-tar -cf - -T "$stage/mods" --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
-  --exclude='node_modules/webgpu/dist/linux-arm64' | tar -xf - -C "$stage/app"
+tar -cf - --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
+  --exclude='node_modules/webgpu/dist/linux-arm64' -T "$stage/mods" | tar -xf - -C "$stage/app"
 echo "gpu-pack: bundling $(du -sh "$stage/app" | cut -f1) of app"
 tar -C "$stage" -cf - app | xz -T0 -6 > "$carry/bundle.tar.xz"
 

@@ -162,7 +162,7 @@ export function runBench(o: BenchOptions): object {
       const gflops = stepFlops(BENCH_SIZES[size]!) / (res.msPerStep / 1000) / 1e9;
       const row = { ...res, gflops, ofPeak: sg && backend !== "webgpu" ? gflops / sg.gflops : null };
       rows.push(row);
-      const rate = backend === "webgpu" ? `${(gflops / 1000).toFixed(3).padStart(7)} TFLOP/s` : `${gflops.toFixed(1).padStart(6)} GFLOP/s  ${(100 * row.ofPeak!).toFixed(0).padStart(3)}% of sgemm`;
+      const rate = backend === "webgpu" ? `${(gflops / 1000).toFixed(3).padStart(7)} TFLOP/s (${gflops.toFixed(1)} GFLOP/s)` : `${gflops.toFixed(1).padStart(6)} GFLOP/s  ${(100 * row.ofPeak!).toFixed(0).padStart(3)}% of sgemm`;
       console.log(`${size.padEnd(2)} ${backend.padEnd(6)} ${res.msPerStep.toFixed(1).padStart(9)} ms/step  ${rate}  peak RSS ${res.maxRssMB} MB`);
     }
   }
