@@ -186,6 +186,30 @@ describe("webgpu == ref (1e-4 relative)", () => {
     });
   }
 
+  for (const tile of [null, 4, 8] as const) {
+    it(`linearForward with vec4 loads (aligned views, K % 4 == 0, weight and bias in one buffer, tiles ${tile ?? "by adapter"})`, async () => {
+      const N = 70, IC = 36, OC = 130;
+      const inp = rand(N * IC), w = rand(OC * IC), b = rand(OC);
+      const want = new Float32Array(N * OC);
+      ref.linearForward(want, inp, w, b, N, IC, OC);
+      const x = k.alloc(4 + N * IC), params = k.alloc(8 + OC * IC + OC), out = k.alloc(N * OC + 3);
+      k.upload(k.view(x, 4, N * IC), inp);
+      k.upload(k.view(params, 4, OC * IC), w);
+      k.upload(k.view(params, 8 + OC * IC, OC), b);
+      k.matmulTile = tile;
+      try {
+        k.linearForward(k.view(out, 0, N * OC), k.view(x, 4, N * IC), k.view(params, 4, OC * IC), k.view(params, 8 + OC * IC, OC), N, IC, OC);
+      } finally {
+        k.matmulTile = null;
+      }
+      const got = await k.download(out);
+      assertClose(got.subarray(0, N * OC), want, "linearForward vec4");
+      assert.deepEqual([...got.subarray(N * OC)], [0, 0, 0], "wrote after its view");
+      const tm = tile ?? (k.software ? 2 : 4);
+      assert.ok(k.compiledKernels().some((v) => v.startsWith(`matmul_nt_${16 * tm}_vec4|`)), k.compiledKernels().join(" "));
+    });
+  }
+
   it("linearForward (with and without bias) and linearBackward (weight and bias views in one buffer, accumulate)", async () => {
     const N = 21, IC = 13, OC = 17;
     const inp = rand(N * IC), w = rand(OC * IC), b = rand(OC);

@@ -24,7 +24,8 @@
 // - Kernels. Matrix products: 64x64 or 128x128 output tiles in workgroup
 //   memory, 16x16 threads with 4x4 or 8x8 outputs each (2x2 on a software
 //   adapter, where larger ones take seconds to compile), bounds-checked loads
-//   for any shape and both transposes, bias and beta in the epilogue.
+//   for any shape and both transposes, vec4 loads along K for linear layers
+//   (x W^T with K and offsets multiples of 4), bias and beta in the epilogue.
 //   Attention for short sequences: one workgroup per (batch, head) computes
 //   the scores, the softmax and, in the backward, dV, the softmax backward,
 //   dQ and dK in one dispatch. Reductions over rows (bias, LayerNorm weight,
@@ -58,8 +59,8 @@ type Mode = "r" | "w" | "rw";
 /** A WGSL kernel: logical tensors, scalar parameters, and the code. */
 export interface KernelDef {
   name: string;
-  /** [name, access, element type]; accessors ld_name / st_name are generated */
-  tensors: Array<[string, Mode, ("f32" | "u32")?]>;
+  /** [name, access, element type]; accessors ld_name / st_name are generated (vec4: offsets in vec4s) */
+  tensors: Array<[string, Mode, ("f32" | "u32" | "vec4<f32>")?]>;
   /** u32 parameters, read as P.name */
   ints: string[];
   /** f32 parameters, read as P.name */
@@ -181,16 +182,46 @@ fn main(@builtin(local_invocation_index) li: u32) {
  * (conflict-free workgroup reads, coalesced writes). Loads walk the
  * contiguous dimension of each operand.
  */
-function matmulDef(transA: boolean, transB: boolean, TM: number): KernelDef {
+function matmulDef(transA: boolean, transB: boolean, TM: number, vec4: boolean): KernelDef {
   const TN = TM, BM = 16 * TM, BN = 16 * TN, BK = 8;
-  const aIdx = transA ? "(k0 + kk) * P.M + r" : "r * P.K + k0 + kk";
-  const bIdx = transB ? "c * P.K + k0 + kk" : "(k0 + kk) * P.N + c";
-  // element e of the tile -> (row or column, kk), contiguous dimension fastest
-  const aSplit = transA ? `let kk = e / ${BM}u; let rr = e % ${BM}u;` : `let rr = e / ${BK}u; let kk = e % ${BK}u;`;
-  const bSplit = transB ? `let cc = e / ${BK}u; let kk = e % ${BK}u;` : `let kk = e / ${BN}u; let cc = e % ${BN}u;`;
+  // vec4: A [M,K] and B [N,K] (a linear layer's input and weight) read as
+  // vec4 along K; K and the offsets are multiples of 4 (checked by the caller).
+  const loadA = vec4
+    ? `for (var e = tid; e < ${(BM * BK) / 4}u; e += 256u) {
+      let rr = e / ${BK / 4}u;
+      let kq = e % ${BK / 4}u;
+      let r = row0 + rr;
+      var x = vec4<f32>(0.0);
+      if (r < P.M && k0 + 4u * kq < P.K) { x = ld_A(r * (P.K / 4u) + k0 / 4u + kq); }
+      for (var q = 0u; q < 4u; q++) { As[(4u * kq + q) * ${BM}u + rr] = x[q]; }
+    }`
+    : `for (var e = tid; e < ${BM * BK}u; e += 256u) {
+      ${transA ? `let kk = e / ${BM}u; let rr = e % ${BM}u;` : `let rr = e / ${BK}u; let kk = e % ${BK}u;`}
+      let r = row0 + rr;
+      var x = 0.0;
+      if (r < P.M && k0 + kk < P.K) { x = ld_A(${transA ? "(k0 + kk) * P.M + r" : "r * P.K + k0 + kk"}); }
+      As[kk * ${BM}u + rr] = x;
+    }`;
+  const loadB = vec4
+    ? `for (var e = tid; e < ${(BN * BK) / 4}u; e += 256u) {
+      let cc = e / ${BK / 4}u;
+      let kq = e % ${BK / 4}u;
+      let c = col0 + cc;
+      var x = vec4<f32>(0.0);
+      if (c < P.N && k0 + 4u * kq < P.K) { x = ld_B(c * (P.K / 4u) + k0 / 4u + kq); }
+      for (var q = 0u; q < 4u; q++) { Bs[(4u * kq + q) * ${BN}u + cc] = x[q]; }
+    }`
+    : `for (var e = tid; e < ${BN * BK}u; e += 256u) {
+      ${transB ? `let cc = e / ${BK}u; let kk = e % ${BK}u;` : `let kk = e / ${BN}u; let cc = e % ${BN}u;`}
+      let c = col0 + cc;
+      var x = 0.0;
+      if (c < P.N && k0 + kk < P.K) { x = ld_B(${transB ? "c * P.K + k0 + kk" : "(k0 + kk) * P.N + c"}); }
+      Bs[kk * ${BN}u + cc] = x;
+    }`;
+  const v4 = vec4 ? "vec4<f32>" : "f32";
   return {
-    name: `matmul_${transA ? "t" : "n"}${transB ? "t" : "n"}_${BM}`,
-    tensors: [["C", "rw"], ["A", "r"], ["B", "r"], ["bias", "r"]],
+    name: `matmul_${transA ? "t" : "n"}${transB ? "t" : "n"}_${BM}${vec4 ? "_vec4" : ""}`,
+    tensors: [["C", "rw"], ["A", "r", v4], ["B", "r", v4], ["bias", "r", v4]],
     ints: ["M", "N", "K"], floats: ["alpha", "beta"],
     code: `
 var<workgroup> As: array<f32, ${BK * BM}>; // [kk][row]
@@ -206,20 +237,8 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   var a: array<f32, ${TM}>;
   var b: array<f32, ${TN}>;
   for (var k0 = 0u; k0 < P.K; k0 += ${BK}u) {
-    for (var e = tid; e < ${BM * BK}u; e += 256u) {
-      ${aSplit}
-      let r = row0 + rr;
-      var x = 0.0;
-      if (r < P.M && k0 + kk < P.K) { x = ld_A(${aIdx}); }
-      As[kk * ${BM}u + rr] = x;
-    }
-    for (var e = tid; e < ${BN * BK}u; e += 256u) {
-      ${bSplit}
-      let c = col0 + cc;
-      var x = 0.0;
-      if (c < P.N && k0 + kk < P.K) { x = ld_B(${bIdx}); }
-      Bs[kk * ${BN}u + cc] = x;
-    }
+    ${loadA}
+    ${loadB}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BK}u; kk++) {
       for (var i = 0u; i < ${TM}u; i++) { a[i] = As[kk * ${BM}u + ty + 16u * i]; }
@@ -237,7 +256,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       let c = col0 + tx + 16u * j;
       if (c >= P.N) { break; }
       var v = P.alpha * acc[i * ${TN}u + j];
-      if (HAS_bias) { v += ld_bias(c); }
+      if (HAS_bias) { v += ${vec4 ? "ld_bias(c / 4u)[c % 4u]" : "ld_bias(c)"}; }
       if (P.beta != 0.0) { v += P.beta * ld_C(r * P.N + c); }
       st_C(r * P.N + c, v);
     }
@@ -616,6 +635,11 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     };
   }
 
+  /** The kernel variants compiled so far (name|buffer slots|present tensors). */
+  compiledKernels(): string[] {
+    return [...this.variants.keys()];
+  }
+
   isLost(): boolean {
     return this.lost !== null;
   }
@@ -790,7 +814,7 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
         code += `fn ld_${t}(i: u32) -> ${ty} { return ${b}[P.${t}_off + i]; }\n`;
         if (mode !== "r") code += `fn st_${t}(i: u32, v: ${ty}) { ${b}[P.${t}_off + i] = v; }\n`;
       } else {
-        code += `fn ld_${t}(i: u32) -> ${ty} { return ${ty}(0); }\n`;
+        code += `fn ld_${t}(i: u32) -> ${ty} { return ${ty}(0.0); }\n`;
         if (mode !== "r") code += `fn st_${t}(i: u32, v: ${ty}) { }\n`;
       }
     });
@@ -844,7 +868,10 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     const slot = this.ringUsed++;
     const dv = new DataView(this.ringData, slot * SLOT, SLOT);
     let o = 0;
-    for (const t of tensors) { dv.setUint32(o, t ? t.off : 0, true); o += 4; }
+    tensors.forEach((t, i) => {
+      dv.setUint32(o, t ? (def.tensors[i]![2] === "vec4<f32>" ? t.off / 4 : t.off) : 0, true);
+      o += 4;
+    });
     for (const x of ints) { dv.setUint32(o, x, true); o += 4; }
     for (const x of floats) { dv.setFloat32(o, x, true); o += 4; }
     if (o > SLOT) throw new Error(`run ${def.name}: too many parameters`);
@@ -908,9 +935,13 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     // (LLVM in lavapipe) takes seconds on larger register tiles.
     const TM = this.matmulTile ?? (this.software ? 2 : M >= 1024 && N >= 256 ? 8 : 4);
     const tile = 16 * TM;
-    const key = `${transA}${transB}${TM}`;
+    // vec4 loads for A [M,K] @ B [N,K]^T (linear layers) when K and the
+    // offsets allow and no other tensor shares their buffers as floats
+    const vec4 = !transA && transB && K % 4 === 0 && A.off % 4 === 0 && B.off % 4 === 0 && C.buf !== A.buf && C.buf !== B.buf &&
+      (!bias || (bias.off % 4 === 0 && bias.buf !== C.buf));
+    const key = `${transA}${transB}${TM}${vec4}`;
     let def = MATMUL.get(key);
-    if (!def) MATMUL.set(key, (def = matmulDef(transA, transB, TM)));
+    if (!def) MATMUL.set(key, (def = matmulDef(transA, transB, TM, vec4)));
     this.run(def, [C, A, B, bias], [M, N, K], [alpha, beta], [Math.ceil(N / tile), Math.ceil(M / tile)]);
   }
 
