@@ -6,3 +6,14 @@ export class AbruptError extends Error {
     this.name = "AbruptError";
   }
 }
+
+/**
+ * A failure of the compute device (webgpu: no adapter, device lost, a shader
+ * that does not compile). The trainer adds the step and the last checkpoint.
+ */
+export class DeviceError extends AbruptError {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeviceError";
+  }
+}

@@ -1,16 +1,19 @@
 // `abrupt bench` (npm run bench): ms per training step for the benchmark
 // sizes on each backend, the machine's sgemm rate measured in the same run,
 // the achieved fraction of it, and peak memory. Each measurement runs in its
-// own child process so its peak RSS is its own.
+// own child process so its peak RSS is its own. With webgpu (`--device
+// webgpu`): ms/step and achieved TFLOP/s per size, and the matmul kernel
+// alone on an n x n x n product (--matmul, default 4096).
 
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { allocBatch, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import { getKernels } from "../kernels/index.js";
+import { getKernels, loadKernels } from "../kernels/index.js";
 import type { BackendName } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
+import { paramCount } from "../model/params.js";
 
 export interface BenchSize {
   L: number; H: number; d: number; ff: number; B: number; m: number; n: number;
@@ -40,29 +43,34 @@ export interface ChildResult {
 }
 
 /** Runs `steps` timed training steps (after one warm-up step) in this process. */
-export function benchInProcess(size: string, backend: BackendName, steps: number, threads: number): ChildResult {
+export async function benchInProcess(size: string, backend: BackendName, steps: number, threads: number): Promise<ChildResult> {
   const s = BENCH_SIZES[size];
   if (!s) throw new AbruptError(`unknown bench size "${size}" (sizes: ${Object.keys(BENCH_SIZES).join(", ")})`);
-  const k = getKernels(backend);
+  const k = await loadKernels(backend);
   if (threads > 0) k.setThreads?.(threads);
   const model = new Bert({ vocab: 2002, positions: 512, L: s.L, H: s.H, d: s.d, ff: s.ff, lnEps: 1e-12 }, k);
   model.init(1);
-  const n = model.params.length;
-  const m = new Float32Array(n), v = new Float32Array(n);
+  const n = paramCount(model.cfg);
+  const m = k.alloc(n), v = k.alloc(n);
   const rng = new Rng(7);
   const data = { m: s.m, n: s.n, rank: 2, pMask: 0.3, prec: 2, factor: "uniform" as const, clamp: false };
   const batch = allocBatch(s.B, s.m, s.n);
   const T = s.m * s.n;
-  const dpred = new Float32Array(s.B * T);
+  const dpred = k.alloc(s.B * T);
+  const targets = k.alloc(s.B * T);
   const times: number[] = [];
   for (let i = 0; i <= steps; i++) {
     const t0 = performance.now();
     sampleBatch(rng, data, s.B, batch);
+    k.upload(targets, batch.targets);
     model.zeroGrad();
     const out = model.forward(batch.tokens, s.B, T);
-    k.mse(dpred, out, batch.targets, s.B * T, 1 / (s.B * T));
+    const outHost = k.download(out); // as the trainer: the outputs come back for the metrics
+    k.mse(dpred, out, targets, s.B * T, 1 / (s.B * T));
     model.backward(dpred);
     k.adam(model.params, model.grads, m, v, n, 1e-4, 0.9, 0.999, 1e-8, i + 1);
+    await outHost;
+    await k.finish();
     if (i > 0) times.push(performance.now() - t0);
   }
   const sorted = [...times].sort((a, b) => a - b);
@@ -72,6 +80,26 @@ export function benchInProcess(size: string, backend: BackendName, steps: number
     msAll: times.map((t) => Math.round(t * 10) / 10),
     maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
   };
+}
+
+/** GFLOP/s of a backend's matmul on an n x n x n product (best of a few). */
+export async function measureMatmul(backend: BackendName, n: number): Promise<{ gflops: number; ms: number; n: number }> {
+  const k = await loadKernels(backend);
+  const rng = new Rng(5);
+  const A = k.alloc(n * n), B = k.alloc(n * n), C = k.alloc(n * n);
+  k.upload(A, new Float32Array(n * n).map(() => rng.range(-1, 1)));
+  k.upload(B, new Float32Array(n * n).map(() => rng.range(-1, 1)));
+  k.matmul(C, A, B, n, n, n, false, false, 1, 0);
+  await k.finish();
+  let best = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const reps = 5;
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) k.matmul(C, A, B, n, n, n, false, false, 1, 0);
+    await k.finish();
+    best = Math.min(best, (performance.now() - t0) / reps);
+  }
+  return { gflops: (2 * n ** 3) / (best / 1000) / 1e9, ms: best, n };
 }
 
 /** sgemm GFLOP/s of the cpu backend on a training-shaped product (N=12544 rows). */
@@ -98,28 +126,45 @@ export interface BenchOptions {
   sizes: string[];
   steps: number;
   threads: number;
+  /** n of the n x n x n matmul measured on webgpu (0 = skip) */
+  matmul: number;
   json?: string;
 }
 
-export function runBench(o: BenchOptions): object {
+/** Runs `abrupt bench --child ...` in a fresh process; returns its last stdout line as JSON. */
+function child<R>(args: string[], what: string): R {
   const main = fileURLToPath(new URL("./main.js", import.meta.url));
-  const sg = measureSgemm(o.threads);
-  const threads = getKernels("cpu").threads();
-  console.log(`sgemm (cpu backend, ${threads} threads, ${sg.shape}): ${sg.gflops.toFixed(1)} GFLOP/s`);
-  const rows: Array<ChildResult & { gflops: number; ofPeak: number }> = [];
+  const r = spawnSync(process.execPath, [main, "bench", ...args], { encoding: "utf8", maxBuffer: 1 << 24 });
+  if (r.status !== 0) {
+    const err = (r.stderr || "").trim().split("\n").filter((l) => !l.startsWith("Warning:")).pop();
+    throw new AbruptError(`bench ${what} failed: ${err ?? `exit ${r.status}`}`);
+  }
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as R;
+}
+
+export function runBench(o: BenchOptions): object {
+  const hasCpu = o.backends.some((b) => b !== "webgpu");
+  const sg = hasCpu ? measureSgemm(o.threads) : null;
+  const threads = hasCpu ? getKernels("cpu").threads() : 0;
+  if (sg) console.log(`sgemm (cpu backend, ${threads} threads, ${sg.shape}): ${sg.gflops.toFixed(1)} GFLOP/s`);
+  const rows: Array<ChildResult & { gflops: number; ofPeak: number | null }> = [];
+  let matmul: { gflops: number; ms: number; n: number } | null = null;
   for (const backend of o.backends) {
+    if (backend === "webgpu" && o.matmul > 0) {
+      matmul = child<{ gflops: number; ms: number; n: number }>(["--child", `matmul:${o.matmul}`, "--backend", backend], `matmul ${o.matmul}³ on ${backend}`);
+      console.log(`matmul ${o.matmul}³ webgpu: ${matmul.ms.toFixed(2)} ms  ${(matmul.gflops / 1000).toFixed(3)} TFLOP/s (${matmul.gflops.toFixed(1)} GFLOP/s)`);
+    }
     for (const size of o.sizes) {
       // the ref backend is the oracle, not a contender: one step of S only
       if (backend === "ref" && size !== "S") continue;
-      const steps = backend === "ref" ? 1 : size === "P" ? Math.min(o.steps, 2) : o.steps;
-      const r = spawnSync(process.execPath, [main, "bench", "--child", size, "--backend", backend, "--steps", String(steps), "--threads", String(o.threads)], { encoding: "utf8", maxBuffer: 1 << 24 });
-      if (r.status !== 0) throw new AbruptError(`bench ${size} on ${backend} failed: ${(r.stderr || "").trim().split("\n").pop()}`);
-      const res = JSON.parse(r.stdout.trim().split("\n").pop()!) as ChildResult;
+      const steps = backend === "ref" ? 1 : size === "P" && backend !== "webgpu" ? Math.min(o.steps, 2) : o.steps;
+      const res = child<ChildResult>(["--child", size, "--backend", backend, "--steps", String(steps), "--threads", String(o.threads)], `${size} on ${backend}`);
       const gflops = stepFlops(BENCH_SIZES[size]!) / (res.msPerStep / 1000) / 1e9;
-      const row = { ...res, gflops, ofPeak: gflops / sg.gflops };
+      const row = { ...res, gflops, ofPeak: sg && backend !== "webgpu" ? gflops / sg.gflops : null };
       rows.push(row);
-      console.log(`${size.padEnd(2)} ${backend.padEnd(4)} ${res.msPerStep.toFixed(1).padStart(9)} ms/step  ${gflops.toFixed(1).padStart(6)} GFLOP/s  ${(100 * row.ofPeak).toFixed(0).padStart(3)}% of sgemm  peak RSS ${res.maxRssMB} MB`);
+      const rate = backend === "webgpu" ? `${(gflops / 1000).toFixed(3).padStart(7)} TFLOP/s (${gflops.toFixed(1)} GFLOP/s)` : `${gflops.toFixed(1).padStart(6)} GFLOP/s  ${(100 * row.ofPeak!).toFixed(0).padStart(3)}% of sgemm`;
+      console.log(`${size.padEnd(2)} ${backend.padEnd(6)} ${res.msPerStep.toFixed(1).padStart(9)} ms/step  ${rate}  peak RSS ${res.maxRssMB} MB`);
     }
   }
-  return { sgemm: sg, threads, rows };
+  return { sgemm: sg, threads, matmul, rows };
 }

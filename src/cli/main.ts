@@ -5,7 +5,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { AbruptError } from "../errors.js";
-import { getKernels } from "../kernels/index.js";
+import { getKernels, hostBackendFor } from "../kernels/index.js";
 import type { BackendName } from "../kernels/types.js";
 import { type PartialRunConfig, type RunConfig, PRESETS, readConfigFile, resolveConfig } from "../train/config.js";
 import { readMetrics } from "../train/metrics.js";
@@ -13,7 +13,7 @@ import { lossCurveSpec, writeFigure } from "../train/plot.js";
 import { summarizeDrop } from "../train/summary.js";
 import { train, writeJsonAtomic } from "../train/train.js";
 import { EXPERIMENTS, analyze } from "./analyze.js";
-import { benchInProcess, runBench } from "./bench.js";
+import { benchInProcess, measureMatmul, runBench } from "./bench.js";
 import { loadModel, predict, readPredictInput } from "./predict.js";
 import { writeReport } from "./report.js";
 import { startServer } from "../server/server.js";
@@ -31,7 +31,7 @@ const int = (name: string) => (v: string) => {
 const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
 const intList = (name: string) => (v: string) => list(v).map((s) => int(name)(s));
 const backendOpt = (v: string): BackendName => {
-  if (v !== "cpu" && v !== "ref") throw new InvalidArgumentError(`backend must be cpu or ref (got "${v}")`);
+  if (v !== "cpu" && v !== "ref" && v !== "webgpu") throw new InvalidArgumentError(`backend must be cpu, ref or webgpu (got "${v}")`);
   return v;
 };
 
@@ -40,7 +40,7 @@ interface TrainFlags {
   steps?: number; seed?: number; batch?: number; lr?: number; warmup?: number; lrDecay?: string; lrFinal?: number;
   m?: number; n?: number; rank?: number; pMask?: number; prec?: number; factor?: string; clamp?: boolean;
   layers?: number; heads?: number; width?: number; ff?: number; positions?: number;
-  backend?: BackendName; threads?: number; evalEvery?: number; evalBatch?: number;
+  backend?: BackendName; device?: BackendName; threads?: number; evalEvery?: number; evalBatch?: number;
   ckptEvery?: number; ckptLog?: number; ckptSteps?: number[]; freeze?: string[]; keepOptimizer?: string;
   initFrom?: string; trainOnly?: string[];
 }
@@ -114,7 +114,8 @@ export function buildProgram(): Command {
     .option("--width <n>", "width d", int("--width"))
     .option("--ff <n>", "feed-forward width", int("--ff"))
     .option("--positions <n>", "rows of the position table", int("--positions"))
-    .option("--backend <name>", "cpu or ref", backendOpt)
+    .option("--backend <name>", "cpu, ref or webgpu", backendOpt)
+    .option("--device <name>", "same as --backend (webgpu: the GPU through Dawn)", backendOpt)
     .option("--threads <n>", "threads (0 = all cores)", int("--threads"))
     .option("--eval-every <n>", "eval every n steps (0 = never)", int("--eval-every"))
     .option("--eval-batch <n>", "eval set size", int("--eval-batch"))
@@ -126,6 +127,10 @@ export function buildProgram(): Command {
     .option("--init-from <run@step>", "start from a checkpoint of another run (component dynamics)")
     .option("--train-only <groups>", "with --init-from: re-initialise and train only these groups, freeze the rest", list)
     .action(async (f: TrainFlags) => {
+      if (f.device !== undefined) {
+        if (f.backend !== undefined && f.backend !== f.device) throw new AbruptError(`--device ${f.device} and --backend ${f.backend} disagree`);
+        f.backend = f.device;
+      }
       const fileCfg = f.config ? readConfigFile(f.config) : undefined;
       let cfg: RunConfig;
       let outDir: string;
@@ -163,11 +168,12 @@ export function buildProgram(): Command {
     .requiredOption("--checkpoint <file>", "safetensors checkpoint")
     .requiredOption("--input <file>", "JSON {\"matrices\": [[[v or null, ...], ...], ...]} (null = hidden)")
     .option("--heads <n>", "heads, when the checkpoint has no config (default 8)", int("--heads"))
-    .option("--backend <name>", "cpu or ref", backendOpt, "cpu" as BackendName)
+    .option("--backend <name>", "cpu, ref or webgpu (webgpu: runs on cpu)", backendOpt, "cpu" as BackendName)
+    .option("--device <name>", "same as --backend", backendOpt)
     .option("--clamp", "clamp values outside [-10, 10] instead of failing")
-    .action((f: { checkpoint: string; input: string; heads?: number; backend: BackendName; clamp?: boolean }) => {
+    .action((f: { checkpoint: string; input: string; heads?: number; backend: BackendName; device?: BackendName; clamp?: boolean }) => {
       const matrices = readPredictInput(f.input);
-      const model = loadModel(f.checkpoint, getKernels(f.backend), f.heads);
+      const model = loadModel(f.checkpoint, getKernels(hostBackendFor(f.device ?? f.backend)), f.heads);
       const predictions = predict(model, matrices, !!f.clamp);
       process.stdout.write(JSON.stringify({ predictions }) + "\n");
     });
@@ -186,11 +192,12 @@ export function buildProgram(): Command {
     .option("--p-mask <p>", "probability that a cell is hidden", num("--p-mask"))
     .option("--factor <dist>", "uniform, gaussian or laplace")
     .option("--seed <n>", "seed of the analysis data", int("--seed"), 0)
-    .option("--backend <name>", "cpu or ref", backendOpt, "cpu" as BackendName)
+    .option("--backend <name>", "cpu, ref or webgpu (webgpu: analyses run on cpu from the checkpoint)", backendOpt, "cpu" as BackendName)
+    .option("--device <name>", "same as --backend", backendOpt)
     .option("--out <dir>", "output folder (default RUN/analysis)")
     .option("--opt <key=value>", "experiment option (repeatable), e.g. --opt values=0.44,-0.24", (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2]) => {
-      const res = await analyze(experiment, runDir, f);
+    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName }) => {
+      const res = await analyze(experiment, runDir, { ...f, backend: f.device ?? f.backend });
       for (const r of res) {
         console.error(`${r.experiment}${r.step >= 0 ? ` @ step ${r.step}` : ""}:`);
         for (const x of r.findings) console.error(`  - ${x}`);
@@ -202,19 +209,23 @@ export function buildProgram(): Command {
     .command("bench")
     .description("ms/step of the S, M (and P) sizes per backend, sgemm GFLOP/s, peak RSS")
     .option("--backends <list>", "backends", list, ["cpu", "ref"])
+    .option("--device <name>", "one backend (e.g. webgpu), instead of --backends", backendOpt)
     .option("--sizes <list>", "sizes among S, M, P", list, ["S", "M", "P"])
     .option("--steps <n>", "timed steps per size (median reported)", int("--steps"), 5)
     .option("--threads <n>", "threads (0 = all cores)", int("--threads"), 0)
+    .option("--matmul <n>", "webgpu: also time an n×n×n matmul (0 = skip)", int("--matmul"), 4096)
     .option("--json <file>", "also write the results as JSON")
-    .option("--child <size>", "(internal) run one size in this process")
+    .option("--child <size>", "(internal) run one size (or matmul:n) in this process")
     .option("--backend <name>", "(internal) backend of --child", backendOpt, "cpu" as BackendName)
-    .action((f: { backends: string[]; sizes: string[]; steps: number; threads: number; json?: string; child?: string; backend: BackendName }) => {
+    .action(async (f: { backends: string[]; device?: BackendName; sizes: string[]; steps: number; threads: number; matmul: number; json?: string; child?: string; backend: BackendName }) => {
       if (f.child) {
-        console.log(JSON.stringify(benchInProcess(f.child, f.backend, f.steps, f.threads)));
+        const mm = /^matmul:(\d+)$/.exec(f.child);
+        const res = mm ? await measureMatmul(f.backend, Number(mm[1])) : await benchInProcess(f.child, f.backend, f.steps, f.threads);
+        console.log(JSON.stringify(res));
         return;
       }
-      const backends = f.backends.map(backendOpt);
-      const res = runBench({ backends, sizes: f.sizes, steps: f.steps, threads: f.threads });
+      const backends = f.device ? [f.device] : f.backends.map(backendOpt);
+      const res = runBench({ backends, sizes: f.sizes, steps: f.steps, threads: f.threads, matmul: f.matmul });
       if (f.json) writeJsonAtomic(f.json, res);
     });
 

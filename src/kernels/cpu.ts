@@ -6,10 +6,11 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AbruptError } from "../errors.js";
-import type { Kernels } from "./types.js";
+import { hostMemory } from "./ref.js";
+import type { F32, Kernels } from "./types.js";
 
 /** What the addon exports besides the Kernels methods. */
-interface Addon extends Omit<Kernels, "name"> {
+interface Addon extends Omit<Kernels, "name" | "host" | keyof typeof hostMemory> {
   setThreads(n: number): void;
   blasInfo(): string;
 }
@@ -22,7 +23,7 @@ export interface CpuKernels extends Kernels {
 }
 
 /** The folder holding package.json, walking up from this compiled file. */
-function repoRoot(): string {
+export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     if (existsSync(join(dir, "package.json"))) return dir;
@@ -72,6 +73,7 @@ export function loadCpuKernels(): CpuKernels {
   const a = addon;
   return {
     name: "cpu",
+    ...hostMemory,
     threads: () => a.threads(),
     setThreads: (n) => a.setThreads(n),
     blasInfo: () => a.blasInfo(),
@@ -88,7 +90,11 @@ export function loadCpuKernels(): CpuKernels {
     geluForward: a.geluForward,
     geluBackward: a.geluBackward,
     add: a.add,
-    mse: a.mse,
+    mse: (dpred: F32 | null, pred: F32, target: F32, n: number, gradScale: number, sse?: F32 | null) => {
+      const sum = a.mse(dpred, pred, target, n, gradScale);
+      if (sse) sse[0] = sum;
+      return sum;
+    },
     adam: a.adam,
   };
 }

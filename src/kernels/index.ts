@@ -1,18 +1,38 @@
-// Backend selection: `getKernels("ref" | "cpu")`, one instance per backend.
+// Backend selection. Host backends (ref, cpu) load synchronously:
+// `getKernels("ref" | "cpu")`. Every backend, webgpu included (its device is
+// found asynchronously): `await loadKernels(name)`. One instance per backend.
 
 import { loadCpuKernels } from "./cpu.js";
 import { refKernels } from "./ref.js";
 import type { BackendName, Kernels } from "./types.js";
 
-export const BACKENDS: readonly BackendName[] = ["ref", "cpu"];
+export const BACKENDS: readonly BackendName[] = ["ref", "cpu", "webgpu"];
 
-const cache = new Map<BackendName, Kernels>();
+export type HostBackendName = Exclude<BackendName, "webgpu">;
 
-export function getKernels(name: BackendName): Kernels {
+const cache = new Map<HostBackendName, Kernels>();
+
+export function getKernels(name: HostBackendName): Kernels {
   let k = cache.get(name);
   if (!k) {
     k = name === "cpu" ? loadCpuKernels() : refKernels;
     cache.set(name, k);
   }
   return k;
+}
+
+/**
+ * The host backend that runs hook-based work (analyses, predict) for a
+ * requested backend: webgpu runs there as cpu, on the checkpoint's
+ * parameters (hooks read and replace activations in host memory).
+ */
+export function hostBackendFor(name: BackendName): HostBackendName {
+  return name === "webgpu" ? "cpu" : name;
+}
+
+/** Any backend; the webgpu module (and Dawn) is only loaded when asked for. */
+export async function loadKernels(name: BackendName): Promise<Kernels<unknown>> {
+  if (name !== "webgpu") return getKernels(name) as Kernels<unknown>;
+  const { loadWebGpuKernels } = await import("./webgpu.js");
+  return (await loadWebGpuKernels()) as Kernels<unknown>;
 }

@@ -69,8 +69,27 @@ export function geluGrad(x: number): number {
 
 // ---------------------------------------------------------------------------
 
+/** Memory of the host backends: tensors are Float32Arrays, views subarrays. */
+export const hostMemory = {
+  host: true as const,
+  alloc: (n: number): F32 => new Float32Array(n),
+  view: (t: F32, offset: number, n: number): F32 => {
+    if (offset < 0 || n < 0 || offset + n > t.length) throw new RangeError(`view [${offset}, ${offset + n}) outside a tensor of ${t.length}`);
+    return t.subarray(offset, offset + n);
+  },
+  size: (t: F32): number => t.length,
+  upload: (dst: F32, src: F32): void => dst.set(src),
+  download: (t: F32): Promise<F32> => Promise.resolve(t.slice()),
+  zero: (t: F32): void => {
+    t.fill(0);
+  },
+  copy: (dst: F32, src: F32, n: number): void => dst.set(src.subarray(0, n)),
+  finish: (): Promise<void> => Promise.resolve(),
+};
+
 export const refKernels: Kernels = {
   name: "ref",
+  ...hostMemory,
 
   threads: () => 1,
 
@@ -365,7 +384,7 @@ export const refKernels: Kernels = {
     for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
   },
 
-  mse(dpred, pred, target, n, gradScale) {
+  mse(dpred, pred, target, n, gradScale, sse) {
     need(pred, n, "mse pred");
     need(target, n, "mse target");
     if (dpred) need(dpred, n, "mse dpred");
@@ -375,6 +394,7 @@ export const refKernels: Kernels = {
       sum += d * d;
       if (dpred) dpred[i] = gradScale * 2 * d;
     }
+    if (sse) sse[0] = sum;
     return sum;
   },
 

@@ -1,9 +1,17 @@
 // The kernel interface: every numerical primitive the model, the trainer and
-// the analyses need. Backends: `ref` (plain TypeScript, the test oracle) and
-// `cpu` (native C: CBLAS sgemm + OpenMP). The model never knows which runs.
+// the analyses need. Backends: `ref` (plain TypeScript, the test oracle),
+// `cpu` (native C: CBLAS sgemm + OpenMP) and `webgpu` (WGSL through Dawn,
+// src/kernels/webgpu.ts). The model never knows which runs.
+//
+// Tensors are of an opaque type Buf chosen by the backend: Float32Array for
+// the host backends (ref, cpu: `Kernels` = `Kernels<Float32Array>`), a
+// (GPUBuffer, offset, length) view for webgpu. Code that must run on every
+// backend (the model, the trainer) allocates through the backend (`alloc`,
+// `view`) and moves data with `upload` / `download`; only host backends can
+// hand out their tensors as Float32Arrays (`host: true`).
 //
 // Conventions (as in llm.c):
-// - all tensors are row-major Float32Arrays (subarray views allowed);
+// - all tensors are row-major float32 (views at any element offset allowed);
 // - shapes are given in the comments: B batch, T tokens, C channels,
 //   H heads, F feed-forward width, N = B*T rows;
 // - parameter gradients ACCUMULATE (+=); activation gradients are
@@ -12,10 +20,43 @@
 
 export type F32 = Float32Array;
 
-export type BackendName = "ref" | "cpu";
+export type BackendName = "ref" | "cpu" | "webgpu";
 
-export interface Kernels {
+export interface Kernels<Buf = F32> {
   readonly name: BackendName;
+
+  /** true when tensors are plain Float32Arrays in this process (ref, cpu) */
+  readonly host: boolean;
+
+  // ------------------------------------------------------------- memory
+  // Ordered with the kernels: an upload after a kernel call lands after that
+  // kernel has run; download waits for every kernel called before it.
+
+  /** A new zero-filled tensor of n floats. */
+  alloc(n: number): Buf;
+
+  /** Elements [offset, offset + n) of t, sharing its storage. */
+  view(t: Buf, offset: number, n: number): Buf;
+
+  /** Number of elements of t. */
+  size(t: Buf): number;
+
+  /** dst[0..src.length) = src. */
+  upload(dst: Buf, src: F32): void;
+
+  /** A host copy of t (waits for the device on webgpu). */
+  download(t: Buf): Promise<F32>;
+
+  /** t[:] = 0. */
+  zero(t: Buf): void;
+
+  /** dst[0..n) = src[0..n) (different storage or disjoint ranges). */
+  copy(dst: Buf, src: Buf, n: number): void;
+
+  /** Waits until every kernel called so far has finished (a no-op on host backends). */
+  finish(): Promise<void>;
+
+  // ------------------------------------------------------------ kernels
 
   /** Number of threads the backend uses (1 for ref). */
   threads(): number;
@@ -29,14 +70,14 @@ export interface Kernels {
    * op(A) = A ([M,K]) or A^T (A stored [K,M]) when transA; same for B.
    */
   matmul(
-    C: F32, A: F32, B: F32,
+    C: Buf, A: Buf, B: Buf,
     M: number, N: number, K: number,
     transA: boolean, transB: boolean,
     alpha: number, beta: number,
   ): void;
 
   /** out[N,OC] = inp[N,IC] @ weight[OC,IC]^T + bias[OC] (bias may be null). */
-  linearForward(out: F32, inp: F32, weight: F32, bias: F32 | null, N: number, IC: number, OC: number): void;
+  linearForward(out: Buf, inp: Buf, weight: Buf, bias: Buf | null, N: number, IC: number, OC: number): void;
 
   /**
    * Backward of linearForward.
@@ -45,30 +86,30 @@ export interface Kernels {
    * dbias[OC] += column sums of dout; skipped if null.
    */
   linearBackward(
-    dinp: F32 | null, dweight: F32 | null, dbias: F32 | null,
-    dout: F32, inp: F32, weight: F32,
+    dinp: Buf | null, dweight: Buf | null, dbias: Buf | null,
+    dout: Buf, inp: Buf, weight: Buf,
     N: number, IC: number, OC: number, accumulateDinp: boolean,
   ): void;
 
   /** out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]; tokens [B,T], wte [V,C], wpe [>=T,C]. */
-  embeddingForward(out: F32, tokens: Int32Array, wte: F32, wpe: F32, B: number, T: number, C: number): void;
+  embeddingForward(out: Buf, tokens: Int32Array, wte: Buf, wpe: Buf, B: number, T: number, C: number): void;
 
   /**
    * dwte[tokens[b,t],:] += dout[b,t,:] except where tokens[b,t] == paddingIdx
    * (use -1 for none); dwpe[t,:] += sum_b dout[b,t,:]. Either may be null.
    */
   embeddingBackward(
-    dwte: F32 | null, dwpe: F32 | null, dout: F32, tokens: Int32Array,
+    dwte: Buf | null, dwpe: Buf | null, dout: Buf, tokens: Int32Array,
     B: number, T: number, C: number, paddingIdx: number,
   ): void;
 
   /** out[N,C] = (inp - mean) * rstd * weight + bias; saves mean[N], rstd[N]. */
-  layernormForward(out: F32, mean: F32, rstd: F32, inp: F32, weight: F32, bias: F32, N: number, C: number, eps: number): void;
+  layernormForward(out: Buf, mean: Buf, rstd: Buf, inp: Buf, weight: Buf, bias: Buf, N: number, C: number, eps: number): void;
 
   /** dinp[N,C] overwritten; dweight[C], dbias[C] accumulate (null to skip). */
   layernormBackward(
-    dinp: F32, dweight: F32 | null, dbias: F32 | null,
-    dout: F32, inp: F32, weight: F32, mean: F32, rstd: F32, N: number, C: number,
+    dinp: Buf, dweight: Buf | null, dbias: Buf | null,
+    dout: Buf, inp: Buf, weight: Buf, mean: Buf, rstd: Buf, N: number, C: number,
   ): void;
 
   /**
@@ -76,31 +117,33 @@ export interface Kernels {
    * mask). qkv is [B,T,3C]: q in columns [0,C), k in [C,2C), v in [2C,3C);
    * head h uses columns h*hs..(h+1)*hs of each, hs = C/H.
    */
-  attentionPattern(att: F32, qkv: F32, B: number, T: number, C: number, H: number): void;
+  attentionPattern(att: Buf, qkv: Buf, B: number, T: number, C: number, H: number): void;
 
   /** out[B,T,C] (heads concatenated): out[b,t,h*hs+j] = sum_k att[b,h,t,k] * v[b,k,h*hs+j]. */
-  attentionApply(out: F32, att: F32, qkv: F32, B: number, T: number, C: number, H: number): void;
+  attentionApply(out: Buf, att: Buf, qkv: Buf, B: number, T: number, C: number, H: number): void;
 
   /**
    * Backward of attentionApply∘attentionPattern: dqkv[B,T,3C] overwritten;
    * datt[B,H,T,T] is scratch.
    */
-  attentionBackward(dqkv: F32, datt: F32, dout: F32, qkv: F32, att: F32, B: number, T: number, C: number, H: number): void;
+  attentionBackward(dqkv: Buf, datt: Buf, dout: Buf, qkv: Buf, att: Buf, B: number, T: number, C: number, H: number): void;
 
   /** out[i] = x * Phi(x) (exact erf GELU). out may alias inp. */
-  geluForward(out: F32, inp: F32, n: number): void;
+  geluForward(out: Buf, inp: Buf, n: number): void;
 
   /** dinp[i] = dout[i] * gelu'(inp[i]). dinp may alias dout. */
-  geluBackward(dinp: F32, inp: F32, dout: F32, n: number): void;
+  geluBackward(dinp: Buf, inp: Buf, dout: Buf, n: number): void;
 
   /** out[i] = a[i] + b[i]. out may alias a or b. */
-  add(out: F32, a: F32, b: F32, n: number): void;
+  add(out: Buf, a: Buf, b: Buf, n: number): void;
 
   /**
-   * Returns sum_i (pred[i] - target[i])^2 (as a double). If dpred is not null,
-   * writes dpred[i] = gradScale * 2 * (pred[i] - target[i]).
+   * If dpred is not null, writes dpred[i] = gradScale * 2 * (pred[i] - target[i]).
+   * The sum of squares sum_i (pred[i] - target[i])^2 is written to sse[0] when
+   * sse is given, and returned as a double on host backends; webgpu returns
+   * NaN (its sum stays on the device until sse is downloaded).
    */
-  mse(dpred: F32 | null, pred: F32, target: F32, n: number, gradScale: number): number;
+  mse(dpred: Buf | null, pred: Buf, target: Buf, n: number, gradScale: number, sse?: Buf | null): number;
 
   /**
    * One Adam step with PyTorch semantics (torch.optim.Adam, no weight decay):
@@ -108,5 +151,5 @@ export interface Kernels {
    * p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps).
    * step counts from 1.
    */
-  adam(param: F32, grad: F32, m: F32, v: F32, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number): void;
+  adam(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number): void;
 }

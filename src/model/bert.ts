@@ -15,6 +15,11 @@
 // Every activation above has a stable hook name: analysis code can read it
 // after a forward pass (`act(name)`) or read/replace/zero it during the pass
 // (`addHook(name, fn)`), which then changes everything downstream.
+//
+// Tensors are the backend's (`Bert<Buf>`, Buf = Float32Array by default):
+// parameters, gradients and activations are allocated through the kernels,
+// so on webgpu they all live on the GPU. Hooks need a host backend (ref,
+// cpu); analyses of a webgpu run load its checkpoint into a cpu model.
 
 import type { Kernels } from "../kernels/types.js";
 import { AbruptError } from "../errors.js";
@@ -32,85 +37,90 @@ export interface HookInfo {
   shape: number[];
 }
 
-interface LayerActs {
-  qkv: Float32Array; // [N, 3C]
-  att: Float32Array; // [B, H, T, T]
-  z: Float32Array; // [N, C]
-  attnOut: Float32Array; // [N, C]
-  res1: Float32Array; // [N, C] x + attnOut (LN1 input)
-  ln1: Float32Array; // [N, C] resid_mid
-  ln1Mean: Float32Array; // [N]
-  ln1Rstd: Float32Array; // [N]
-  pre: Float32Array; // [N, F]
-  post: Float32Array; // [N, F]
-  mlpOut: Float32Array; // [N, C]
-  res2: Float32Array; // [N, C] resid_mid + mlpOut (LN2 input)
-  ln2: Float32Array; // [N, C] resid_post
-  ln2Mean: Float32Array; // [N]
-  ln2Rstd: Float32Array; // [N]
+interface LayerActs<Buf> {
+  qkv: Buf; // [N, 3C]
+  att: Buf; // [B, H, T, T]
+  z: Buf; // [N, C]
+  attnOut: Buf; // [N, C]
+  res1: Buf; // [N, C] x + attnOut (LN1 input)
+  ln1: Buf; // [N, C] resid_mid
+  ln1Mean: Buf; // [N]
+  ln1Rstd: Buf; // [N]
+  pre: Buf; // [N, F]
+  post: Buf; // [N, F]
+  mlpOut: Buf; // [N, C]
+  res2: Buf; // [N, C] resid_mid + mlpOut (LN2 input)
+  ln2: Buf; // [N, C] resid_post
+  ln2Mean: Buf; // [N]
+  ln2Rstd: Buf; // [N]
 }
 
-interface Acts {
+interface Acts<Buf> {
   B: number;
   T: number;
-  tokens: Int32Array; // [B, T] (copy of the input)
-  embSum: Float32Array; // [N, C]
-  embOut: Float32Array; // [N, C]
-  embMean: Float32Array; // [N]
-  embRstd: Float32Array; // [N]
-  layers: LayerActs[];
-  out: Float32Array; // [N]
+  tokens: Int32Array; // [B, T] (host copy of the input)
+  embSum: Buf; // [N, C]
+  embOut: Buf; // [N, C]
+  embMean: Buf; // [N]
+  embRstd: Buf; // [N]
+  layers: LayerActs<Buf>[];
+  out: Buf; // [N]
 }
 
-interface Grads {
-  dx: Float32Array; // [N, C]
-  dres: Float32Array; // [N, C]
-  dz: Float32Array; // [N, C]
-  dF: Float32Array; // [N, F]
-  dqkv: Float32Array; // [N, 3C]
-  datt: Float32Array; // [B, H, T, T]
+interface Grads<Buf> {
+  N: number;
+  BHTT: number;
+  dx: Buf; // [N, C]
+  dres: Buf; // [N, C]
+  dz: Buf; // [N, C]
+  dF: Buf; // [N, F]
+  dqkv: Buf; // [N, 3C]
+  datt: Buf; // [B, H, T, T]
 }
 
 export const DEFAULT_INIT_STD = 0.02;
 
-export class Bert {
+export class Bert<Buf = Float32Array> {
   readonly cfg: ModelConfig;
-  readonly k: Kernels;
+  readonly k: Kernels<Buf>;
   /** all parameters, laid out by paramSpecs */
-  readonly params: Float32Array;
+  readonly params: Buf;
   /** gradients, same layout */
-  readonly grads: Float32Array;
-  readonly p: ParamViews;
-  readonly g: ParamViews;
+  readonly grads: Buf;
+  readonly p: ParamViews<Buf>;
+  readonly g: ParamViews<Buf>;
 
-  private actsByShape = new Map<string, Acts>();
-  private acts: Acts | null = null;
-  private gradBufs: Grads | null = null;
+  private actsByShape = new Map<string, Acts<Buf>>();
+  private acts: Acts<Buf> | null = null;
+  private gradBufs: Grads<Buf> | null = null;
   private hooks = new Map<string, HookFn[]>();
   private frozen = new Set<string>();
 
-  constructor(cfg: ModelConfig, kernels: Kernels) {
+  constructor(cfg: ModelConfig, kernels: Kernels<Buf>) {
     if (cfg.d % cfg.H !== 0) throw new AbruptError(`heads (${cfg.H}) must divide the width d (${cfg.d})`);
     this.cfg = cfg;
     this.k = kernels;
     const n = paramCount(cfg);
-    this.params = new Float32Array(n);
-    this.grads = new Float32Array(n);
-    this.p = paramViews(cfg, this.params);
-    this.g = paramViews(cfg, this.grads);
+    this.params = kernels.alloc(n);
+    this.grads = kernels.alloc(n);
+    const view = (flat: Buf) => (offset: number, size: number) => kernels.view(flat, offset, size);
+    this.p = paramViews(cfg, view(this.params));
+    this.g = paramViews(cfg, view(this.grads));
   }
 
   /** HF BERT init: N(0, std) weights and embeddings, zero biases, LN 1/0, MASK row zero. */
   init(seed: number, std = DEFAULT_INIT_STD): void {
     const rng = new Rng(seed);
+    const params = new Float32Array(paramCount(this.cfg));
     for (const s of paramSpecs(this.cfg)) {
-      const v = this.params.subarray(s.offset, s.offset + s.size);
+      const v = params.subarray(s.offset, s.offset + s.size);
       const isLn = /(^|\.)ln\d?\.|embed\.ln\./.test(s.name);
       if (s.name.endsWith(".bias")) v.fill(0);
       else if (isLn) v.fill(1);
       else for (let i = 0; i < v.length; i++) v[i] = std * rng.normal();
     }
-    this.p.wte.subarray(MASK_ID * this.cfg.d, (MASK_ID + 1) * this.cfg.d).fill(0);
+    params.subarray(MASK_ID * this.cfg.d, (MASK_ID + 1) * this.cfg.d).fill(0); // wte comes first
+    this.k.upload(this.params, params);
   }
 
   // ---------------------------------------------------------------- hooks
@@ -145,6 +155,7 @@ export class Bert {
   /** Calls fn on the activation right after it is computed; fn may change it in place. */
   addHook(name: string, fn: HookFn): () => void {
     this.checkHookName(name);
+    if (!this.k.host) throw new AbruptError(`hooks need a host backend (ref or cpu), not ${this.k.name}`);
     const list = this.hooks.get(name) ?? [];
     list.push(fn);
     this.hooks.set(name, list);
@@ -159,7 +170,7 @@ export class Bert {
   }
 
   /** The activation of the last forward pass (a view: copy it to keep it). */
-  act(name: string): Float32Array {
+  act(name: string): Buf {
     this.checkHookName(name);
     const a = this.acts;
     if (!a) throw new AbruptError("no forward pass has run yet");
@@ -181,11 +192,11 @@ export class Bert {
     }
   }
 
-  private fire(name: string, buf: Float32Array, B: number, T: number): void {
+  private fire(name: string, buf: Buf, B: number, T: number): void {
     const fns = this.hooks.get(name);
     if (!fns || fns.length === 0) return;
     const info = { name, shape: this.hookShape(name, B, T) };
-    for (const fn of fns) fn(buf, info);
+    for (const fn of fns) fn(buf as Float32Array, info); // addHook admits host backends only
   }
 
   // -------------------------------------------------------------- freezing
@@ -211,11 +222,11 @@ export class Bert {
 
   // --------------------------------------------------------------- forward
 
-  private allocActs(B: number, T: number): Acts {
+  private allocActs(B: number, T: number): Acts<Buf> {
     const { d: C, ff: F, H, L } = this.cfg;
     const N = B * T;
-    const f = (n: number) => new Float32Array(n);
-    const layers: LayerActs[] = [];
+    const f = (n: number) => this.k.alloc(n);
+    const layers: LayerActs<Buf>[] = [];
     for (let l = 0; l < L; l++) {
       layers.push({
         qkv: f(N * 3 * C), att: f(B * H * T * T), z: f(N * C), attnOut: f(N * C),
@@ -232,7 +243,7 @@ export class Bert {
   }
 
   /** Runs the model on tokens [B,T]; returns the outputs [B,T] (a view, valid until the next forward). */
-  forward(tokens: Int32Array, B: number, T: number): Float32Array {
+  forward(tokens: Int32Array, B: number, T: number): Buf {
     const { d: C, ff: F, H, L, vocab, positions, lnEps } = this.cfg;
     if (T > positions) throw new AbruptError(`sequence of ${T} tokens is longer than the model's ${positions} positions`);
     if (tokens.length !== B * T) throw new Error(`forward: tokens has ${tokens.length} entries, expected ${B * T}`);
@@ -296,7 +307,7 @@ export class Bert {
    * with respect to the outputs of the last forward pass is dout [B,T].
    * Frozen groups get no gradient (and their weight products are skipped).
    */
-  backward(dout: Float32Array): void {
+  backward(dout: Buf): void {
     const a = this.acts;
     if (!a) throw new Error("backward before forward");
     const { d: C, ff: F, H, L } = this.cfg;
@@ -306,9 +317,9 @@ export class Bert {
     const p = this.p;
     const g = this.g;
     let gb = this.gradBufs;
-    if (!gb || gb.dx.length !== N * C || gb.datt.length !== B * H * T * T) {
-      const f = (n: number) => new Float32Array(n);
-      gb = { dx: f(N * C), dres: f(N * C), dz: f(N * C), dF: f(N * F), dqkv: f(N * 3 * C), datt: f(B * H * T * T) };
+    if (!gb || gb.N !== N || gb.BHTT !== B * H * T * T) {
+      const f = (n: number) => k.alloc(n);
+      gb = { N, BHTT: B * H * T * T, dx: f(N * C), dres: f(N * C), dz: f(N * C), dF: f(N * F), dqkv: f(N * 3 * C), datt: f(B * H * T * T) };
       this.gradBufs = gb;
     }
     const tr = (group: string) => !this.frozen.has(group);
@@ -330,13 +341,13 @@ export class Bert {
       // mlpOut = gelu(ln1 W1ᵀ + b1) W2ᵀ + b2
       k.linearBackward(dF, tMlp ? gw.fc2W : null, tMlp ? gw.fc2B : null, dres, la.post, w.fc2W, N, F, C, false);
       k.geluBackward(dF, la.pre, dF, N * F);
-      dx.set(dres);
+      k.copy(dx, dres, N * C);
       k.linearBackward(dx, tMlp ? gw.fc1W : null, tMlp ? gw.fc1B : null, dF, la.ln1, w.fc1W, N, C, F, true);
       // ln1 = LN1(res1), res1 = xIn + attnOut
       k.layernormBackward(dres, tLn1 ? gw.ln1W : null, tLn1 ? gw.ln1B : null, dx, la.res1, w.ln1W, la.ln1Mean, la.ln1Rstd, N, C);
       k.linearBackward(dz, tAttn ? gw.projW : null, tAttn ? gw.projB : null, dres, la.z, w.projW, N, C, C, false);
       k.attentionBackward(dqkv, datt, dz, la.qkv, la.att, B, T, C, H);
-      dx.set(dres);
+      k.copy(dx, dres, N * C);
       k.linearBackward(dx, tAttn ? gw.qkvW : null, tAttn ? gw.qkvB : null, dqkv, xIn, w.qkvW, N, C, 3 * C, true);
     }
     const tLnE = tr("emb_ln"), tTok = tr("tok_emb"), tPos = tr("pos_emb");
@@ -347,6 +358,6 @@ export class Bert {
   }
 
   zeroGrad(): void {
-    this.grads.fill(0);
+    this.k.zero(this.grads);
   }
 }

@@ -29,29 +29,29 @@ export interface TensorSpec {
   group: string;
 }
 
-export interface LayerViews {
-  qkvW: Float32Array; // [3C, C]  (query; key; value)
-  qkvB: Float32Array; // [3C]
-  projW: Float32Array; // [C, C]
-  projB: Float32Array; // [C]
-  ln1W: Float32Array; // [C]
-  ln1B: Float32Array; // [C]
-  fc1W: Float32Array; // [F, C]
-  fc1B: Float32Array; // [F]
-  fc2W: Float32Array; // [C, F]
-  fc2B: Float32Array; // [C]
-  ln2W: Float32Array; // [C]
-  ln2B: Float32Array; // [C]
+export interface LayerViews<Buf = Float32Array> {
+  qkvW: Buf; // [3C, C]  (query; key; value)
+  qkvB: Buf; // [3C]
+  projW: Buf; // [C, C]
+  projB: Buf; // [C]
+  ln1W: Buf; // [C]
+  ln1B: Buf; // [C]
+  fc1W: Buf; // [F, C]
+  fc1B: Buf; // [F]
+  fc2W: Buf; // [C, F]
+  fc2B: Buf; // [C]
+  ln2W: Buf; // [C]
+  ln2B: Buf; // [C]
 }
 
-export interface ParamViews {
-  wte: Float32Array; // [V, C]
-  wpe: Float32Array; // [P, C]
-  lnEW: Float32Array; // [C]
-  lnEB: Float32Array; // [C]
-  layers: LayerViews[];
-  outW: Float32Array; // [1, C]
-  outB: Float32Array; // [1]
+export interface ParamViews<Buf = Float32Array> {
+  wte: Buf; // [V, C]
+  wpe: Buf; // [P, C]
+  lnEW: Buf; // [C]
+  lnEB: Buf; // [C]
+  layers: LayerViews<Buf>[];
+  outW: Buf; // [1, C]
+  outB: Buf; // [1]
 }
 
 /** The ordered list of parameter tensors for a config. */
@@ -94,15 +94,20 @@ export function paramCount(cfg: ModelConfig): number {
   return last.offset + last.size;
 }
 
-/** Named views into a flat array laid out by paramSpecs (params or grads alike). */
-export function paramViews(cfg: ModelConfig, flat: Float32Array): ParamViews {
+/**
+ * Named views into a flat array laid out by paramSpecs (params or grads
+ * alike): a Float32Array, or any tensor given a function that makes views.
+ */
+export function paramViews(cfg: ModelConfig, flat: Float32Array): ParamViews;
+export function paramViews<Buf>(cfg: ModelConfig, view: (offset: number, size: number) => Buf): ParamViews<Buf>;
+export function paramViews<Buf>(cfg: ModelConfig, flat: Float32Array | ((offset: number, size: number) => Buf)): ParamViews<Buf | Float32Array> {
   const specs = paramSpecs(cfg);
   const by = new Map(specs.map((s) => [s.name, s]));
   const v = (name: string) => {
     const s = by.get(name)!;
-    return flat.subarray(s.offset, s.offset + s.size);
+    return typeof flat === "function" ? flat(s.offset, s.size) : flat.subarray(s.offset, s.offset + s.size);
   };
-  const layers: LayerViews[] = [];
+  const layers: LayerViews<Buf | Float32Array>[] = [];
   for (let l = 0; l < cfg.L; l++) {
     const b = `blocks.${l}`;
     layers.push({

@@ -63,8 +63,8 @@ export const TrainSchema = z.object({
   init_from: z.string().nullable(),
   /** parameter groups to re-initialise and train (needs init_from); [] = all */
   train_only: z.array(z.string()),
-  /** "cpu" (native) or "ref" (plain TypeScript, slow) */
-  backend: z.enum(["cpu", "ref"]),
+  /** "cpu" (native), "ref" (plain TypeScript, slow) or "webgpu" (WGSL through Dawn) */
+  backend: z.enum(["cpu", "ref", "webgpu"]),
   /** threads for the cpu backend (0 = all cores) */
   threads: z.number().int().min(0),
 }).strict();

@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync }
 import { join } from "node:path";
 import { type Batch, type DataConfig, allocBatch, sampleBatch } from "../data/matrix.js";
 import { Rng, type RngState } from "../data/rng.js";
-import { AbruptError } from "../errors.js";
-import { getKernels } from "../kernels/index.js";
+import { AbruptError, DeviceError } from "../errors.js";
+import { loadKernels } from "../kernels/index.js";
 import { Bert } from "../model/bert.js";
-import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramSpecs } from "../model/params.js";
+import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramCount, paramSpecs } from "../model/params.js";
 import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
 import { type RunConfig, checkpointSteps, lrAt } from "./config.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
@@ -68,7 +68,7 @@ export interface TrainResult {
 }
 
 /** Contiguous [start, end) ranges of trainable parameters. */
-function trainableRanges(model: Bert): Array<[number, number]> {
+function trainableRanges(model: Bert<unknown>): Array<[number, number]> {
   const ranges: Array<[number, number]> = [];
   for (const s of paramSpecs(model.cfg)) {
     if (model.isFrozen(s.group)) continue;
@@ -83,7 +83,7 @@ function trainableRanges(model: Bert): Array<[number, number]> {
  * Sets every parameter from RUN_DIR@STEP except the groups named by
  * `trainOnly`, which keep their fresh initialisation (component dynamics).
  */
-function initFrom(model: Bert, spec: string, trainOnly: string[]): void {
+async function initFrom(model: Bert<unknown>, spec: string, trainOnly: string[]): Promise<void> {
   const at = spec.lastIndexOf("@");
   const dir = spec.slice(0, at);
   const step = Number(spec.slice(at + 1));
@@ -94,11 +94,12 @@ function initFrom(model: Bert, spec: string, trainOnly: string[]): void {
   if (o.L !== c.L || o.d !== c.d || o.ff !== c.ff || o.vocab !== c.vocab || o.positions !== c.positions) {
     throw new AbruptError(`--init-from: ${file} has L${o.L} d${o.d} ff${o.ff} vocab ${o.vocab} positions ${o.positions}, the run needs L${c.L} d${c.d} ff${c.ff} vocab ${c.vocab} positions ${c.positions}`);
   }
-  const fresh = model.params.slice();
-  model.params.set(ck.params);
+  const fresh = await model.k.download(model.params);
+  const params = ck.params.slice();
   for (const s of paramSpecs(model.cfg)) {
-    if (trainOnly.some((sel) => groupMatchesSel(s.group, sel))) model.params.set(fresh.subarray(s.offset, s.offset + s.size), s.offset);
+    if (trainOnly.some((sel) => groupMatchesSel(s.group, sel))) params.set(fresh.subarray(s.offset, s.offset + s.size), s.offset);
   }
+  model.k.upload(model.params, params);
 }
 
 export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
@@ -108,7 +109,9 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   const metricsFile = join(outDir, "metrics.jsonl");
   let startStep = 0;
 
-  const kernels = getKernels(t.backend);
+  // Tensors are the backend's (Float32Arrays on ref/cpu, GPU buffers on
+  // webgpu): only the step's outputs and the checkpoints come back.
+  const kernels = await loadKernels(t.backend);
   if (t.threads > 0 && kernels.setThreads) kernels.setThreads(t.threads);
   const model = new Bert(modelConfigOf(cfg), kernels);
   if (t.train_only.length > 0) {
@@ -119,9 +122,9 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   } else {
     model.setFrozen(t.freeze);
   }
-  const n = model.params.length;
-  const adamM = new Float32Array(n);
-  const adamV = new Float32Array(n);
+  const n = paramCount(model.cfg);
+  const adamM = kernels.alloc(n);
+  const adamV = kernels.alloc(n);
   const seeds = seedsOf(t.seed);
   let rng = new Rng(seeds.data);
 
@@ -133,10 +136,10 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
     if (step === undefined) throw new AbruptError(`cannot resume: no checkpoint in ${ckptDir} has its Adam state (*.adam.safetensors)`);
     const ck = loadCheckpoint(join(ckptDir, `${ckptName(step)}.safetensors`), { heads: cfg.model.H });
     if (ck.params.length !== n) throw new AbruptError(`cannot resume: checkpoint has ${ck.params.length} parameters, the config needs ${n}`);
-    model.params.set(ck.params);
+    kernels.upload(model.params, ck.params);
     const os = loadOptimizerState(join(ckptDir, `${ckptName(step)}.adam.safetensors`), n);
-    adamM.set(os.m);
-    adamV.set(os.v);
+    kernels.upload(adamM, os.m);
+    kernels.upload(adamV, os.v);
     if (os.step !== step) throw new AbruptError(`cannot resume: Adam state is for step ${os.step}, checkpoint for step ${step}`);
     const rs = JSON.parse(os.meta["rng"] ?? "null") as RngState | null;
     if (!rs || rs.length !== 4) throw new AbruptError(`cannot resume: Adam state file has no data PRNG state`);
@@ -147,7 +150,7 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       throw new AbruptError(`${outDir} already holds a run (use --resume to continue it, or another --out)`);
     }
     model.init(seeds.init);
-    if (t.init_from) initFrom(model, t.init_from, t.train_only);
+    if (t.init_from) await initFrom(model, t.init_from, t.train_only);
   }
   mkdirSync(ckptDir, { recursive: true });
   writeJsonAtomic(join(outDir, "config.json"), cfg);
@@ -158,7 +161,8 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   const batch: Batch = allocBatch(B, data.m, data.n);
   const T = batch.T;
   const evalBatch = t.eval_every > 0 ? sampleBatch(new Rng(seeds.eval), data, t.eval_batch) : null;
-  const dpred = new Float32Array(B * T);
+  const dpred = kernels.alloc(B * T);
+  const targets = kernels.alloc(B * T);
   const ranges = trainableRanges(model);
   const ckSteps = checkpointSteps(t);
   const writer = new MetricsWriter(metricsFile);
@@ -171,11 +175,12 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   process.on("SIGINT", onSigint);
   process.on("SIGTERM", onSigint);
 
-  const saveAt = (step: number) => {
+  const saveAt = async (step: number) => {
     const base = join(ckptDir, ckptName(step));
     const meta = { step: String(step), seed: String(t.seed), run_config: JSON.stringify(cfg) };
-    saveCheckpoint(`${base}.safetensors`, model.cfg, model.params, meta);
-    saveOptimizerState(`${base}.adam.safetensors`, adamM, adamV, step, { rng: JSON.stringify(rng.state()) });
+    const [params, m, v] = [await kernels.download(model.params), await kernels.download(adamM), await kernels.download(adamV)];
+    saveCheckpoint(`${base}.safetensors`, model.cfg, params, meta);
+    saveOptimizerState(`${base}.adam.safetensors`, m, v, step, { rng: JSON.stringify(rng.state()) });
     if (t.keep_optimizer === "last") {
       for (const s of listCheckpoints(outDir)) {
         const f = join(ckptDir, `${ckptName(s)}.adam.safetensors`);
@@ -194,22 +199,25 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       const t0 = performance.now();
       step++;
       sampleBatch(rng, data, B, batch);
+      kernels.upload(targets, batch.targets);
       model.zeroGrad();
       const out = model.forward(batch.tokens, B, T);
-      const sse = kernels.mse(dpred, out, batch.targets, B * T, 1 / (B * T));
-      if (!Number.isFinite(sse)) {
-        throw new AbruptError(`loss became ${sse} at step ${step}; stopped (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`);
-      }
-      const m = batchMetrics(out, batch);
+      const outHost = kernels.download(out); // awaited after the step is queued
+      kernels.mse(dpred, out, targets, B * T, 1 / (B * T));
       model.backward(dpred);
       const lr = lrAt(t, step);
       for (const [a, b] of ranges) {
-        kernels.adam(model.params.subarray(a, b), model.grads.subarray(a, b), adamM.subarray(a, b), adamV.subarray(a, b), b - a, lr, t.beta1, t.beta2, t.eps, step);
+        const v = (x: unknown) => kernels.view(x, a, b - a);
+        kernels.adam(v(model.params), v(model.grads), v(adamM), v(adamV), b - a, lr, t.beta1, t.beta2, t.eps, step);
+      }
+      const m = batchMetrics(await outHost, batch);
+      if (!Number.isFinite(m.loss)) {
+        throw new AbruptError(`loss became ${m.loss} at step ${step}; stopped (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`);
       }
       const line: MetricsLine = { step, ...m, lr, ms: 0 };
       if (evalBatch && step % t.eval_every === 0) {
         const eo = model.forward(evalBatch.tokens, evalBatch.B, T);
-        const em = batchMetrics(eo, evalBatch);
+        const em = batchMetrics(await kernels.download(eo), evalBatch);
         line.eval_loss = em.loss;
         line.eval_loss_mask = em.loss_mask;
         line.eval_loss_obs = em.loss_obs;
@@ -219,7 +227,7 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       writer.write(line);
       last = line;
       if (ckSteps.has(step)) {
-        saveAt(step);
+        await saveAt(step);
         lastSaved = step;
       }
       progress?.update(line);
@@ -235,13 +243,15 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       }
     }
     if (status !== "finished" && lastSaved !== step) {
-      saveAt(step);
+      await saveAt(step);
       lastSaved = step;
     }
     writeJsonAtomic(join(outDir, "status.json"), { status, step, updated: new Date().toISOString() });
   } catch (e) {
-    writeJsonAtomic(join(outDir, "status.json"), { status: "failed", step, error: (e as Error).message, updated: new Date().toISOString() });
-    throw e;
+    // a lost device keeps the checkpoints on disk: name the newest
+    const err = e instanceof DeviceError ? new AbruptError(`${e.message}; stopped at step ${step} (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`) : e;
+    writeJsonAtomic(join(outDir, "status.json"), { status: "failed", step, error: (err as Error).message, updated: new Date().toISOString() });
+    throw err;
   } finally {
     progress?.stop();
     writer.close();

@@ -1,0 +1,465 @@
+// The webgpu backend: every kernel equals ref within 1e-4 (relative, with
+// the array's rms as floor), on views at odd offsets inside shared buffers
+// with sentinels around them; a 20-step training run follows the cpu run's
+// losses within 1e-3; device errors are one clear message.
+//
+// In CI this runs on lavapipe, the software Vulkan driver that
+// scripts/install-vulkan.sh fetches (ABRUPT_WEBGPU_SOFTWARE=1, set below
+// unless the caller chose: tools/gpu-check.sh sets 0 to use the real GPU).
+// A missing adapter fails these tests; they never skip.
+
+process.env.ABRUPT_WEBGPU_SOFTWARE ??= "1";
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { DeviceError } from "../src/errors.js";
+import { refKernels as ref } from "../src/kernels/ref.js";
+import type { F32 } from "../src/kernels/types.js";
+import { type GpuTensor, type KernelDef, type WebGpuKernels, loadWebGpuKernels } from "../src/kernels/webgpu.js";
+import { loadCheckpoint } from "../src/store/checkpoint.js";
+import { resolveConfig } from "../src/train/config.js";
+import { readMetrics } from "../src/train/metrics.js";
+import { listCheckpoints, train } from "../src/train/train.js";
+
+let k: WebGpuKernels;
+before(async () => {
+  k = await loadWebGpuKernels();
+});
+
+// ---------------------------------------------------------------------------
+// helpers
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rng = mulberry32(42);
+function rand(n: number, lo = -1, hi = 1): F32 {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rng();
+  return a;
+}
+
+function rms(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * a[i]!;
+  return Math.sqrt(s / Math.max(1, a.length));
+}
+
+/** |a_i - b_i| <= rtol (|b_i| + rms(b)) for every i; NaN fails. */
+function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, what: string, rtol = 1e-4): void {
+  assert.equal(a.length, b.length, `${what}: length`);
+  const floor = rms(b);
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < b.length; i++) {
+    const diff = Math.abs(a[i]! - b[i]!);
+    const err = diff === 0 ? 0 : diff / (Math.abs(b[i]!) + floor);
+    if (!(err <= worst)) {
+      worst = err;
+      at = i;
+    }
+  }
+  assert.ok(worst <= rtol, `${what}: error ${worst.toExponential(2)} at ${at} (${a[at]} vs ${b[at]}), tol ${rtol}`);
+}
+
+/**
+ * Host arrays packed into ONE GPU buffer, each at an odd offset with
+ * sentinels between them (as parameter views share the parameter buffer).
+ */
+const PAD = 3;
+const SENTINEL = 12345.5;
+class Packed {
+  readonly whole: GpuTensor;
+  readonly views: GpuTensor[] = [];
+  private spans: Array<[number, number]> = [];
+  constructor(...arrays: F32[]) {
+    const total = arrays.reduce((s, a) => s + a.length + PAD, PAD);
+    const host = new Float32Array(total).fill(SENTINEL);
+    let off = PAD;
+    for (const a of arrays) {
+      host.set(a, off);
+      this.spans.push([off, a.length]);
+      off += a.length + PAD;
+    }
+    this.whole = k.alloc(total);
+    k.upload(this.whole, host);
+    for (const [o, n] of this.spans) this.views.push(k.view(this.whole, o, n));
+  }
+  /** The arrays as they are now on the GPU; fails if anything wrote outside them. */
+  async read(what: string): Promise<F32[]> {
+    const host = await k.download(this.whole);
+    let expectPad = 0;
+    for (const [o, n] of this.spans) {
+      for (let i = expectPad; i < o; i++) assert.equal(host[i], SENTINEL, `${what}: wrote outside its views (at ${i})`);
+      expectPad = o + n;
+    }
+    for (let i = expectPad; i < host.length; i++) assert.equal(host[i], SENTINEL, `${what}: wrote after its views`);
+    return this.spans.map(([o, n]) => host.slice(o, o + n));
+  }
+}
+
+/** One host array on the GPU at an odd offset; returns the view and the packing. */
+function put(a: F32): [GpuTensor, Packed] {
+  const p = new Packed(a);
+  return [p.views[0]!, p];
+}
+async function get(p: Packed, what: string): Promise<F32> {
+  return (await p.read(what))[0]!;
+}
+
+// ---------------------------------------------------------------------------
+
+describe("webgpu: adapter and memory", () => {
+  it("finds an adapter (lavapipe unless ABRUPT_WEBGPU_SOFTWARE=0)", () => {
+    assert.ok(k.adapterName.length > 0);
+    if (process.env.ABRUPT_WEBGPU_SOFTWARE === "1") assert.ok(k.software, `expected the software adapter, got ${k.adapterName}`);
+    console.log(`# webgpu adapter: ${k.adapterName}${k.software ? " (software)" : ""}`);
+  });
+
+  it("alloc is zero-filled; upload, view, zero, copy and download keep their order", async () => {
+    const t = k.alloc(37);
+    assert.deepEqual(await k.download(t), new Float32Array(37));
+    const a = rand(37);
+    k.upload(t, a);
+    assert.deepEqual(await k.download(t), a);
+    k.zero(k.view(t, 5, 7));
+    const z = a.slice();
+    z.fill(0, 5, 12);
+    assert.deepEqual(await k.download(t), z);
+    // a kernel, then an upload into its input, then a copy: each sees the one before
+    const out = k.alloc(37);
+    k.add(out, t, t, 37);
+    k.upload(t, new Float32Array(37).fill(1));
+    const c = k.alloc(40);
+    k.copy(k.view(c, 3, 37), out, 37);
+    const got = await k.download(c);
+    for (let i = 0; i < 37; i++) assert.equal(got[3 + i], 2 * z[i]!);
+    assert.deepEqual(await k.download(t), new Float32Array(37).fill(1));
+    assert.throws(() => k.view(t, 30, 8), RangeError);
+    assert.throws(() => k.upload(t, new Float32Array(38)), RangeError);
+  });
+});
+
+describe("webgpu == ref (1e-4 relative)", () => {
+  const shapes: Array<[number, number, number]> = [[37, 29, 19], [1, 33, 70], [65, 1, 40], [100, 70, 130]];
+  for (const [M, N, K] of shapes) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        it(`matmul ${M}x${N}x${K} transA=${transA} transB=${transB} alpha 0.7 beta 0.3`, async () => {
+          const A = rand(M * K), B = rand(K * N), C = rand(M * N);
+          const want = C.slice();
+          ref.matmul(want, A, B, M, N, K, transA, transB, 0.7, 0.3);
+          const p = new Packed(C, A, B);
+          k.matmul(p.views[0]!, p.views[1]!, p.views[2]!, M, N, K, transA, transB, 0.7, 0.3);
+          assertClose((await p.read("matmul"))[0]!, want, "matmul");
+        });
+      }
+    }
+  }
+
+  for (const tile of [4, 8] as const) {
+    it(`matmul with the GPU's ${tile}x${tile}-per-thread tiles (${16 * tile}x${16 * tile}), beta 0 ignores NaN in C`, async () => {
+      const M = 150, N = 135, K = 77;
+      const A = rand(M * K), B = rand(N * K);
+      const want = new Float32Array(M * N);
+      ref.matmul(want, A, B, M, N, K, false, true, 1, 0);
+      const p = new Packed(new Float32Array(M * N).fill(NaN), A, B);
+      k.matmulTile = tile;
+      try {
+        k.matmul(p.views[0]!, p.views[1]!, p.views[2]!, M, N, K, false, true, 1, 0);
+      } finally {
+        k.matmulTile = null;
+      }
+      assertClose((await p.read("matmul"))[0]!, want, "matmul");
+    });
+  }
+
+  for (const tile of [null, 4, 8] as const) {
+    it(`linearForward with vec4 loads (aligned views, K % 4 == 0, weight and bias in one buffer, tiles ${tile ?? "by adapter"})`, async () => {
+      const N = 70, IC = 36, OC = 130;
+      const inp = rand(N * IC), w = rand(OC * IC), b = rand(OC);
+      const want = new Float32Array(N * OC);
+      ref.linearForward(want, inp, w, b, N, IC, OC);
+      const x = k.alloc(4 + N * IC), params = k.alloc(8 + OC * IC + OC), out = k.alloc(N * OC + 3);
+      k.upload(k.view(x, 4, N * IC), inp);
+      k.upload(k.view(params, 4, OC * IC), w);
+      k.upload(k.view(params, 8 + OC * IC, OC), b);
+      k.matmulTile = tile;
+      try {
+        k.linearForward(k.view(out, 0, N * OC), k.view(x, 4, N * IC), k.view(params, 4, OC * IC), k.view(params, 8 + OC * IC, OC), N, IC, OC);
+      } finally {
+        k.matmulTile = null;
+      }
+      const got = await k.download(out);
+      assertClose(got.subarray(0, N * OC), want, "linearForward vec4");
+      assert.deepEqual([...got.subarray(N * OC)], [0, 0, 0], "wrote after its view");
+      const tm = tile ?? (k.software ? 2 : 4);
+      assert.ok(k.compiledKernels().some((v) => v.startsWith(`matmul_nt_${16 * tm}_vec4|`)), k.compiledKernels().join(" "));
+    });
+  }
+
+  it("linearForward (with and without bias) and linearBackward (weight and bias views in one buffer, accumulate)", async () => {
+    const N = 21, IC = 13, OC = 17;
+    const inp = rand(N * IC), w = rand(OC * IC), b = rand(OC);
+    for (const withBias of [true, false]) {
+      const want = new Float32Array(N * OC);
+      ref.linearForward(want, inp, w, withBias ? b : null, N, IC, OC);
+      const params = new Packed(w, b);
+      const [x] = put(inp);
+      const [o, op] = put(new Float32Array(N * OC));
+      k.linearForward(o, x, params.views[0]!, withBias ? params.views[1]! : null, N, IC, OC);
+      assertClose(await get(op, "linearForward"), want, `linearForward bias=${withBias}`);
+    }
+    const dout = rand(N * OC), dinp0 = rand(N * IC), dw0 = rand(OC * IC), db0 = rand(OC);
+    const dinp = dinp0.slice(), dw = dw0.slice(), db = db0.slice();
+    ref.linearBackward(dinp, dw, db, dout, inp, w, N, IC, OC, true);
+    const grads = new Packed(dw0, db0);
+    const acts = new Packed(dinp0, dout, inp);
+    const [wg] = put(w);
+    k.linearBackward(acts.views[0]!, grads.views[0]!, grads.views[1]!, acts.views[1]!, acts.views[2]!, wg, N, IC, OC, true);
+    const [gw, gb] = await grads.read("linearBackward grads");
+    assertClose((await acts.read("linearBackward dinp"))[0]!, dinp, "dinp");
+    assertClose(gw!, dw, "dweight");
+    assertClose(gb!, db, "dbias");
+  });
+
+  it("embeddingForward and embeddingBackward (repeated tokens, padding 0, dwte and dwpe in one buffer)", async () => {
+    const B = 5, T = 7, C = 12, V = 11;
+    const tokens = new Int32Array(B * T).map(() => Math.floor(rng() * 4) * 2); // repeats, some 0
+    const wte = rand(V * C), wpe = rand(T * C + C);
+    const want = new Float32Array(B * T * C);
+    ref.embeddingForward(want, tokens, wte, wpe, B, T, C);
+    const params = new Packed(wte, wpe);
+    const [o, op] = put(new Float32Array(B * T * C));
+    k.embeddingForward(o, tokens, params.views[0]!, params.views[1]!, B, T, C);
+    assert.deepEqual(await get(op, "embeddingForward"), want);
+    const dout = rand(B * T * C), dwte = rand(V * C), dwpe = rand(T * C + C);
+    const grads = new Packed(dwte, dwpe);
+    const [d] = put(dout);
+    ref.embeddingBackward(dwte, dwpe, dout, tokens, B, T, C, 0);
+    k.embeddingBackward(grads.views[0]!, grads.views[1]!, d, tokens, B, T, C, 0);
+    const [gte, gpe] = await grads.read("embeddingBackward");
+    assertClose(gte!, dwte, "dwte");
+    assertClose(gpe!, dwpe, "dwpe");
+    const bad = tokens.slice();
+    bad[3] = V;
+    assert.throws(() => k.embeddingForward(o, bad, params.views[0]!, params.views[1]!, B, T, C), /token 11 outside/);
+  });
+
+  for (const C of [40, 300]) {
+    it(`layernormForward and layernormBackward (C=${C}; weight/bias and their gradients as views of one buffer)`, async () => {
+      const N = 9;
+      const inp = rand(N * C, -2, 3), w = rand(C), b = rand(C);
+      const out = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
+      ref.layernormForward(out, mean, rstd, inp, w, b, N, C, 1e-5);
+      const params = new Packed(w, b);
+      const acts = new Packed(new Float32Array(N * C), new Float32Array(N), new Float32Array(N), inp);
+      const [go, gm, gr, gi] = acts.views as [GpuTensor, GpuTensor, GpuTensor, GpuTensor];
+      k.layernormForward(go, gm, gr, gi, params.views[0]!, params.views[1]!, N, C, 1e-5);
+      const [o2, m2, r2] = await acts.read("layernormForward");
+      assertClose(o2!, out, "out");
+      assertClose(m2!, mean, "mean");
+      assertClose(r2!, rstd, "rstd");
+      const dout = rand(N * C), dw = rand(C), db = rand(C);
+      const dinp = new Float32Array(N * C);
+      const grads = new Packed(dw.slice(), db.slice());
+      ref.layernormBackward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+      const [gd] = put(dout);
+      const [gdi, gdip] = put(new Float32Array(N * C));
+      k.layernormBackward(gdi, grads.views[0]!, grads.views[1]!, gd, gi, params.views[0]!, gm, gr, N, C);
+      assertClose(await get(gdip, "layernormBackward dinp"), dinp, "dinp");
+      const [gw, gb] = await grads.read("layernormBackward grads");
+      assertClose(gw!, dw, "dweight");
+      assertClose(gb!, db, "dbias");
+    });
+  }
+
+  for (const [B, T, C, H] of [[3, 7, 8, 2], [2, 49, 64, 4]] as const) {
+    it(`attentionPattern, attentionApply, attentionBackward (B${B} T${T} C${C} H${H})`, async () => {
+      const qkv = rand(B * T * 3 * C, -2, 2);
+      const att = new Float32Array(B * H * T * T);
+      ref.attentionPattern(att, qkv, B, T, C, H);
+      const out = new Float32Array(B * T * C);
+      ref.attentionApply(out, att, qkv, B, T, C, H);
+      const acts = new Packed(qkv, new Float32Array(B * H * T * T), new Float32Array(B * T * C));
+      const [gq, ga, go] = acts.views as [GpuTensor, GpuTensor, GpuTensor];
+      k.attentionPattern(ga, gq, B, T, C, H);
+      k.attentionApply(go, ga, gq, B, T, C, H);
+      const [, a2, o2] = await acts.read("attention forward");
+      assertClose(a2!, att, "att");
+      assertClose(o2!, out, "out");
+      const dout = rand(B * T * C);
+      const dqkv = new Float32Array(B * T * 3 * C), datt = new Float32Array(B * H * T * T);
+      ref.attentionBackward(dqkv, datt, dout, qkv, att, B, T, C, H);
+      const g = new Packed(rand(B * T * 3 * C), new Float32Array(B * H * T * T), dout);
+      k.attentionBackward(g.views[0]!, g.views[1]!, g.views[2]!, gq, ga, B, T, C, H);
+      assertClose((await g.read("attentionBackward"))[0]!, dqkv, "dqkv");
+    });
+  }
+
+  it("gelu forward and backward over [-8, 8], also in place (out = inp, dinp = dout)", async () => {
+    const n = 3001;
+    const x = rand(n, -8, 8), dout = rand(n);
+    const y = new Float32Array(n), dx = new Float32Array(n);
+    ref.geluForward(y, x, n);
+    ref.geluBackward(dx, x, dout, n);
+    const p = new Packed(x, new Float32Array(n), dout);
+    const [gx, gy, gd] = p.views as [GpuTensor, GpuTensor, GpuTensor];
+    k.geluForward(gy, gx, n);
+    k.geluBackward(gd, gx, gd, n); // in place
+    const [, y2, dx2] = await p.read("gelu");
+    assertClose(y2!, y, "gelu");
+    assertClose(dx2!, dx, "gelu backward");
+    const [inplace, ip] = put(x);
+    k.geluForward(inplace, inplace, n);
+    assertClose(await get(ip, "gelu in place"), y, "gelu in place");
+  });
+
+  it("add (also in place), mse (gradient and sum), adam (3 steps)", async () => {
+    const n = 1234;
+    const a = rand(n), b = rand(n), sum = new Float32Array(n);
+    ref.add(sum, a, b, n);
+    const p = new Packed(a, b);
+    k.add(p.views[0]!, p.views[0]!, p.views[1]!, n);
+    assert.deepEqual((await p.read("add"))[0], sum);
+    const pred = rand(n), target = rand(n), dpred = new Float32Array(n);
+    const sse = ref.mse(dpred, pred, target, n, 1 / n);
+    const m = new Packed(new Float32Array(n), pred, target, new Float32Array(1));
+    k.mse(m.views[0]!, m.views[1]!, m.views[2]!, n, 1 / n, m.views[3]!);
+    const [d2, , , s2] = await m.read("mse");
+    assertClose(d2!, dpred, "dpred");
+    assert.ok(Math.abs(s2![0]! - sse) <= 1e-5 * sse, `sse ${s2![0]} vs ${sse}`);
+    const param = rand(n), grad = rand(n), mm = rand(n, -0.1, 0.1), vv = rand(n, 0, 0.01);
+    const st = new Packed(param, grad, mm, vv);
+    for (let step = 1; step <= 3; step++) {
+      ref.adam(param, grad, mm, vv, n, 1e-3, 0.9, 0.999, 1e-8, step);
+      k.adam(st.views[0]!, st.views[1]!, st.views[2]!, st.views[3]!, n, 1e-3, 0.9, 0.999, 1e-8, step);
+    }
+    const [p2, , m2, v2] = await st.read("adam");
+    assertClose(p2!, param, "param");
+    assertClose(m2!, mm, "m");
+    assertClose(v2!, vv, "v");
+  });
+});
+
+// ---------------------------------------------------------------------------
+// training
+
+const made: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), "abrupt-webgpu-"));
+  made.push(d);
+  return d;
+};
+after(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
+// the reference run: cpu; ref where the native addon is missing (tools/gpu-check.sh sets it)
+const REFERENCE = process.env.ABRUPT_WEBGPU_PARITY_WITH === "ref" ? "ref" : "cpu";
+
+const tiny = (backend: "cpu" | "ref" | "webgpu", extra: Record<string, unknown> = {}) =>
+  resolveConfig("cpu", undefined, {
+    model: { L: 2, H: 2, d: 32, ff: 64, positions: 16 },
+    data: { m: 4, n: 4, rank: 1, p_mask: 0.3 },
+    train: { steps: 20, batch: 16, lr: 1e-3, warmup: 0, seed: 5, eval_every: 5, eval_batch: 32, ckpt_every: 10, ckpt_log: 0, backend, threads: 0, ...extra },
+  });
+
+test(`webgpu: a 20-step training run follows the ${REFERENCE} run (losses within 1e-3 relative, same seed)`, async () => {
+  const a = tmp(), b = tmp();
+  await train(tiny(REFERENCE), { outDir: a, quiet: true });
+  await train(tiny("webgpu"), { outDir: b, quiet: true });
+  const la = readMetrics(join(a, "metrics.jsonl")).lines;
+  const lb = readMetrics(join(b, "metrics.jsonl")).lines;
+  assert.equal(lb.length, 20);
+  for (let i = 0; i < 20; i++) {
+    for (const key of ["loss", "loss_mask", "loss_obs", "eval_loss"] as const) {
+      const x = la[i]![key], y = lb[i]![key];
+      if (x === undefined) continue;
+      assert.ok(Math.abs(y! - x) <= 1e-3 * Math.abs(x), `step ${i + 1} ${key}: webgpu ${y} vs ${REFERENCE} ${x}`);
+    }
+  }
+  // the loss moved: the test compares trajectories, not two copies of the init
+  assert.ok(la[19]!.loss < 0.9 * la[0]!.loss, `${la[0]!.loss} → ${la[19]!.loss}`);
+  const pa = loadCheckpoint(join(a, "checkpoints", "step-0000020.safetensors")).params;
+  const pb = loadCheckpoint(join(b, "checkpoints", "step-0000020.safetensors")).params;
+  assertClose(pb, pa, "parameters after 20 steps", 1e-3);
+});
+
+test("webgpu: resume from a checkpoint continues the run (Adam state and data PRNG restored)", async () => {
+  const a = tmp(), b = tmp();
+  await train(tiny("webgpu", { steps: 12, eval_every: 0 }), { outDir: a, quiet: true });
+  await train(tiny("webgpu", { steps: 12, eval_every: 0 }), { outDir: b, quiet: true, stopAfter: 7 });
+  await train(tiny("webgpu", { steps: 12, eval_every: 0 }), { outDir: b, quiet: true, resume: true });
+  const la = readMetrics(join(a, "metrics.jsonl")).lines, lb = readMetrics(join(b, "metrics.jsonl")).lines;
+  assert.equal(lb.length, 12);
+  for (let i = 0; i < 12; i++) assert.ok(Math.abs(lb[i]!.loss - la[i]!.loss) <= 1e-5 * la[i]!.loss, `step ${i + 1}`);
+});
+
+// ---------------------------------------------------------------------------
+// errors
+
+test("webgpu: a shader that does not compile is one DeviceError naming the adapter and the kernel", async () => {
+  const broken: KernelDef = {
+    name: "broken_kernel",
+    tensors: [["x", "rw"]],
+    ints: [], floats: [],
+    code: "@compute @workgroup_size(1) fn main() { let y: f32 = undefined_thing; }",
+  };
+  k.run(broken, [k.alloc(4)], [], [], [1]);
+  await assert.rejects(k.finish(), (e: unknown) => {
+    assert.ok(e instanceof DeviceError, String(e));
+    assert.match(e.message, /^webgpu \(.+\): shader of kernel broken_kernel does not compile: \d+:\d+: /);
+    assert.ok(e.message.includes(k.adapterName));
+    assert.ok(!e.message.includes("\n"), "one line");
+    return true;
+  });
+  // the device is still usable afterwards
+  const t = k.alloc(3);
+  k.upload(t, new Float32Array([1, 2, 3]));
+  k.add(t, t, t, 3);
+  assert.deepEqual(await k.download(t), new Float32Array([2, 4, 6]));
+});
+
+test("webgpu: the device lost mid-run stops training with one message; the last checkpoint is kept", async () => {
+  const dir = tmp();
+  const cfg = tiny("webgpu", { steps: 30, ckpt_every: 4, eval_every: 0 });
+  await assert.rejects(
+    train(cfg, { outDir: dir, quiet: true, onStep: (l) => { if (l.step === 9) k.destroy(); } }),
+    (e: unknown) => {
+      assert.ok(e instanceof Error);
+      assert.match(e.message, /^webgpu \(.+\): device lost \(destroyed\) before kernel \w+; stopped at step 10 \(last checkpoint: step-0000008\)$/);
+      return true;
+    },
+  );
+  const status = JSON.parse(readFileSync(join(dir, "status.json"), "utf8"));
+  assert.equal(status.status, "failed");
+  assert.deepEqual(listCheckpoints(dir), [4, 8]);
+  const p = loadCheckpoint(join(dir, "checkpoints", "step-0000008.safetensors")).params;
+  assert.ok(p.every(Number.isFinite));
+  // a later run gets a fresh device
+  k = await loadWebGpuKernels();
+  assert.ok(!k.isLost());
+});
+
+test("webgpu: no adapter → `abrupt: webgpu: no adapter found (...)`, exit 1", () => {
+  const main = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  const env = { ...process.env, ABRUPT_WEBGPU_SOFTWARE: "0", VK_DRIVER_FILES: "/nonexistent/icd.json", VK_ICD_FILENAMES: "/nonexistent/icd.json" };
+  const r = spawnSync(process.execPath, [main, "train", "--device", "webgpu", "--steps", "2", "--out", join(tmp(), "run"), "--quiet"], { encoding: "utf8", env });
+  assert.equal(r.status, 1, r.stderr);
+  const ours = r.stderr.split("\n").filter((l) => l.startsWith("abrupt:"));
+  assert.equal(ours.length, 1, r.stderr);
+  assert.match(ours[0]!, /^abrupt: webgpu: no adapter found \(.+\)$/);
+});
