@@ -135,6 +135,11 @@ test("learning-rate schedule: warm-up ramp, constant (paper) or cosine to lr·lr
   assert.ok(Math.abs(lrAt(k.train, 600) - 2e-3 * 0.55) < 1e-12, "half way: lr·(final + (1-final)/2)");
   assert.ok(Math.abs(lrAt(k.train, 1100) - 2e-4) < 1e-12);
   assert.ok(lrAt(k.train, 300) > lrAt(k.train, 301));
+  const d = resolveConfig("cpu", undefined, { train: { steps: 3000, lr: 1e-3, warmup: 100, lr_decay: "cosine", lr_final: 0, decay_start: 2000 } });
+  assert.equal(lrAt(d.train, 1999), 1e-3);
+  assert.equal(lrAt(d.train, 2000), 1e-3);
+  assert.ok(Math.abs(lrAt(d.train, 2500) - 5e-4) < 1e-12);
+  assert.equal(lrAt(d.train, 3000), 0);
   assert.throws(() => resolveConfig("cpu", undefined, { train: { lr_decay: "linear" as "cosine" } }), /lr_decay/);
   assert.throws(() => resolveConfig("cpu", undefined, { train: { lr_final: 2 } }), /lr_final/);
   const dir = tmp();

@@ -37,7 +37,7 @@ const backendOpt = (v: string): BackendName => {
 
 interface TrainFlags {
   preset?: string; config?: string; out?: string; resume?: boolean; quiet?: boolean;
-  steps?: number; seed?: number; batch?: number; lr?: number; warmup?: number; lrDecay?: string; lrFinal?: number;
+  steps?: number; seed?: number; batch?: number; lr?: number; warmup?: number; lrDecay?: string; lrFinal?: number; decayStart?: number;
   m?: number; n?: number; rank?: number; pMask?: number; prec?: number; factor?: string; clamp?: boolean;
   layers?: number; heads?: number; width?: number; ff?: number; positions?: number;
   backend?: BackendName; device?: BackendName; threads?: number; evalEvery?: number; evalBatch?: number;
@@ -52,7 +52,7 @@ function overridesOf(f: TrainFlags): PartialRunConfig {
     data: pick({ m: f.m, n: f.n, rank: f.rank, p_mask: f.pMask, prec: f.prec, factor: f.factor as RunConfig["data"]["factor"] | undefined, clamp: f.clamp }),
     train: pick({
       steps: f.steps, seed: f.seed, batch: f.batch, lr: f.lr, warmup: f.warmup,
-      lr_decay: f.lrDecay as RunConfig["train"]["lr_decay"] | undefined, lr_final: f.lrFinal, backend: f.backend, threads: f.threads,
+      lr_decay: f.lrDecay as RunConfig["train"]["lr_decay"] | undefined, lr_final: f.lrFinal, decay_start: f.decayStart, backend: f.backend, threads: f.threads,
       eval_every: f.evalEvery, eval_batch: f.evalBatch, ckpt_every: f.ckptEvery, ckpt_log: f.ckptLog, ckpt_steps: f.ckptSteps,
       freeze: f.freeze, init_from: f.initFrom, train_only: f.trainOnly, keep_optimizer: f.keepOptimizer as RunConfig["train"]["keep_optimizer"] | undefined,
     }),
@@ -70,10 +70,16 @@ export async function finishRun(outDir: string, cfg: RunConfig): Promise<ReturnT
   writeJsonAtomic(join(outDir, "summary.json"), summary);
   if (lines.length > 1) {
     const m = cfg.model;
+    const t = cfg.train;
+    const decayFrom = Math.max(t.warmup, t.decay_start);
+    const marks: Array<{ step: number; label: string }> = [];
+    if (t.lr_decay === "cosine" && decayFrom > 0) marks.push({ step: decayFrom, label: `lr decay starts (${decayFrom})` });
+    if (summary.drop) marks.push({ step: summary.drop.step, label: `L_mask < 0.2·r/9 (${summary.drop.step})` });
     await writeFigure(
       lossCurveSpec(lines, {
-        rank: cfg.data.rank, pMask: cfg.data.p_mask,
-        title: `${cfg.data.m}×${cfg.data.n} rank ${cfg.data.rank}, p_mask ${cfg.data.p_mask} · BERT L${m.L} H${m.H} d${m.d} · batch ${cfg.train.batch}, lr ${cfg.train.lr}`,
+        rank: cfg.data.rank, pMask: cfg.data.p_mask, marks,
+        title: `${cfg.data.m}×${cfg.data.n} rank ${cfg.data.rank}, p_mask ${cfg.data.p_mask} · BERT L${m.L} H${m.H} d${m.d} · batch ${t.batch}, lr ${t.lr}` +
+          (t.lr_decay === "cosine" ? `, cosine to ${t.lr * t.lr_final} from step ${decayFrom}` : ""),
       }),
       join(outDir, "loss"),
     );
@@ -102,6 +108,7 @@ export function buildProgram(): Command {
     .option("--warmup <n>", "linear warm-up steps", int("--warmup"))
     .option("--lr-decay <kind>", "after warm-up: none (constant, the paper) or cosine")
     .option("--lr-final <x>", "with cosine: final lr as a fraction of --lr", num("--lr-final"))
+    .option("--decay-start <n>", "with cosine: step where the decay starts (constant before)", int("--decay-start"))
     .option("--m <n>", "matrix rows", int("--m"))
     .option("--n <n>", "matrix columns", int("--n"))
     .option("--rank <r>", "rank", int("--rank"))
@@ -148,7 +155,7 @@ export function buildProgram(): Command {
       }
       mkdirSync(outDir, { recursive: true });
       const m = cfg.model, d = cfg.data, t = cfg.train;
-      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` cosine→${t.lr * t.lr_final}` : ""} · ${t.steps} steps · backend ${t.backend} → ${outDir}`);
+      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${Math.max(t.warmup, t.decay_start)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps · backend ${t.backend} → ${outDir}`);
       const res = await train(cfg, { outDir, resume: !!f.resume, quiet: !!f.quiet });
       const s = await finishRun(outDir, cfg);
       const fmt = (x: number) => x.toPrecision(3);

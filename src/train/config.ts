@@ -41,6 +41,8 @@ export const TrainSchema = z.object({
   lr_decay: z.enum(["none", "cosine"]).default("none"),
   /** with lr_decay cosine: the final learning rate as a fraction of lr */
   lr_final: z.number().min(0).max(1).default(0),
+  /** with lr_decay cosine: the step where the decay starts (constant lr before it; never before the warm-up ends) */
+  decay_start: z.number().int().min(0).default(0),
   seed: z.number().int().min(0),
   /** evaluate on the fixed eval set every k steps (0 = never) */
   eval_every: z.number().int().min(0),
@@ -93,7 +95,7 @@ const BASE: RunConfig = {
   data: { m: 7, n: 7, rank: 2, p_mask: 0.3, prec: 2, factor: "uniform", clamp: false },
   train: {
     steps: 50000, batch: 256, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmup: 0,
-    lr_decay: "none", lr_final: 0, seed: 0, eval_every: 100, eval_batch: 256,
+    lr_decay: "none", lr_final: 0, decay_start: 0, seed: 0, eval_every: 100, eval_batch: 256,
     ckpt_every: 1000, ckpt_log: 12, ckpt_steps: [], keep_optimizer: "last",
     freeze: [], init_from: null, train_only: [], backend: "cpu", threads: 0,
   },
@@ -117,7 +119,10 @@ export const PRESETS: Record<string, PartialRunConfig> = {
   cpu: {
     model: { L: 4, H: 4, d: 64, ff: 256, positions: 64 },
     data: { m: 4, n: 4, rank: 1, p_mask: 0.2 },
-    train: { steps: 30000, batch: 64, lr: 1e-3, warmup: 200, eval_every: 100, eval_batch: 256, ckpt_every: 1000, ckpt_log: 10 },
+    train: {
+      steps: 50000, batch: 64, lr: 1e-3, warmup: 200, lr_decay: "cosine", decay_start: 30000, lr_final: 0,
+      eval_every: 100, eval_batch: 256, ckpt_every: 1000, ckpt_log: 10,
+    },
   },
 };
 
@@ -202,8 +207,9 @@ export function checkpointSteps(t: RunConfig["train"]): Set<number> {
 /** The learning rate of a step (1-based): linear warm-up, then constant or cosine decay. */
 export function lrAt(t: RunConfig["train"], step: number): number {
   if (t.warmup > 0 && step < t.warmup) return t.lr * (step / t.warmup);
-  if (t.lr_decay === "none") return t.lr;
-  const span = Math.max(1, t.steps - t.warmup);
-  const frac = Math.min(1, Math.max(0, (step - t.warmup) / span));
+  const start = Math.max(t.warmup, t.decay_start);
+  if (t.lr_decay === "none" || step <= start) return t.lr;
+  const span = Math.max(1, t.steps - start);
+  const frac = Math.min(1, (step - start) / span);
   return t.lr * (t.lr_final + (1 - t.lr_final) * 0.5 * (1 + Math.cos(Math.PI * frac)));
 }

@@ -51,7 +51,10 @@ function thin<T>(xs: T[], max: number): T[] {
  * The loss curve: L, L_mask, L_obs (per step) and eval L on a log axis, with
  * the copy levels r/9 (L_mask) and p_mask·r/9 (L) as dashed rules.
  */
-export function lossCurveSpec(lines: MetricsLine[], info: { rank: number; pMask: number; title: string }): VlSpec {
+export function lossCurveSpec(
+  lines: MetricsLine[],
+  info: { rank: number; pMask: number; title: string; marks?: Array<{ step: number; label: string }> },
+): VlSpec {
   const rows: Array<{ step: number; series: string; value: number }> = [];
   const pts = thin(lines, 1500);
   for (const l of pts) {
@@ -96,6 +99,19 @@ export function lossCurveSpec(lines: MetricsLine[], info: { rank: number; pMask:
         mark: { type: "text", align: "left", dx: 4, dy: -6, fontSize: 10, color: "#444" },
         encoding: { y: { field: "value", type: "quantitative" }, x: { value: 0 }, text: { field: "label" } },
       },
+      // vertical marks (e.g. where the lr decay starts, where L_mask falls below 0.2·r/9)
+      ...(info.marks && info.marks.length > 0 ? [
+        {
+          data: { values: info.marks },
+          mark: { type: "rule", strokeDash: [2, 3], color: "#333" },
+          encoding: { x: { field: "step", type: "quantitative" } },
+        },
+        ...info.marks.map((m, i) => ({
+          data: { values: [m] },
+          mark: { type: "text", align: "right", dx: -4, fontSize: 10, color: "#222" },
+          encoding: { x: { field: "step", type: "quantitative" }, y: { value: 350 - 14 * i }, text: { field: "label" } },
+        })),
+      ] : []),
     ],
   } as VlSpec;
 }
