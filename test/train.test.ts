@@ -134,7 +134,7 @@ test("learning-rate schedule: warm-up ramp, constant (paper) or cosine to lr·lr
   assert.ok(Math.abs(lrAt(c.train, 50) - 1e-3) < 1e-15);
   assert.equal(lrAt(c.train, 100), 2e-3);
   assert.equal(lrAt(c.train, 999), 2e-3);
-  const k = resolveConfig("cpu", undefined, { train: { steps: 1100, lr: 2e-3, warmup: 100, lr_decay: "cosine", lr_final: 0.1 } });
+  const k = resolveConfig("cpu", undefined, { train: { steps: 1100, lr: 2e-3, warmup: 100, lr_decay: "cosine", lr_final: 0.1, decay_start: 0 } });
   assert.equal(lrAt(k.train, 100), 2e-3);
   assert.ok(Math.abs(lrAt(k.train, 600) - 2e-3 * 0.55) < 1e-12, "half way: lr·(final + (1-final)/2)");
   assert.ok(Math.abs(lrAt(k.train, 1100) - 2e-4) < 1e-12);
@@ -147,7 +147,7 @@ test("learning-rate schedule: warm-up ramp, constant (paper) or cosine to lr·lr
   assert.throws(() => resolveConfig("cpu", undefined, { train: { lr_decay: "linear" as "cosine" } }), /lr_decay/);
   assert.throws(() => resolveConfig("cpu", undefined, { train: { lr_final: 2 } }), /lr_final/);
   const dir = tmp();
-  await train(tiny("cpu", { steps: 12, warmup: 2, lr_decay: "cosine", lr_final: 0.5 }), { outDir: dir, quiet: true });
+  await train(tiny("cpu", { steps: 12, warmup: 2, lr_decay: "cosine", lr_final: 0.5, decay_start: 0 }), { outDir: dir, quiet: true });
   const lrs = readMetrics(join(dir, "metrics.jsonl")).lines.map((l) => l.lr);
   assert.equal(lrs.length, 12);
   assert.ok(Math.abs(lrs[11]! - 1.5e-3) < 1e-12, `last lr ${lrs[11]}`);
