@@ -215,6 +215,25 @@ test("analyses: computed from the checkpoint, cached as abrupt analyze's JSON, t
   assert.ok(existsSync(join(runs, "good", "analysis", "sample-step-10-seed-3-random.json")));
 });
 
+test("a plain cache file (as abrupt analyze all writes it) is used only if it records the default options", async () => {
+  const dir = join(runs, "good", "analysis");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "attention-step-20.json");
+  // made with other options (e.g. `analyze all --opt batch=8`): recomputed
+  writeFileSync(file, JSON.stringify({ experiment: "attention", step: 20, seed: 0, options: { batch: 8 }, marker: "stale", findings: [] }));
+  const a = await get("/api/runs/good/analysis/attention?step=20");
+  assert.equal(a.status, 200, a.body);
+  assert.equal(a.headers["x-abrupt-cache"], "miss");
+  const fresh = JSON.parse(readFileSync(file, "utf8")) as { options: Record<string, unknown>; marker?: string };
+  assert.equal(fresh.marker, undefined);
+  assert.notEqual(fresh.options["batch"], 8);
+  // with the default options recorded: served as it is
+  writeFileSync(file, JSON.stringify({ ...fresh, marker: "kept" }));
+  const b = await get("/api/runs/good/analysis/attention?step=20");
+  assert.equal(b.headers["x-abrupt-cache"], "hit");
+  assert.equal((JSON.parse(b.body) as { marker?: string }).marker, "kept");
+});
+
 test("analysis errors are answers, not crashes", async () => {
   assert.equal((await get("/api/runs/good/analysis/attention?step=7")).status, 404);
   assert.equal((await get("/api/runs/missingckpt/analysis/attention?step=10&opt=batch=8")).status, 404);

@@ -106,14 +106,16 @@ export interface AnalysisOutput {
 }
 
 /**
- * Writes <outDir>/<experiment>.json (with experiment, step and seed added)
- * and each figure as <outDir>/<experiment>-<figure>.svg/.png. Returns the
- * written paths.
+ * Writes <outDir>/<experiment>.json (with experiment, step, seed and the
+ * resolved options added) and each figure as <outDir>/<experiment>-<figure>.svg/.png.
+ * Returns the written paths.
  */
-export async function writeOutput(ctx: AnalysisContext, experiment: string, out: AnalysisOutput, suffix = ""): Promise<string[]> {
+export async function writeOutput(
+  ctx: AnalysisContext, experiment: string, out: AnalysisOutput, suffix = "", options?: Record<string, unknown>,
+): Promise<string[]> {
   mkdirSync(ctx.outDir, { recursive: true });
   const base = join(ctx.outDir, experiment + suffix);
-  const json = { experiment, step: ctx.step, seed: ctx.seed, ...out.json, findings: out.findings };
+  const json = { experiment, step: ctx.step, seed: ctx.seed, ...(options ? { options } : {}), ...out.json, findings: out.findings };
   const tmp = `${base}.json.tmp-${process.pid}`;
   writeFileSync(tmp, JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 1) + "\n");
   renameSync(tmp, `${base}.json`);

@@ -286,8 +286,9 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
     for (const step of steps) {
       const ctx = makeContext(source, data, kernels, f.seed, outDir, step);
       let out: AnalysisOutput;
+      const resolved = withDefaults(def, opts, experiment === "all");
       try {
-        out = await def.run(ctx, withDefaults(def, opts, experiment === "all"), run);
+        out = await def.run(ctx, resolved, run);
       } catch (e) {
         // with `all`, one experiment that cannot run here (e.g. swap without a
         // drop) is reported, not fatal
@@ -296,7 +297,7 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
         continue;
       }
       const suffix = steps.length > 1 || experiment === "all" ? (step >= 0 && def.defaultStep !== "none" ? `-step-${step}` : "") : "";
-      const files = await writeOutput(ctx, def.name, out, suffix);
+      const files = await writeOutput(ctx, def.name, out, suffix, resolved);
       results.push({ experiment: def.name, step, files, findings: out.findings });
     }
   }

@@ -10,8 +10,9 @@
 //                                                        recomputed when new checkpoints appear
 //   <run>/analysis/sample-step-<N>-seed-<S>-<mask>.json  one sample for the matrix view (dashboard only)
 //
-// A cached file is used when it exists and matches (its step, and for
-// progress its list of checkpoint steps); otherwise the experiment runs and
+// A cached file is used when it exists and matches (its step, for progress
+// its list of checkpoint steps, and under a plain name the default options,
+// which every JSON records in `options`); otherwise the experiment runs and
 // the file is written (temp + rename, by writeOutput), figures left out: the
 // page and the report draw them from the JSON.
 
@@ -125,7 +126,20 @@ export function lookupCache(req: ComputeRequest): ComputeResult | null {
     const have = Array.isArray(cached["steps"]) ? (cached["steps"] as Array<{ step: number }>).map((s) => s.step) : null;
     return have && have.join(",") === listCheckpoints(req.dir).join(",") ? { json: cached, file, cached: true } : null;
   }
-  return cached["step"] === req.step && listCheckpoints(req.dir).includes(req.step) ? { json: cached, file, cached: true } : null;
+  return cached["step"] === req.step && optionsMatch(req, cached) && listCheckpoints(req.dir).includes(req.step) ? { json: cached, file, cached: true } : null;
+}
+
+/**
+ * A cache file under the plain name (`<exp>-step-N.json`, also written by
+ * `abrupt analyze all`) stands for the default options: it is used only if it
+ * records exactly those (an `analyze all --opt batch=16` result is recomputed).
+ * Other options are part of the file name (a hash), so they always match.
+ */
+function optionsMatch(req: ComputeRequest, cached: Record<string, unknown>): boolean {
+  if (req.kind === "sample") return true;
+  if (Object.keys(req.opts).length > 0 || req.seed !== 0) return true;
+  const defaults = withDefaults(findExperiment(req.kind), {}, false);
+  return hashOf(cached["options"] ?? null) === hashOf(defaults);
 }
 
 /** Computes (or reads from the cache) one analysis of one run. */
@@ -137,24 +151,26 @@ export async function compute(req: ComputeRequest): Promise<ComputeResult> {
   if (req.kind === "progress") {
     if (run.steps.length === 0) throw new AbruptError(`${req.dir} has no checkpoints`);
     const have = Array.isArray(cached?.["steps"]) ? (cached!["steps"] as Array<{ step: number }>).map((s) => s.step) : null;
-    if (cached && have && have.join(",") === run.steps.join(",")) return { json: cached, file, cached: true };
+    if (cached && have && have.join(",") === run.steps.join(",") && optionsMatch(req, cached)) return { json: cached, file, cached: true };
   } else {
     if (!run.steps.includes(req.step)) throw new AbruptError(`checkpoint step ${req.step} does not exist (available: ${run.steps.join(", ") || "none"})`);
-    if (cached && cached["step"] === req.step) return { json: cached, file, cached: true };
+    if (cached && cached["step"] === req.step && optionsMatch(req, cached)) return { json: cached, file, cached: true };
   }
   const data = dataOfRun(run);
   const step = req.kind === "progress" ? run.steps.at(-1)! : req.step;
   const ctx = makeContext({ kind: "run", run }, data, getKernels("cpu"), req.seed, outDir, step);
   let out: AnalysisOutput;
+  let options: Record<string, unknown> | undefined;
   if (req.kind === "sample") {
     out = sampleOutput(req.dir, req.step, req.seed, (req.opts["mask"] ?? "random") as "random" | "structured");
   } else {
     const def = findExperiment(req.kind);
-    out = await def.run(ctx, withDefaults(def, req.opts, false), run);
+    options = withDefaults(def, req.opts, false);
+    out = await def.run(ctx, options, run);
   }
   mkdirSync(outDir, { recursive: true });
   const base = cacheName(req).replace(/\.json$/, "");
-  await writeOutput(ctx, req.kind, { ...out, figures: [] }, base.slice(req.kind.length));
+  await writeOutput(ctx, req.kind, { ...out, figures: [] }, base.slice(req.kind.length), options);
   const json = readCached(file);
   if (!json) throw new Error(`cache file ${file} was not written`);
   return { json, file, cached: false };
