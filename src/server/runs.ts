@@ -13,7 +13,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, r
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { detectPhases, type Phases } from "../analysis/phases.js";
 import { PartialRunConfigSchema, type RunConfig, checkpointSteps, resolveConfig } from "../train/config.js";
-import type { MetricsLine } from "../train/metrics.js";
+import { type MetricsLine, parseMetricsLine } from "../train/metrics.js";
 import { listCheckpoints } from "../train/train.js";
 
 /** A path error: 400 (malformed request) or 404 (no such run/file). */
@@ -108,16 +108,9 @@ export function readMetricsFrom(file: string, offset: number): MetricsChunk {
   let bad = 0;
   for (const raw of buf.subarray(0, last).toString("utf8").split("\n")) {
     if (!raw.trim()) continue;
-    let o: unknown;
-    try {
-      o = JSON.parse(raw);
-    } catch {
-      bad++;
-      continue;
-    }
-    if (o && typeof o === "object" && typeof (o as MetricsLine).step === "number") items.push(o as MetricsLine);
-    else if (o && typeof o === "object" && typeof (o as { resume_from?: unknown }).resume_from === "number") items.push({ resume_from: (o as { resume_from: number }).resume_from });
-    else bad++;
+    const o = parseMetricsLine(raw);
+    if (o === null) bad++;
+    else items.push(o);
   }
   return { items, offset: offset + last + 1, bad, partial: buf.length - last - 1 };
 }

@@ -72,6 +72,23 @@ export class MetricsWriter {
 }
 
 /**
+ * One line of metrics.jsonl: a step's metrics, a `{"resume_from": s}` marker,
+ * or null for a line that is not valid JSON or neither of those.
+ */
+export function parseMetricsLine(raw: string): MetricsLine | { resume_from: number } | null {
+  let o: unknown;
+  try {
+    o = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  if (!o || typeof o !== "object") return null;
+  if (typeof (o as MetricsLine).step === "number") return o as MetricsLine;
+  if (typeof (o as { resume_from?: unknown }).resume_from === "number") return { resume_from: (o as { resume_from: number }).resume_from };
+  return null;
+}
+
+/**
  * Reads metrics.jsonl. Lines that are not JSON (a run killed mid-write) are
  * skipped and counted. A `{"resume_from": s}` line means the run was resumed
  * from step s: later lines for a step replace earlier ones.
@@ -82,16 +99,9 @@ export function readMetrics(file: string): { lines: MetricsLine[]; bad: number }
   let bad = 0;
   for (const raw of readFileSync(file, "utf8").split("\n")) {
     if (!raw.trim()) continue;
-    let o: unknown;
-    try {
-      o = JSON.parse(raw);
-    } catch {
-      bad++;
-      continue;
-    }
-    if (o && typeof o === "object" && typeof (o as MetricsLine).step === "number") {
-      byStep.set((o as MetricsLine).step, o as MetricsLine);
-    }
+    const o = parseMetricsLine(raw);
+    if (o === null) bad++;
+    else if ("step" in o) byStep.set(o.step, o);
   }
   const lines = [...byStep.values()].sort((a, b) => a.step - b.step);
   return { lines, bad };
