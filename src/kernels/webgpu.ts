@@ -184,40 +184,29 @@ fn main(@builtin(local_invocation_index) li: u32) {
  */
 function matmulDef(transA: boolean, transB: boolean, TM: number, vec4: boolean): KernelDef {
   const TN = TM, BM = 16 * TM, BN = 16 * TN, BK = 8;
-  // vec4: A [M,K] and B [N,K] (a linear layer's input and weight) read as
-  // vec4 along K; K and the offsets are multiples of 4 (checked by the caller).
-  const loadA = vec4
-    ? `for (var e = tid; e < ${(BM * BK) / 4}u; e += 256u) {
+  // One operand's BK-deep slab into workgroup memory, stored [k][row]:
+  // tile As/Bs of `size` rows starting at row `base` (< `limit`), read with
+  // `ld`; kContig when the operand is stored [rows, K] (K contiguous).
+  const load = (tile: string, size: number, base: string, limit: string, ld: string, kContig: boolean) => vec4
+    ? `for (var e = tid; e < ${(size * BK) / 4}u; e += 256u) {
       let rr = e / ${BK / 4}u;
       let kq = e % ${BK / 4}u;
-      let r = row0 + rr;
+      let r = ${base} + rr;
       var x = vec4<f32>(0.0);
-      if (r < P.M && k0 + 4u * kq < P.K) { x = ld_A(r * (P.K / 4u) + k0 / 4u + kq); }
-      for (var q = 0u; q < 4u; q++) { As[(4u * kq + q) * ${BM}u + rr] = x[q]; }
+      if (r < ${limit} && k0 + 4u * kq < P.K) { x = ${ld}(r * (P.K / 4u) + k0 / 4u + kq); }
+      for (var q = 0u; q < 4u; q++) { ${tile}[(4u * kq + q) * ${size}u + rr] = x[q]; }
     }`
-    : `for (var e = tid; e < ${BM * BK}u; e += 256u) {
-      ${transA ? `let kk = e / ${BM}u; let rr = e % ${BM}u;` : `let rr = e / ${BK}u; let kk = e % ${BK}u;`}
-      let r = row0 + rr;
+    : `for (var e = tid; e < ${size * BK}u; e += 256u) {
+      ${kContig ? `let rr = e / ${BK}u; let kk = e % ${BK}u;` : `let kk = e / ${size}u; let rr = e % ${size}u;`}
+      let r = ${base} + rr;
       var x = 0.0;
-      if (r < P.M && k0 + kk < P.K) { x = ld_A(${transA ? "(k0 + kk) * P.M + r" : "r * P.K + k0 + kk"}); }
-      As[kk * ${BM}u + rr] = x;
+      if (r < ${limit} && k0 + kk < P.K) { x = ${ld}(${kContig ? "r * P.K + k0 + kk" : `(k0 + kk) * ${limit} + r`}); }
+      ${tile}[kk * ${size}u + rr] = x;
     }`;
-  const loadB = vec4
-    ? `for (var e = tid; e < ${(BN * BK) / 4}u; e += 256u) {
-      let cc = e / ${BK / 4}u;
-      let kq = e % ${BK / 4}u;
-      let c = col0 + cc;
-      var x = vec4<f32>(0.0);
-      if (c < P.N && k0 + 4u * kq < P.K) { x = ld_B(c * (P.K / 4u) + k0 / 4u + kq); }
-      for (var q = 0u; q < 4u; q++) { Bs[(4u * kq + q) * ${BN}u + cc] = x[q]; }
-    }`
-    : `for (var e = tid; e < ${BN * BK}u; e += 256u) {
-      ${transB ? `let cc = e / ${BK}u; let kk = e % ${BK}u;` : `let kk = e / ${BN}u; let cc = e % ${BN}u;`}
-      let c = col0 + cc;
-      var x = 0.0;
-      if (c < P.N && k0 + kk < P.K) { x = ld_B(${transB ? "c * P.K + k0 + kk" : "(k0 + kk) * P.N + c"}); }
-      Bs[kk * ${BN}u + cc] = x;
-    }`;
+  // vec4: A [M,K] and B [N,K] (a linear layer's input and weight) read as
+  // vec4 along K; K and the offsets are multiples of 4 (checked by the caller).
+  const loadA = load("As", BM, "row0", "P.M", "ld_A", !transA);
+  const loadB = load("Bs", BN, "col0", "P.N", "ld_B", transB);
   const v4 = vec4 ? "vec4<f32>" : "f32";
   return {
     name: `matmul_${transA ? "t" : "n"}${transB ? "t" : "n"}_${BM}${vec4 ? "_vec4" : ""}`,
