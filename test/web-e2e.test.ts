@@ -112,6 +112,25 @@ test("moving the checkpoint scrubber redraws the attention grid for that checkpo
   await page.screenshot({ path: join(shots, "e2e-scrubbed.png"), fullPage: true });
 });
 
+test("clicking a thumbnail enlarges that head; hovering a cell of the matrix makes it the query", async () => {
+  await page.waitForSelector("#att-head[data-head='0.0'] canvas", { timeout: 60000 });
+  const box = (await page.locator("#att-grid canvas").boundingBox())!;
+  // the 2×2 grid of this run (L2 H2): layer 1 head 1 is the lower right thumbnail
+  await page.mouse.click(box.x + box.width * 0.58, box.y + box.height * 0.8);
+  await page.waitForSelector("#att-head[data-head='1.1']", { timeout: 20000 });
+  const q0 = await attr("#att-query", "data-query");
+  const cells = page.locator("#att-query svg .mark-rect path");
+  assert.ok((await cells.count()) >= 16, "the query view draws the 4×4 matrix");
+  for (let i = 0; i < 16; i++) {
+    await cells.nth(i).hover({ force: true });
+    if ((await attr("#att-query", "data-query")) !== q0) break;
+  }
+  const q1 = await attr("#att-query", "data-query");
+  assert.notEqual(q1, q0, "hovering the matrix did not change the query cell");
+  assert.match(await page.locator("#att-query").innerText(), new RegExp(`layer 1 head 1`));
+  await page.locator("#att-head").screenshot({ path: join(shots, "e2e-head-1.1.png") });
+});
+
 test("a live run adds points to the loss chart without a reload", async () => {
   await page.evaluate(() => { (window as unknown as { __sameDocument: number }).__sameDocument = 42; });
   await page.locator("#runs-table .run-name", { hasText: "live" }).click();
