@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import { DeviceError } from "../src/errors.js";
 import { refKernels as ref } from "../src/kernels/ref.js";
 import type { F32 } from "../src/kernels/types.js";
+import { assertClose as assertCloseTo, mulberry32, rand as randFrom } from "./helpers/numeric.js";
 import { type GpuTensor, type KernelDef, type WebGpuKernels, loadWebGpuKernels } from "../src/kernels/webgpu.js";
 import { loadCheckpoint } from "../src/store/checkpoint.js";
 import { resolveConfig } from "../src/train/config.js";
@@ -34,44 +35,12 @@ before(async () => {
 // ---------------------------------------------------------------------------
 // helpers
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rng = mulberry32(42);
-function rand(n: number, lo = -1, hi = 1): F32 {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rng();
-  return a;
-}
+const rand = (n: number, lo = -1, hi = 1): F32 => randFrom(rng, n, lo, hi);
 
-function rms(a: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i]! * a[i]!;
-  return Math.sqrt(s / Math.max(1, a.length));
-}
-
-/** |a_i - b_i| <= rtol (|b_i| + rms(b)) for every i; NaN fails. */
+/** Parity with ref: 1e-4 relative per element (see assertClose). */
 function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, what: string, rtol = 1e-4): void {
-  assert.equal(a.length, b.length, `${what}: length`);
-  const floor = rms(b);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < b.length; i++) {
-    const diff = Math.abs(a[i]! - b[i]!);
-    const err = diff === 0 ? 0 : diff / (Math.abs(b[i]!) + floor);
-    if (!(err <= worst)) {
-      worst = err;
-      at = i;
-    }
-  }
-  assert.ok(worst <= rtol, `${what}: error ${worst.toExponential(2)} at ${at} (${a[at]} vs ${b[at]}), tol ${rtol}`);
+  assertCloseTo(a, b, what, rtol);
 }
 
 /**
