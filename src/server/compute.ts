@@ -147,15 +147,13 @@ export async function compute(req: ComputeRequest): Promise<ComputeResult> {
   const outDir = join(req.dir, "analysis");
   const file = join(outDir, cacheName(req));
   const run = openRun(req.dir);
-  const cached = readCached(file);
   if (req.kind === "progress") {
     if (run.steps.length === 0) throw new AbruptError(`${req.dir} has no checkpoints`);
-    const have = Array.isArray(cached?.["steps"]) ? (cached!["steps"] as Array<{ step: number }>).map((s) => s.step) : null;
-    if (cached && have && have.join(",") === run.steps.join(",") && optionsMatch(req, cached)) return { json: cached, file, cached: true };
-  } else {
-    if (!run.steps.includes(req.step)) throw new AbruptError(`checkpoint step ${req.step} does not exist (available: ${run.steps.join(", ") || "none"})`);
-    if (cached && cached["step"] === req.step && optionsMatch(req, cached)) return { json: cached, file, cached: true };
+  } else if (!run.steps.includes(req.step)) {
+    throw new AbruptError(`checkpoint step ${req.step} does not exist (available: ${run.steps.join(", ") || "none"})`);
   }
+  const hit = lookupCache(req);
+  if (hit) return hit;
   const data = dataOfRun(run);
   const step = req.kind === "progress" ? run.steps.at(-1)! : req.step;
   const ctx = makeContext({ kind: "run", run }, data, getKernels("cpu"), req.seed, outDir, step);
