@@ -8,12 +8,13 @@
 // installs it) and the built page (npm run build): without them it fails.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, type Page, chromium } from "playwright-core";
+import { spawnServe } from "../src/server/child.js";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const bin = join(root, "bin", "abrupt.js");
@@ -46,19 +47,9 @@ before(async () => {
   const lines = readFileSync(join(done, "metrics.jsonl"), "utf8").trim().split("\n");
   writeFileSync(join(live, "metrics.jsonl"), lines.slice(0, 30).join("\n") + "\n");
 
-  server = spawn(process.execPath, [bin, "serve", runs, "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  server.stderr!.on("data", (c: Buffer) => (err += c.toString()));
-  url = await new Promise<string>((ok, fail) => {
-    const t = setTimeout(() => fail(new Error(`abrupt serve printed no URL; stderr: ${err}`)), 20000);
-    let out = "";
-    server!.stdout!.on("data", (c: Buffer) => {
-      out += c.toString();
-      const m = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-      if (m) { clearTimeout(t); ok(m[1]!); }
-    });
-    server!.on("exit", (code) => fail(new Error(`abrupt serve exited (${code}): ${err}`)));
-  });
+  const served = await spawnServe(runs);
+  server = served.child;
+  url = served.url;
   browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   const errors: string[] = [];

@@ -4,28 +4,16 @@
 // Starts `abrupt serve RUNS_DIR` on a free port, drives Debian's Chromium
 // (ABRUPT_CHROMIUM overrides /usr/bin/chromium) with playwright-core, waits
 // until every panel has drawn, then writes OUT.png.
-import { spawn } from "node:child_process";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { spawnServe } from "../src/server/child.js";
 
 const [runsDir, run, out] = process.argv.slice(2);
 if (!runsDir || !run || !out) {
   console.error("usage: node dist/tools/screenshot.js RUNS_DIR RUN OUT.png");
   process.exit(2);
 }
-const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const server = spawn(process.execPath, [join(root, "bin", "abrupt.js"), "serve", runsDir, "--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
+const { child: server, url } = await spawnServe(runsDir);
 try {
-  const url = await new Promise<string>((ok, fail) => {
-    let text = "";
-    server.stdout!.on("data", (c: Buffer) => {
-      text += c.toString();
-      const m = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(text);
-      if (m) ok(m[1]!);
-    });
-    server.on("exit", (code) => fail(new Error(`abrupt serve exited (${code})`)));
-  });
   const browser = await chromium.launch({ executablePath: process.env["ABRUPT_CHROMIUM"] ?? "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu"] });
   const page = await browser.newPage({ viewport: { width: 1360, height: 1000 } });
   await page.goto(`${url}#run=${encodeURIComponent(run)}`);
