@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { AbruptError } from "../errors.js";
 import { getKernels, hostBackendFor } from "../kernels/index.js";
 import type { BackendName } from "../kernels/types.js";
-import { type PartialRunConfig, type RunConfig, PRESETS, readConfigFile, resolveConfig } from "../train/config.js";
+import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, readConfigFile, resolveConfig } from "../train/config.js";
 import { readMetrics } from "../train/metrics.js";
 import { lossCurveSpec, writeFigure } from "../train/plot.js";
 import { summarizeDrop } from "../train/summary.js";
@@ -71,7 +71,7 @@ export async function finishRun(outDir: string, cfg: RunConfig): Promise<ReturnT
   if (lines.length > 1) {
     const m = cfg.model;
     const t = cfg.train;
-    const decayFrom = Math.max(t.warmup, t.decay_start);
+    const decayFrom = decayStartOf(t);
     const marks: Array<{ step: number; label: string }> = [];
     if (t.lr_decay === "cosine" && decayFrom > 0) marks.push({ step: decayFrom, label: `lr decay starts (${decayFrom})` });
     if (summary.drop) marks.push({ step: summary.drop.step, label: `L_mask < 0.2·r/9 (${summary.drop.step})` });
@@ -155,7 +155,7 @@ export function buildProgram(): Command {
       }
       mkdirSync(outDir, { recursive: true });
       const m = cfg.model, d = cfg.data, t = cfg.train;
-      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${Math.max(t.warmup, t.decay_start)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps · backend ${t.backend} → ${outDir}`);
+      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps · backend ${t.backend} → ${outDir}`);
       const res = await train(cfg, { outDir, resume: !!f.resume, quiet: !!f.quiet });
       const s = await finishRun(outDir, cfg);
       const fmt = (x: number) => x.toPrecision(3);

@@ -204,10 +204,15 @@ export function checkpointSteps(t: RunConfig["train"]): Set<number> {
   return s;
 }
 
+/** The last step at the full lr: the cosine decay (if any) starts after it, never before the warm-up ends. */
+export function decayStartOf(t: RunConfig["train"]): number {
+  return Math.max(t.warmup, t.decay_start);
+}
+
 /** The learning rate of a step (1-based): linear warm-up, then constant or cosine decay. */
 export function lrAt(t: RunConfig["train"], step: number): number {
   if (t.warmup > 0 && step < t.warmup) return t.lr * (step / t.warmup);
-  const start = Math.max(t.warmup, t.decay_start);
+  const start = decayStartOf(t);
   if (t.lr_decay === "none" || step <= start) return t.lr;
   const span = Math.max(1, t.steps - start);
   const frac = Math.min(1, (step - start) / span);
