@@ -286,8 +286,9 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
     for (const step of steps) {
       const ctx = makeContext(source, data, kernels, f.seed, outDir, step);
       let out: AnalysisOutput;
-      const resolved = withDefaults(def, opts, experiment === "all");
+      let resolved: Record<string, unknown>;
       try {
+        resolved = withDefaults(def, opts, experiment === "all");
         out = await def.run(ctx, resolved, run);
       } catch (e) {
         // with `all`, one experiment that cannot run here (e.g. swap without a
