@@ -49,7 +49,7 @@ test("ablate: a head with zero projection columns is irrelevant (ΔL = 0 exactly
   const m = model(1);
   cutHead(m, 0, 1);
   cutHead(m, 1, 1);
-  const out = ablate(ctxOf(m), { ...ABLATE_DEFAULTS, batch: B });
+  const out = await ablate(ctxOf(m), { ...ABLATE_DEFAULTS, batch: B });
   const json = out.json as unknown as Json;
   assert.deepEqual(json.modes, ["zero", "mean"]);
   assert.equal(json.heads.length, 4);
@@ -80,15 +80,15 @@ test("ablate: a head with zero projection columns is irrelevant (ΔL = 0 exactly
   assert.ok(out.findings.some((f) => f.startsWith("zeroing the output: 2 of 4 heads change L_mask by at most 1%")), out.findings.join("\n"));
 });
 
-test("ablate: mean-pattern ablation of uniform attention changes nothing; on a random model it equals a two-pass replacement", () => {
+test("ablate: mean-pattern ablation of uniform attention changes nothing; on a random model it equals a two-pass replacement", async () => {
   const u = model(2);
   for (const w of u.p.layers) { w.qkvW.fill(0, 0, 2 * cfg.d * cfg.d); w.qkvB.fill(0, 0, 2 * cfg.d); } // q = k = 0: every pattern 1/T
-  const ju = ablate(ctxOf(u), { heads: ["1.0"], mode: "both", batch: B }).json as unknown as Json;
+  const ju = (await ablate(ctxOf(u), { heads: ["1.0"], mode: "both", batch: B })).json as unknown as Json;
   assert.equal(ju.heads[0]!.mean!.dLoss, 0);
   assert.ok(Math.abs(ju.heads[0]!.zero!.dLoss) > 1e-4);
 
   const m = model(3);
-  const j = ablate(ctxOf(m), { heads: ["0.1"], mode: "mean", batch: B }).json as unknown as Json;
+  const j = (await ablate(ctxOf(m), { heads: ["0.1"], mode: "mean", batch: B })).json as unknown as Json;
   assert.deepEqual(j.modes, ["mean"]);
   assert.equal(j.heads[0]!.zero, undefined);
   // by hand: mean over the batch of layer 0 head 1's pattern, then a pass with it
@@ -111,12 +111,12 @@ test("ablate: mean-pattern ablation of uniform attention changes nothing; on a r
   assert.ok(Math.abs(again.loss - j.clean.loss) <= 1e-6 * again.loss);
 });
 
-test("ablate: bad heads and modes are AbruptErrors", () => {
+test("ablate: bad heads and modes are AbruptErrors", async () => {
   const ctx = ctxOf(model());
-  const bad = (heads: string[], re: RegExp) => assert.throws(() => ablate(ctx, { heads, mode: "zero", batch: 4 }), (e: Error) => e instanceof AbruptError && re.test(e.message));
-  bad(["2.0"], /layer 2 is outside 0..1/);
-  bad(["0.2"], /head 2 is outside 0..1/);
-  bad(["01"], /LAYER.HEAD/);
-  bad([], /no heads/);
-  assert.throws(() => ablate(ctx, { heads: null, mode: "half" as "zero", batch: 4 }), AbruptError);
+  const bad = (heads: string[], re: RegExp) => assert.rejects(async () => await ablate(ctx, { heads, mode: "zero", batch: 4 }), (e: Error) => e instanceof AbruptError && re.test(e.message));
+  await bad(["2.0"], /layer 2 is outside 0..1/);
+  await bad(["0.2"], /head 2 is outside 0..1/);
+  await bad(["01"], /LAYER.HEAD/);
+  await bad([], /no heads/);
+  await assert.rejects(async () => await ablate(ctx, { heads: null, mode: "half" as "zero", batch: 4 }), AbruptError);
 });

@@ -42,11 +42,11 @@ type Json = {
 
 const close = (a: number, b: number, what: string, tol = 1e-6) => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
 
-test("attention: zero Q/K weights give uniform attention; scores are (n−1)/T, (m−1)/T, 1/T and the observed share per sample", () => {
+test("attention: zero Q/K weights give uniform attention; scores are (n−1)/T, (m−1)/T, 1/T and the observed share per sample", async () => {
   assert.ok(B > CHUNK);
   const mdl = model();
   for (const w of mdl.p.layers) { w.qkvW.fill(0, 0, 2 * cfg.d * cfg.d); w.qkvB.fill(0, 0, 2 * cfg.d); } // q = k = 0
-  const out = attention(ctxOf(mdl), { ...ATTENTION_DEFAULTS, batch: B, mask: "random" });
+  const out = await attention(ctxOf(mdl), { ...ATTENTION_DEFAULTS, batch: B, mask: "random" });
   const json = out.json as unknown as Json;
   // expected observed row+col mass for hidden queries, from the same batch
   const batch = sampleBatch(new Rng(SEED), data, B);
@@ -128,7 +128,7 @@ test("attention: forced row, column, self and observed-row+col heads get exact s
   assert.deepEqual(spec, { rows: [2, 3], cols: [], keep: [[2, 1], [3, 3]] });
   const mask = structuredMask(4, 5, spec);
   const remove = forcePatterns(mdl, sampleBatch(new Rng(SEED), data, B, undefined, mask).hidden);
-  const out = attention(ctxOf(mdl), { ...ATTENTION_DEFAULTS, batch: B, mask: "structured" });
+  const out = await attention(ctxOf(mdl), { ...ATTENTION_DEFAULTS, batch: B, mask: "structured" });
   remove();
   const c = (out.json as unknown as Json).conditions[0]!;
   assert.equal(c.mask, "structured");
@@ -171,11 +171,11 @@ test("attention: forced row, column, self and observed-row+col heads get exact s
   }
 });
 
-test("attention: random masks follow the per-sample mask; 'both' runs two conditions", () => {
+test("attention: random masks follow the per-sample mask; 'both' runs two conditions", async () => {
   const mdl = model(3);
   const batch = sampleBatch(new Rng(SEED), data, B);
   const remove = forcePatterns(mdl, batch.hidden);
-  const out = attention(ctxOf(mdl), { ...ATTENTION_DEFAULTS, batch: B, mask: "random", queryCell: [1, 4] });
+  const out = await attention(ctxOf(mdl), { ...ATTENTION_DEFAULTS, batch: B, mask: "random", queryCell: [1, 4] });
   remove();
   const c = (out.json as unknown as Json).conditions[0]!;
   const obsHead = c.heads.find((x) => x.layer === 1 && x.head === 1)!;
@@ -200,14 +200,14 @@ test("attention: random masks follow the per-sample mask; 'both' runs two condit
   assert.deepEqual(c.queryCell, [1, 4]);
   assert.equal(c.heads.find((x) => x.layer === 0 && x.head === 0)!.label, "row");
 
-  const both = attention(ctxOf(model(3)), { ...ATTENTION_DEFAULTS, batch: 8 });
+  const both = await attention(ctxOf(model(3)), { ...ATTENTION_DEFAULTS, batch: 8 });
   assert.deepEqual((both.json as unknown as Json).conditions.map((x) => x.mask), ["random", "structured"]);
 });
 
-test("attention: bad options are AbruptErrors", () => {
+test("attention: bad options are AbruptErrors", async () => {
   const ctx = ctxOf(model());
-  assert.throws(() => attention(ctx, { ...ATTENTION_DEFAULTS, batch: 4, queryCell: [4, 0] }), (e: Error) => e instanceof AbruptError && /outside the 4×5 matrix/.test(e.message));
-  assert.throws(() => attention(ctx, { ...ATTENTION_DEFAULTS, batch: 0 }), AbruptError);
-  assert.throws(() => attention(ctx, { ...ATTENTION_DEFAULTS, batch: 4, mask: "rows" as "random" }), AbruptError);
-  assert.throws(() => attention(ctx, { ...ATTENTION_DEFAULTS, batch: 4, mask: { rows: [7] } }), AbruptError);
+  await assert.rejects(async () => await attention(ctx, { ...ATTENTION_DEFAULTS, batch: 4, queryCell: [4, 0] }), (e: Error) => e instanceof AbruptError && /outside the 4×5 matrix/.test(e.message));
+  await assert.rejects(async () => await attention(ctx, { ...ATTENTION_DEFAULTS, batch: 0 }), AbruptError);
+  await assert.rejects(async () => await attention(ctx, { ...ATTENTION_DEFAULTS, batch: 4, mask: "rows" as "random" }), AbruptError);
+  await assert.rejects(async () => await attention(ctx, { ...ATTENTION_DEFAULTS, batch: 4, mask: { rows: [7] } }), AbruptError);
 });

@@ -43,7 +43,7 @@ test("copy: a half-copying model (0.5·v + 0.1), loaded from a checkpoint: every
   const file = join(dir, "affine.safetensors");
   saveCheckpoint(file, model.cfg, model.params, {});
   const ctx = makeContext({ kind: "checkpoint", file }, data, refKernels, seed, dir, -1);
-  const out = copy(ctx, { values: [0.44, -0.24], batch: B });
+  const out = await copy(ctx, { values: [0.44, -0.24], batch: B });
   const j = out.json as any;
 
   const { batch, random } = redraw(seed, B);
@@ -84,9 +84,9 @@ test("copy: a half-copying model (0.5·v + 0.1), loaded from a checkpoint: every
   assert.match(svg, /copy check/);
 });
 
-test("copy: a perfect copier is 'copying' (slope 1), a constant model is not (slope 0)", () => {
+test("copy: a perfect copier is 'copying' (slope 1), a constant model is not (slope 0)", async () => {
   const seed = 3, B = 32;
-  const c1 = copy(ctxOf(affineModel(1, 0), data, seed), { values: [0.44, -0.24, 1.5], batch: B }).json as any;
+  const c1 = (await copy(ctxOf(affineModel(1, 0), data, seed), { values: [0.44, -0.24, 1.5], batch: B })).json as any;
   close(c1.slope, 1, 1e-5, "copier slope");
   assert.equal(c1.copying, true);
   for (const r of c1.replaced) assert.ok(r.meanAbsErr < 1e-5, `copier |out − v| at ${r.value}`);
@@ -99,27 +99,27 @@ test("copy: a perfect copier is 'copying' (slope 1), a constant model is not (sl
   close(c1.mask.loss_mask, s / nh, 1e-6, "copier L_mask");
   close(c1.random.loss_mask, sr / nh, 1e-6, "copier random L_mask");
 
-  const c0 = copy(ctxOf(affineModel(0, 0.3), data, seed), { values: [0.44, -0.24], batch: B }).json as any;
+  const c0 = (await copy(ctxOf(affineModel(0, 0.3), data, seed), { values: [0.44, -0.24], batch: B })).json as any;
   close(c0.slope, 0, 1e-7, "constant slope");
   assert.equal(c0.correlation, null, "constant outputs have no correlation");
   assert.equal(c0.copying, false);
   // one value: no slope, and the verdict rests on the mean alone
-  const one = copy(ctxOf(affineModel(0, 0.3), data, seed), { values: [0.3], batch: B }).json as any;
+  const one = (await copy(ctxOf(affineModel(0, 0.3), data, seed), { values: [0.3], batch: B })).json as any;
   assert.equal(one.slope, null);
   assert.equal(one.copying, true);
 });
 
-test("copy: fitLine", () => {
+test("copy: fitLine", async () => {
   const l = fitLine([1, 2, 3, 4], [3, 5, 7, 9]);
   assert.deepEqual([l.slope, l.intercept, l.correlation], [2, 1, 1]);
   assert.equal(fitLine([2, 2, 2], [1, 2, 3]).slope, null);
 });
 
-test("copy: bad options and data give one-line errors", () => {
+test("copy: bad options and data give one-line errors", async () => {
   const ctx = ctxOf(affineModel(1, 0), data, 1);
   assert.deepEqual(COPY_DEFAULTS, { values: [0.44, -0.24], batch: 256 });
-  assert.throws(() => copy(ctx, { values: [], batch: 8 }), AbruptError);
-  assert.throws(() => copy(ctx, { values: [12], batch: 8 }), /outside the vocabulary/);
-  assert.throws(() => copy(ctx, { values: [0.4], batch: 0 }), AbruptError);
-  assert.throws(() => copy(ctxOf(affineModel(1, 0), { ...data, pMask: 0 }, 1), { values: [0.4], batch: 4 }), /no hidden cells/);
+  await assert.rejects(async () => await copy(ctx, { values: [], batch: 8 }), AbruptError);
+  await assert.rejects(async () => await copy(ctx, { values: [12], batch: 8 }), /outside the vocabulary/);
+  await assert.rejects(async () => await copy(ctx, { values: [0.4], batch: 0 }), AbruptError);
+  await assert.rejects(async () => await copy(ctxOf(affineModel(1, 0), { ...data, pMask: 0 }, 1), { values: [0.4], batch: 4 }), /no hidden cells/);
 });

@@ -52,7 +52,7 @@ function ctxOf(model: (step?: number) => Bert, run = false): AnalysisContext {
 
 test("embeddings: symmetric norms, PCs of magnitude and sign, positions clustered by column", async () => {
   const model = planted();
-  const out = embeddings(ctxOf(() => model), opts);
+  const out = await embeddings(ctxOf(() => model), opts);
   const j = out.json as any;
   // ‖e(v)‖ = sqrt(4v² + 0.25·[v≠0] + 1): exactly even in v
   assert.equal(j.tokenNorm.norms.length, 2001);
@@ -75,7 +75,7 @@ test("embeddings: symmetric norms, PCs of magnitude and sign, positions clustere
   for (const fig of out.figures) assert.ok((await renderSvg(fig.spec)).includes("<svg"), fig.name);
 });
 
-test("embeddings: t-SNE is deterministic for a seed and leaves Math.random as it was", () => {
+test("embeddings: t-SNE is deterministic for a seed and leaves Math.random as it was", async () => {
   const model = planted();
   const X = Float64Array.from(model.p.wpe.subarray(0, 25 * C));
   const before = Math.random;
@@ -87,7 +87,7 @@ test("embeddings: t-SNE is deterministic for a seed and leaves Math.random as it
   assert.notDeepEqual(a, c);
 });
 
-test("clustering scores on hand-placed points", () => {
+test("clustering scores on hand-placed points", async () => {
   // two tight pairs far apart: labels by pair → perfect; crossed labels → nearest neighbour never agrees
   const X = [0, 0, 0.1, 0, 10, 0, 10.1, 0];
   assert.equal(nnSameRate(X, 4, 2, [0, 0, 1, 1]), 1);
@@ -97,29 +97,29 @@ test("clustering scores on hand-placed points", () => {
   assert.ok(Math.abs(silhouette(X, 4, 2, [0, 0, 1, 1]) - (s0 + s1) / 2) < 1e-12);
 });
 
-test("permuting position embeddings: no effect on a model that cannot see positions; the loaded model is untouched", () => {
+test("permuting position embeddings: no effect on a model that cannot see positions; the loaded model is untouched", async () => {
   const batch = sampleBatch(new Rng(1), data, 8);
   const perms = [[1, 0, ...Array.from({ length: 23 }, (_, i) => i + 2)], Array.from({ length: 25 }, (_, i) => 24 - i)];
   // all position rows equal: positions are invisible
   const blind = planted();
   for (let t = 1; t < 25; t++) blind.p.wpe.copyWithin(t * C, 0, C);
-  const r = permutedLosses(blind, batch, perms, 3);
+  const r = await permutedLosses(blind, batch, perms, 3);
   for (const run of r.runs) assert.deepEqual(run, r.unpermuted);
   // a model that sees positions: the loss changes, the original parameters do not, the unpermuted loss is the plain one
   const model = planted(2);
   const saved = model.params.slice();
-  const s = permutedLosses(model, batch, perms, 3);
+  const s = await permutedLosses(model, batch, perms, 3);
   assert.deepEqual(model.params, saved);
   assert.deepEqual(s.unpermuted, lossSplit(model.forward(batch.tokens, 8, 25), batch.targets, batch.hidden));
   for (const run of s.runs) assert.notEqual(run.loss, s.unpermuted.loss);
 });
 
-test("PCA across checkpoints uses the fixed basis of the analysed step: a rescaled table gives rescaled coordinates", () => {
+test("PCA across checkpoints uses the fixed basis of the analysed step: a rescaled table gives rescaled coordinates", async () => {
   const m2 = planted();
   const m1 = new Bert(cfg, refKernels);
   m1.params.set(m2.params);
   for (let i = 0; i < m1.p.wte.length; i++) m1.p.wte[i]! *= 0.5;
-  const out = embeddings(ctxOf((s) => (s === 1 ? m1 : m2), true), { ...opts, steps: [1, 2], permutations: 0 });
+  const out = await embeddings(ctxOf((s) => (s === 1 ? m1 : m2), true), { ...opts, steps: [1, 2], permutations: 0 });
   const ps = (out.json as any).pcaSteps;
   assert.equal(ps.basisStep, 2);
   const [a, b] = ps.steps;
@@ -128,6 +128,6 @@ test("PCA across checkpoints uses the fixed basis of the analysed step: a rescal
     assert.ok(Math.abs(a.points[i].pc1 - 0.5 * b.points[i].pc1) < 1e-6 && Math.abs(a.points[i].pc2 - 0.5 * b.points[i].pc2) < 1e-6);
   }
   assert.ok(out.figures.some((f) => f.name === "pca-steps") && !out.figures.some((f) => f.name === "permutation"));
-  assert.throws(() => embeddings(ctxOf(() => m2), { ...opts, steps: [1] }), AbruptError);
-  assert.throws(() => embeddings(ctxOf(() => m2), { ...opts, matrices: 0 }), AbruptError);
+  await assert.rejects(async () => await embeddings(ctxOf(() => m2), { ...opts, steps: [1] }), AbruptError);
+  await assert.rejects(async () => await embeddings(ctxOf(() => m2), { ...opts, matrices: 0 }), AbruptError);
 });

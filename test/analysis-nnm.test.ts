@@ -40,7 +40,7 @@ function mask(rng: Rng, N: number, p: number): Uint8Array {
   return Uint8Array.from({ length: N }, () => (rng.uniform() < p ? 1 : 0));
 }
 
-test("Jacobi SVD: reconstruction, orthonormal factors, sorted values, rank-deficient and wide inputs", () => {
+test("Jacobi SVD: reconstruction, orthonormal factors, sorted values, rank-deficient and wide inputs", async () => {
   const rng = new Rng(11);
   const shapes: Array<[number, number, number]> = [[7, 7, 7], [7, 7, 2], [9, 4, 4], [3, 8, 3], [12, 12, 1], [6, 6, 0]];
   for (const [m, n, r] of shapes) {
@@ -75,7 +75,7 @@ test("Jacobi SVD: reconstruction, orthonormal factors, sorted values, rank-defic
   assert.ok(Math.abs(spectralNorm(D, 3, 3) - 5) < 1e-14);
 });
 
-test("exact NNM recovers incoherent low-rank matrices from enough entries (MSE ≤ 1e-4, in fact ~1e-12)", () => {
+test("exact NNM recovers incoherent low-rank matrices from enough entries (MSE ≤ 1e-4, in fact ~1e-12)", async () => {
   // NNM itself fails on coherent matrices (a factor entry near 0) and on
   // small rank-2 problems surprisingly often (its minimum then lies strictly
   // below ‖X‖*, see the next test), so the factors here are bounded away
@@ -108,7 +108,7 @@ test("exact NNM recovers incoherent low-rank matrices from enough entries (MSE �
   }
 });
 
-test("exact NNM is optimal: feasible, certified gap, ‖X‖* ≤ ‖truth‖*, no feasible perturbation lowers it", () => {
+test("exact NNM is optimal: feasible, certified gap, ‖X‖* ≤ ‖truth‖*, no feasible perturbation lowers it", async () => {
   const rng = new Rng(9);
   const solver = new NnmSolver(7, 7);
   for (let t = 0; t < 30; t++) {
@@ -145,7 +145,7 @@ interface Case {
 }
 const fixture = JSON.parse(readFileSync(fileURLToPath(new URL("../../test/fixtures/nnm_cases.json", import.meta.url)), "utf8")) as { cases: Case[] };
 
-test("exact and regularised NNM agree with the independent Python solutions (fixture)", () => {
+test("exact and regularised NNM agree with the independent Python solutions (fixture)", async () => {
   assert.ok(fixture.cases.length >= 8 && fixture.cases.filter((c) => c.nnm.unique).length >= 5);
   for (const c of fixture.cases) {
     const tag = `${c.m}×${c.n} r${c.rank} p${c.pMask}`;
@@ -170,7 +170,7 @@ test("exact and regularised NNM agree with the independent Python solutions (fix
   }
 });
 
-test("regularised NNM satisfies its optimality conditions: P_Ω(M − X)/λ is a subgradient of ‖·‖* at X", () => {
+test("regularised NNM satisfies its optimality conditions: P_Ω(M − X)/λ is a subgradient of ‖·‖* at X", async () => {
   const rng = new Rng(21);
   const reg = new RegNnmSolver(6, 8);
   for (const lambda of [0.003, 0.05, 0.3, 5]) {
@@ -188,7 +188,7 @@ test("regularised NNM satisfies its optimality conditions: P_Ω(M − X)/λ is a
   }
 });
 
-test("speed: 512 exact solves of 7×7 rank-2 problems at p_mask 0.3 take < 3 s of CPU (11 × 512 well under a minute)", () => {
+test("speed: 512 exact solves of 7×7 rank-2 problems at p_mask 0.3 take < 3 s of CPU (11 × 512 well under a minute)", async () => {
   const rng = new Rng(3);
   const problems = Array.from({ length: 512 }, () => ({ M: lowRank(rng, 7, 7, 2, true), h: mask(rng, 49, 0.3) }));
   const solver = new NnmSolver(7, 7);
@@ -203,7 +203,7 @@ test("speed: 512 exact solves of 7×7 rank-2 problems at p_mask 0.3 take < 3 s o
 test("nnm sweep: BERT numbers of a known model, NNM numbers of the same matrices, nested masks, figure", async () => {
   const a = 0.5, b = 0.1, seed = 4, count = 24;
   const data: DataConfig = { m: 5, n: 6, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
-  const out = nnm(ctxOf(affineModel(a, b), data, seed), { pMasks: [0.2, 0.5], matrices: count, lambdas: [0.1] });
+  const out = await nnm(ctxOf(affineModel(a, b), data, seed), { pMasks: [0.2, 0.5], matrices: count, lambdas: [0.1] });
   const rows = out.json.rows as Array<Record<string, number>>;
   assert.equal(rows.length, 2);
   const T = 30;
@@ -244,13 +244,13 @@ test("nnm sweep: BERT numbers of a known model, NNM numbers of the same matrices
   assert.match(svg, /nuclear norm/);
 });
 
-test("nnm: defaults and bad options", () => {
+test("nnm: defaults and bad options", async () => {
   assert.deepEqual(NNM_DEFAULTS.pMasks, [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6]);
   assert.equal(NNM_DEFAULTS.matrices, 512);
   const data: DataConfig = { m: 4, n: 4, rank: 1, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
   const ctx = ctxOf(affineModel(1, 0), data, 1);
-  assert.throws(() => nnm(ctx, { ...NNM_DEFAULTS, pMasks: [0.3, 1.2] }), AbruptError);
-  assert.throws(() => nnm(ctx, { ...NNM_DEFAULTS, pMasks: [] }), AbruptError);
-  assert.throws(() => nnm(ctx, { ...NNM_DEFAULTS, matrices: 0 }), AbruptError);
-  assert.throws(() => nnm(ctx, { ...NNM_DEFAULTS, matrices: 4, lambdas: [-0.1] }), AbruptError);
+  await assert.rejects(async () => await nnm(ctx, { ...NNM_DEFAULTS, pMasks: [0.3, 1.2] }), AbruptError);
+  await assert.rejects(async () => await nnm(ctx, { ...NNM_DEFAULTS, pMasks: [] }), AbruptError);
+  await assert.rejects(async () => await nnm(ctx, { ...NNM_DEFAULTS, matrices: 0 }), AbruptError);
+  await assert.rejects(async () => await nnm(ctx, { ...NNM_DEFAULTS, matrices: 4, lambdas: [-0.1] }), AbruptError);
 });

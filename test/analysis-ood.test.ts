@@ -22,7 +22,7 @@ function ctxOf(model: Bert, d: DataConfig, seed: number): AnalysisContext {
   return { source: { kind: "checkpoint", file: "memory" }, data: d, kernels: refKernels, seed, outDir: "/tmp", step: 900, model: () => model };
 }
 
-test("ood: default variants derived from the data config and the model's positions", () => {
+test("ood: default variants derived from the data config and the model's positions", async () => {
   const seven: DataConfig = { ...data, m: 7, n: 7 };
   const names = (ps: number) => defaultVariants(seven, ps).map((v) => JSON.stringify(v));
   assert.deepEqual(names(64), [
@@ -44,7 +44,7 @@ test("ood: per-variant BERT losses and NNM MSE equal a recomputation on the same
   const a = 0.5, b = 0.1, seed = 8, count = 12;
   const model = affineModel(a, b, 40);
   const variants = [{}, { factor: "gaussian" as const }, { m: 4, n: 7 }, { rank: 1, pMask: 0.5, name: "mix" }];
-  const out = ood(ctxOf(model, data, seed), { matrices: count, variants });
+  const out = await ood(ctxOf(model, data, seed), { matrices: count, variants });
   const rows = out.json.rows as Array<Record<string, any>>;
   assert.deepEqual(rows.map((r) => r.name), ["base", "gaussian", "4×7", "mix"]);
   assert.deepEqual(rows.map((r) => r.kind), ["base", "factor", "size", "rank+p_mask"]);
@@ -79,12 +79,12 @@ test("ood: per-variant BERT losses and NNM MSE equal a recomputation on the same
   assert.match(svg, /out of distribution/);
 });
 
-test("ood: variants the model cannot take, or that are not valid data, fail with one line", () => {
+test("ood: variants the model cannot take, or that are not valid data, fail with one line", async () => {
   const ctx = ctxOf(affineModel(1, 0, 40), data, 1);
-  assert.throws(() => ood(ctx, { matrices: 4, variants: [{ m: 7, n: 7 }] }), /needs 49 positions, the model has 40/);
-  assert.throws(() => ood(ctx, { matrices: 4, variants: [{ m: 3, rank: 4 }] }), (e: Error) => e instanceof AbruptError && /variant 0: rank/.test(e.message));
-  assert.throws(() => ood(ctx, { matrices: 4, variants: [{ factor: "cauchy" as never }] }), /factor must be one of/);
-  assert.throws(() => ood(ctx, { matrices: 4, variants: [{ pMask: 0 }] }), AbruptError);
-  assert.throws(() => ood(ctx, { matrices: 4, variants: [] }), AbruptError);
-  assert.throws(() => ood(ctx, { matrices: 0, variants: null }), AbruptError);
+  await assert.rejects(async () => await ood(ctx, { matrices: 4, variants: [{ m: 7, n: 7 }] }), /needs 49 positions, the model has 40/);
+  await assert.rejects(async () => await ood(ctx, { matrices: 4, variants: [{ m: 3, rank: 4 }] }), (e: Error) => e instanceof AbruptError && /variant 0: rank/.test(e.message));
+  await assert.rejects(async () => await ood(ctx, { matrices: 4, variants: [{ factor: "cauchy" as never }] }), /factor must be one of/);
+  await assert.rejects(async () => await ood(ctx, { matrices: 4, variants: [{ pMask: 0 }] }), AbruptError);
+  await assert.rejects(async () => await ood(ctx, { matrices: 4, variants: [] }), AbruptError);
+  await assert.rejects(async () => await ood(ctx, { matrices: 0, variants: null }), AbruptError);
 });

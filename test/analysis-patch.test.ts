@@ -31,7 +31,7 @@ type Json = { hooks: string[]; baselines: { x: PatchRun; negX: PatchRun }; patch
 test("patch: the last resid_post or embed.out from X gives exactly the X run; attn.out of layer 0 does not", async () => {
   assert.ok(B > CHUNK);
   const { model, ctx } = setup();
-  const out = patch(ctx, { hooks: ["blocks.1.resid_post", "embed.out", "blocks.0.attn.out"], batch: B });
+  const out = await patch(ctx, { hooks: ["blocks.1.resid_post", "embed.out", "blocks.0.attn.out"], batch: B });
   const j = out.json as unknown as Json;
   assert.deepEqual(j.patched.map((p) => p.hook), ["blocks.1.resid_post", "embed.out", "blocks.0.attn.out"]);
   const [last, emb, attn0] = j.patched;
@@ -72,17 +72,17 @@ test("patch: the last resid_post or embed.out from X gives exactly the X run; at
   assert.ok((await renderSvg(out.figures[0]!.spec)).includes("<svg"));
 });
 
-test("patch: default hooks are every layer's attn.out; the model keeps no hook", () => {
+test("patch: default hooks are every layer's attn.out; the model keeps no hook", async () => {
   const { model, ctx } = setup();
   const x = sampleBatch(new Rng(SEED), data, 8);
   const before = model.forward(x.tokens, 8, T).slice();
-  const j = patch(ctx, { ...PATCH_DEFAULTS, batch: 8 }).json as unknown as Json;
+  const j = (await patch(ctx, { ...PATCH_DEFAULTS, batch: 8 })).json as unknown as Json;
   assert.deepEqual(j.hooks, ["blocks.0.attn.out", "blocks.1.attn.out"]);
   assert.deepEqual(model.forward(x.tokens, 8, T).slice(), before);
 });
 
-test("patch: an unknown hook is an AbruptError naming the valid ones", () => {
+test("patch: an unknown hook is an AbruptError naming the valid ones", async () => {
   const { ctx } = setup();
-  assert.throws(() => patch(ctx, { hooks: ["blocks.4.attn.out"], batch: 4 }), (e: Error) => e instanceof AbruptError && /unknown hook "blocks.4.attn.out"/.test(e.message) && e.message.includes("blocks.1.attn.out"));
-  assert.throws(() => patch(ctx, { hooks: [], batch: 4 }), AbruptError);
+  await assert.rejects(async () => await patch(ctx, { hooks: ["blocks.4.attn.out"], batch: 4 }), (e: Error) => e instanceof AbruptError && /unknown hook "blocks.4.attn.out"/.test(e.message) && e.message.includes("blocks.1.attn.out"));
+  await assert.rejects(async () => await patch(ctx, { hooks: [], batch: 4 }), AbruptError);
 });

@@ -18,7 +18,7 @@ function curve(n: number, dropAt: number | null, sigma: number, seed: number, lo
   return out;
 }
 
-test("phases: synthetic plateau and drop are found within a window, for several noise levels and seeds", () => {
+test("phases: synthetic plateau and drop are found within a window, for several noise levels and seeds", async () => {
   for (const sigma of [0.05, 0.2, 0.4]) {
     for (const seed of [1, 2, 3]) {
       const ph = detectPhases(curve(6000, 3500, sigma, seed), 2, 0.3);
@@ -31,7 +31,7 @@ test("phases: synthetic plateau and drop are found within a window, for several 
   }
 });
 
-test("phases: no drop when the curve stays on the plateau; an early drop is still found", () => {
+test("phases: no drop when the curve stays on the plateau; an early drop is still found", async () => {
   const flat = detectPhases(curve(4000, null, 0.2, 4), 2, 0.3);
   assert.ok(flat.plateau && flat.plateau.end > 3900);
   assert.equal(flat.drop, null);
@@ -39,7 +39,7 @@ test("phases: no drop when the curve stays on the plateau; an early drop is stil
   assert.ok(early.drop && Math.abs(early.drop.step - 1200) <= 60, `drop ${early.drop?.step}`);
 });
 
-test("phases: a curve with no dwell level has no plateau", () => {
+test("phases: a curve with no dwell level has no plateau", async () => {
   const lines: MetricsLine[] = [];
   for (let s = 1; s <= 3000; s++) lines.push({ step: s, loss: Math.exp(-s / 300), loss_mask: 1, loss_obs: 1, mask_abs: 0, lr: 0, ms: 1 });
   const ph = detectPhases(lines, 2, 0.3);

@@ -46,11 +46,11 @@ function constructed(rowAt1: boolean): Bert {
   return model;
 }
 
-const get = (rs: ReturnType<typeof runProbes>, layer: number, group: string, target: string, model = "trained") =>
+const get = (rs: Awaited<ReturnType<typeof runProbes>>, layer: number, group: string, target: string, model = "trained") =>
   rs.find((r) => r.layer === layer && r.group === group && r.target === target && r.model === model)!;
 
-test("probe: a value written linearly into layer 0 is recovered exactly at observed cells; hidden cells carry no information", () => {
-  const rs = runProbes([{ name: "trained", model: constructed(false) }], data, refKernels, new Rng(3), { train: 256, test: 64, batch: 32, ridge: 1e-6 });
+test("probe: a value written linearly into layer 0 is recovered exactly at observed cells; hidden cells carry no information", async () => {
+  const rs = await runProbes([{ name: "trained", model: constructed(false) }], data, refKernels, new Rng(3), { train: 256, test: 64, batch: 32, ridge: 1e-6 });
   const obs = get(rs, 0, "observed", "value");
   assert.ok(obs.mse < 1e-8, `observed value MSE ${obs.mse}`);
   assert.ok(obs.r2 > 1 - 1e-6);
@@ -64,8 +64,8 @@ test("probe: a value written linearly into layer 0 is recovered exactly at obser
   assert.ok(Math.abs(hid.nTrain / (256 * 16) - 0.3) < 0.05);
 });
 
-test("probe: a row of the masked input written into layer 1 is recovered exactly (|cos| = 1); at layer 0 hidden cells cannot know it", () => {
-  const rs = runProbes([{ name: "trained", model: constructed(true) }], data, refKernels, new Rng(4), { train: 192, test: 64, batch: 64, ridge: 1e-6 });
+test("probe: a row of the masked input written into layer 1 is recovered exactly (|cos| = 1); at layer 0 hidden cells cannot know it", async () => {
+  const rs = await runProbes([{ name: "trained", model: constructed(true) }], data, refKernels, new Rng(4), { train: 192, test: 64, batch: 64, ridge: 1e-6 });
   for (const group of ["hidden", "observed"]) {
     const r = get(rs, 1, group, "row");
     assert.ok(r.mse < 1e-8, `${group} row MSE at layer 1: ${r.mse}`);
@@ -75,7 +75,7 @@ test("probe: a row of the masked input written into layer 1 is recovered exactly
   assert.ok(r0.mse > 0.05 && r0.cos! < 0.9, `hidden row at layer 0: MSE ${r0.mse}, |cos| ${r0.cos}`);
 });
 
-test("probe targets: masked row/column with zeros at hidden cells, value, and the sign-fixed top singular vector", () => {
+test("probe targets: masked row/column with zeros at hidden cells, value, and the sign-fixed top singular vector", async () => {
   const b = allocBatch(1, 2, 3);
   // X = u vᵀ with u = (1, -2), v = (0.1, 0.2, 0.3): rank 1, top left singular vector ±u/|u|
   const X = [0.1, 0.2, 0.3, -0.2, -0.4, -0.6];
@@ -97,20 +97,20 @@ test("probe: the experiment runs end to end with a random-init control, rejects 
   const ctx: AnalysisContext = {
     source: { kind: "checkpoint", file: "none" }, data, kernels: refKernels, seed: 9, outDir: "/tmp", step: -1, model: () => model,
   };
-  const out = probe(ctx, { ...PROBE_DEFAULTS, train: 64, test: 32, batch: 32 });
-  const results = out.json.results as ReturnType<typeof runProbes>;
+  const out = await probe(ctx, { ...PROBE_DEFAULTS, train: 64, test: 32, batch: 32 });
+  const results = out.json.results as Awaited<ReturnType<typeof runProbes>>;
   assert.equal(results.length, 2 * 3 * 2 * 4); // models × layers × groups × targets
   // the trained (constructed) model holds observed values exactly at layer 0; the control does not
   assert.ok(get(results, 0, "observed", "value").mse < 1e-8);
   assert.ok(get(results, 0, "observed", "value", "control").mse > 1e-3);
   assert.equal(out.findings.length, 8);
-  assert.throws(() => probe(ctx, { ...PROBE_DEFAULTS, train: 0 }), AbruptError);
-  assert.throws(() => probe(ctx, { ...PROBE_DEFAULTS, ridge: -1 }), AbruptError);
+  await assert.rejects(async () => await probe(ctx, { ...PROBE_DEFAULTS, train: 0 }), AbruptError);
+  await assert.rejects(async () => await probe(ctx, { ...PROBE_DEFAULTS, ridge: -1 }), AbruptError);
   const svg = await renderSvg(out.figures[0]!.spec);
   assert.ok(svg.includes("<svg") && svg.includes("layer"));
 });
 
-test("linalg: ridge solve satisfies its normal equations; Jacobi eigen-decomposition reconstructs the matrix", () => {
+test("linalg: ridge solve satisfies its normal equations; Jacobi eigen-decomposition reconstructs the matrix", async () => {
   const rng = new Rng(1);
   const p = 6, k = 2, N = 40;
   const F = Array.from({ length: N * p }, () => rng.normal());
@@ -149,7 +149,7 @@ test("linalg: ridge solve satisfies its normal equations; Jacobi eigen-decomposi
   for (let c = 1; c < n; c++) assert.ok(values[c - 1]! >= values[c]!);
 });
 
-test("linalg: PCA finds a planted top direction (both Gram routes) and its explained variance", () => {
+test("linalg: PCA finds a planted top direction (both Gram routes) and its explained variance", async () => {
   const rng = new Rng(2);
   for (const [rows, cols] of [[200, 5], [5, 30]] as const) {
     const dir = Array.from({ length: cols }, (_, j) => (j === 1 ? 3 : j === 3 ? -4 : 0)).map((x) => x / 5);

@@ -22,7 +22,7 @@ function tiny(seed = 1): Bert {
   return model;
 }
 
-test("attention progress: uniform attention scores |optimal|/T; a head on an optimal cell scores 1, a head on itself 0", () => {
+test("attention progress: uniform attention scores |optimal|/T; a head on an optimal cell scores 1, a head on itself 0", async () => {
   // row 1 hidden except (1, 3); column 0 hidden: hidden cells (0,0) (1,0) (1,1) (1,2) (2,0)
   const mask = structuredMask(3, 4, { rows: [1], cols: [0], keep: [[1, 3]] });
   const batch = sampleBatch(new Rng(2), data, 5, undefined, mask);
@@ -47,7 +47,7 @@ test("attention progress: uniform attention scores |optimal|/T; a head on an opt
       }
     }
   });
-  const p = progressAt(model, batch);
+  const p = await progressAt(model, batch);
   assert.equal(p.queries, 5 * 5);
   assert.ok(Math.abs(p.attnUniform - uniform) < 1e-12);
   for (const h of [0, 1]) assert.ok(Math.abs(p.attnByHead[0]![h]! - uniform) < 1e-6, `layer 0 head ${h}: ${p.attnByHead[0]![h]}`);
@@ -57,7 +57,7 @@ test("attention progress: uniform attention scores |optimal|/T; a head on an opt
   assert.ok(Math.abs(p.attnProgress - (2 * uniform + 1) / 4) < 1e-6);
 });
 
-test("collapse: identical hidden states give 1, two orthogonal groups give the share of same-group pairs", () => {
+test("collapse: identical hidden states give 1, two orthogonal groups give the share of same-group pairs", async () => {
   const batch = sampleBatch(new Rng(3), data, 4);
   const model = tiny();
   const C = cfg.d;
@@ -73,13 +73,13 @@ test("collapse: identical hidden states give 1, two orthogonal groups give the s
       }
     }
   });
-  assert.ok(Math.abs(progressAt(model, batch).collapse - 1) < 1e-12);
+  assert.ok(Math.abs((await progressAt(model, batch)).collapse - 1) < 1e-12);
   mode = "split";
   const pairs = (k: number) => (k * (k - 1)) / 2;
-  assert.ok(Math.abs(progressAt(model, batch).collapse - (pairs(5) + pairs(7)) / pairs(12)) < 1e-12);
+  assert.ok(Math.abs((await progressAt(model, batch)).collapse - (pairs(5) + pairs(7)) / pairs(12)) < 1e-12);
 });
 
-test("repetition: adjacent outputs equal after rounding to 2 decimals", () => {
+test("repetition: adjacent outputs equal after rounding to 2 decimals", async () => {
   const batch = sampleBatch(new Rng(4), data, 2);
   const model = tiny();
   // sample 0: 0.1, 0.104 (→ 0.10), 0.2, 0.2, then distinct; sample 1: all equal
@@ -88,7 +88,7 @@ test("repetition: adjacent outputs equal after rounding to 2 decimals", () => {
     a.set(seq0, 0);
     a.fill(0.5, T);
   });
-  const p = progressAt(model, batch);
+  const p = await progressAt(model, batch);
   assert.ok(Math.abs(p.repetition - (2 / 11 + 1) / 2) < 1e-12);
   // the losses are those of the forced outputs
   let se = 0;
@@ -103,11 +103,11 @@ test("progress over checkpoints: chunked batches give the same numbers; metrics 
     source: { kind: "run", run }, data, kernels: refKernels, seed: 7, outDir: "/tmp", step: 20, model: (s = 20) => models.get(s)!,
   };
   const metrics = [{ step: 9, loss: 0.07, loss_mask: 0.22 }, { step: 21, loss: 0.01, loss_mask: 0.03 }];
-  const out = progress(ctx, { ...PROGRESS_DEFAULTS, steps: [20, 10], matrices: 10, batch: 3, metrics });
-  const steps = out.json.steps as Array<ReturnType<typeof progressAt> & { step: number; trainLoss: number; metricsStep: number }>;
+  const out = await progress(ctx, { ...PROGRESS_DEFAULTS, steps: [20, 10], matrices: 10, batch: 3, metrics });
+  const steps = out.json.steps as Array<Awaited<ReturnType<typeof progressAt>> & { step: number; trainLoss: number; metricsStep: number }>;
   assert.deepEqual(steps.map((s) => s.step), [10, 20]);
   assert.deepEqual(steps.map((s) => [s.metricsStep, s.trainLoss]), [[9, 0.07], [21, 0.01]]);
-  const whole = progressAt(models.get(10)!, sampleBatch(new Rng(7), data, 10));
+  const whole = await progressAt(models.get(10)!, sampleBatch(new Rng(7), data, 10));
   for (const k of ["attnProgress", "attnUniform", "collapse", "repetition", "loss", "loss_mask", "loss_obs"] as const) {
     assert.ok(Math.abs(steps[0]![k] - whole[k]) < 1e-9, `${k}: ${steps[0]![k]} vs ${whole[k]}`);
   }
@@ -116,7 +116,7 @@ test("progress over checkpoints: chunked batches give the same numbers; metrics 
   assert.ok((await renderSvg(out.figures[0]!.spec)).includes("<svg"));
   // chunk size does not matter
   const b = sampleBatch(new Rng(8), data, 7);
-  assert.ok(Math.abs(progressChunked(models.get(20)!, b, 2).collapse - progressAt(models.get(20)!, b).collapse) < 1e-12);
-  assert.throws(() => progress(ctx, { ...PROGRESS_DEFAULTS, matrices: -1 }), AbruptError);
-  assert.throws(() => progress({ ...ctx, source: { kind: "checkpoint", file: "x" } }, { ...PROGRESS_DEFAULTS, steps: [10] }), AbruptError);
+  assert.ok(Math.abs((await progressChunked(models.get(20)!, b, 2)).collapse - (await progressAt(models.get(20)!, b)).collapse) < 1e-12);
+  await assert.rejects(async () => await progress(ctx, { ...PROGRESS_DEFAULTS, matrices: -1 }), AbruptError);
+  await assert.rejects(async () => await progress({ ...ctx, source: { kind: "checkpoint", file: "x" } }, { ...PROGRESS_DEFAULTS, steps: [10] }), AbruptError);
 });

@@ -41,7 +41,7 @@ type Json = { A: Losses; B: Losses; parts: Array<{ part: string; tensors: string
 test("swap: everything (all, attn+non-attn) from the other checkpoint gives its losses exactly; cached models unchanged", async () => {
   const { a, b, ctx } = pair();
   const pa = a.params.slice(), pb = b.params.slice();
-  const out = swap(ctx, { stepA: 100, stepB: 200, parts: ["all", "attn+non-attn", "qkv", "attn", "non-attn"], batch: B });
+  const out = await swap(ctx, { stepA: 100, stepB: 200, parts: ["all", "attn+non-attn", "qkv", "attn", "non-attn"], batch: B });
   const j = out.json as unknown as Json;
   assert.notDeepEqual(j.A, j.B);
   for (const part of ["all", "attn+non-attn"]) {
@@ -78,14 +78,14 @@ test("swap: everything (all, attn+non-attn) from the other checkpoint gives its 
   assert.ok(out.findings[0]!.startsWith("A (step 100): L "), out.findings[0]);
 });
 
-test("swap: identical checkpoints (saved and loaded through makeContext) change nothing", () => {
+test("swap: identical checkpoints (saved and loaded through makeContext) change nothing", async () => {
   const dir = mkdtempSync(join(tmpdir(), "abrupt-swap-"));
   const m = new Bert(cfg, refKernels);
   m.init(5, 0.3);
   const file = join(dir, "m.safetensors");
   saveCheckpoint(file, cfg, m.params, {});
   const ctx = makeContext({ kind: "checkpoint", file }, data, refKernels, SEED, dir, -1);
-  const j = swap(ctx, { ...SWAP_DEFAULTS, stepA: -1, stepB: -1, batch: 16 }).json as unknown as Json;
+  const j = (await swap(ctx, { ...SWAP_DEFAULTS, stepA: -1, stepB: -1, batch: 16 })).json as unknown as Json;
   assert.deepEqual(j.parts.map((p) => p.part), ["qkv", "attn", "non-attn"]);
   for (const p of j.parts) {
     assert.deepEqual(p.AwithB, j.A);
@@ -94,14 +94,14 @@ test("swap: identical checkpoints (saved and loaded through makeContext) change 
   assert.deepEqual(j.A, j.B);
 });
 
-test("swap: parts are checked; mlp/ln/group selectors work; missing steps and other shapes are AbruptErrors", () => {
+test("swap: parts are checked; mlp/ln/group selectors work; missing steps and other shapes are AbruptErrors", async () => {
   assert.deepEqual(partTensors(cfg, "mlp").map((s) => s.name), ["blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc1.bias", "blocks.0.mlp.fc2.weight", "blocks.0.mlp.fc2.bias", "blocks.1.mlp.fc1.weight", "blocks.1.mlp.fc1.bias", "blocks.1.mlp.fc2.weight", "blocks.1.mlp.fc2.bias"]);
   assert.deepEqual(partTensors(cfg, "blocks.1.attn+readout").map((s) => s.name), ["blocks.1.attn.qkv.weight", "blocks.1.attn.qkv.bias", "blocks.1.attn.proj.weight", "blocks.1.attn.proj.bias", "readout.weight", "readout.bias"]);
   assert.ok(partTensors(cfg, "non-attn").every((s) => !s.name.includes(".attn.")));
   assert.throws(() => partTensors(cfg, "heads"), (e: Error) => e instanceof AbruptError && /unknown part "heads"/.test(e.message));
   const { ctx } = pair();
-  assert.throws(() => swap(ctx, { ...SWAP_DEFAULTS, batch: 4 }), (e: Error) => e instanceof AbruptError && /stepA and stepB/.test(e.message));
+  await assert.rejects(async () => await swap(ctx, { ...SWAP_DEFAULTS, batch: 4 }), (e: Error) => e instanceof AbruptError && /stepA and stepB/.test(e.message));
   const other = new Bert({ ...cfg, ff: 8 }, refKernels);
   const ctx2: AnalysisContext = { ...ctx, model: (s?: number) => (s === 1 ? other : ctx.model(200)) };
-  assert.throws(() => swap(ctx2, { ...SWAP_DEFAULTS, stepA: 1, stepB: 200, batch: 4 }), (e: Error) => e instanceof AbruptError && /different model shapes/.test(e.message));
+  await assert.rejects(async () => await swap(ctx2, { ...SWAP_DEFAULTS, stepA: 1, stepB: 200, batch: 4 }), (e: Error) => e instanceof AbruptError && /different model shapes/.test(e.message));
 });

@@ -21,9 +21,8 @@
 import { sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, forwardBatch, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
 export type AblationMode = "zero" | "mean";
@@ -52,7 +51,7 @@ export interface AblatedLosses extends Losses {
 }
 
 /** "L.H" strings → [layer, head] pairs, checked against the model. */
-export function parseHeads(model: Bert, heads: string[]): Array<[number, number]> {
+export function parseHeads(model: AnyBert, heads: string[]): Array<[number, number]> {
   const { L, H } = model.cfg;
   return heads.map((s) => {
     const m = /^\s*(\d+)\.(\d+)\s*$/.exec(s);
@@ -64,7 +63,7 @@ export function parseHeads(model: Bert, heads: string[]): Array<[number, number]
   });
 }
 
-export function ablate(ctx: AnalysisContext, opts: AblateOptions): AnalysisOutput {
+export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise<AnalysisOutput> {
   checkBatchSize(opts.batch);
   if (!["zero", "mean", "both"].includes(opts.mode)) throw new AbruptError(`mode must be "zero", "mean" or "both" (got "${opts.mode}")`);
   const modes: AblationMode[] = opts.mode === "both" ? ["zero", "mean"] : [opts.mode];
@@ -82,11 +81,11 @@ export function ablate(ctx: AnalysisContext, opts: AblateOptions): AnalysisOutpu
   // clean pass; the batch-mean pattern of every layer and head is collected
   // here only if a mean ablation needs it
   const meanPat = modes.includes("mean") ? new Float64Array(L * H * T * T) : null;
-  const cleanOut = forwardBatch(model, batch, {
-    after: (_b0, nb) => {
+  const cleanOut = await forwardBatch(model, batch, {
+    after: async (_b0, nb) => {
       if (!meanPat) return;
       for (let l = 0; l < L; l++) {
-        const att = model.act(`blocks.${l}.attn.pattern`); // [nb, H, T, T]
+        const att = await model.actHost(`blocks.${l}.attn.pattern`); // [nb, H, T, T]
         for (let b = 0; b < nb; b++) {
           for (let i = 0; i < H * T * T; i++) meanPat[l * H * T * T + i]! += att[b * H * T * T + i]!;
         }
@@ -111,7 +110,7 @@ export function ablate(ctx: AnalysisContext, opts: AblateOptions): AnalysisOutpu
           for (let b = 0; b < nb; b++) att.set(src, (b * H + h) * T * T);
         });
       try {
-        const ls = lossSplit(forwardBatch(model, batch), batch.targets, batch.hidden);
+        const ls = lossSplit(await forwardBatch(model, batch), batch.targets, batch.hidden);
         row[mode] = { ...ls, dLoss: ls.loss - clean.loss, dLossMask: ls.loss_mask - clean.loss_mask, dLossObs: ls.loss_obs - clean.loss_obs };
       } finally {
         remove();

@@ -46,9 +46,8 @@
 import { type Batch, structuredMask, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, forwardBatch } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch } from "./context.js";
 
 export interface StructuredMaskSpec {
   rows?: number[];
@@ -145,7 +144,7 @@ export function labelHead(all: Scores, hidden: Scores | null): { label: HeadLabe
 
 const NS = 7; // self, row, col, obsRow, obsCol, entropy, count
 
-function analyseCondition(model: Bert, batch: Batch, kind: "random" | "structured", spec: StructuredMaskSpec | null, qc: [number, number]): Condition {
+async function analyseCondition(model: AnyBert, batch: Batch, kind: "random" | "structured", spec: StructuredMaskSpec | null, qc: [number, number]): Promise<Condition> {
   const { L, H } = model.cfg;
   const { B, T, m, n } = batch;
   const logT = Math.log(T);
@@ -156,11 +155,11 @@ function analyseCondition(model: Bert, batch: Batch, kind: "random" | "structure
   const qIdx = qc[0] * n + qc[1];
   let qHidCount = 0;
 
-  forwardBatch(model, batch, {
-    after: (b0, nb) => {
+  await forwardBatch(model, batch, {
+    after: async (b0, nb) => {
       for (let b = 0; b < nb; b++) if (batch.hidden[(b0 + b) * T + qIdx]) qHidCount++;
       for (let l = 0; l < L; l++) {
-        const att = model.act(`blocks.${l}.attn.pattern`); // [nb, H, T, T]
+        const att = await model.actHost(`blocks.${l}.attn.pattern`); // [nb, H, T, T]
         for (let b = 0; b < nb; b++) {
           const hid = batch.hidden.subarray((b0 + b) * T, (b0 + b + 1) * T);
           for (let h = 0; h < H; h++) {
@@ -363,7 +362,7 @@ function scoresFigure(conds: Condition[]): { name: string; spec: VlSpec } {
 
 // ------------------------------------------------------------ experiment
 
-export function attention(ctx: AnalysisContext, opts: AttentionOptions): AnalysisOutput {
+export async function attention(ctx: AnalysisContext, opts: AttentionOptions): Promise<AnalysisOutput> {
   checkBatchSize(opts.batch);
   const { m, n } = ctx.data;
   const T = m * n;
@@ -387,7 +386,7 @@ export function attention(ctx: AnalysisContext, opts: AttentionOptions): Analysi
       if (first >= 0) qc = [Math.floor(first / n), first % n];
     }
     const batch = sampleBatch(new Rng(ctx.seed), ctx.data, opts.batch, undefined, mask);
-    const c = analyseCondition(model, batch, spec ? "structured" : "random", spec, qc);
+    const c = await analyseCondition(model, batch, spec ? "structured" : "random", spec, qc);
     conds.push(c);
     figures.push(...gridFigures(c, L, H, T, n), queryFigure(c, L, H, m, n, mask ?? null));
   }

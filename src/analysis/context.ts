@@ -60,18 +60,22 @@ export interface AnalysisContext {
   source: Source;
   /** data config of the run (or of the flags, for a lone checkpoint) */
   data: DataConfig;
-  kernels: Kernels;
+  /** the backend the model runs on (any: analyses use the model's asynchronous API) */
+  kernels: Kernels<unknown>;
   seed: number;
   /** folder the results go to */
   outDir: string;
   /** the checkpoint step analysed (-1 for a lone checkpoint file) */
   step: number;
   /** loads the model at `step` (default: ctx.step); the two most recent are cached */
-  model(step?: number): Bert;
+  model(step?: number): AnyBert;
 }
 
-export function makeContext(source: Source, data: DataConfig, kernels: Kernels, seed: number, outDir: string, step: number): AnalysisContext {
-  const cache = new Map<number, Bert>();
+/** A model on any backend (analyses only use run / actHost / paramHost / addHook). */
+export type AnyBert = Bert<unknown>;
+
+export function makeContext(source: Source, data: DataConfig, kernels: Kernels<unknown>, seed: number, outDir: string, step: number): AnalysisContext {
+  const cache = new Map<number, AnyBert>();
   const ctx: AnalysisContext = {
     source, data, kernels, seed, outDir, step,
     model(s = ctx.step) {
@@ -81,7 +85,7 @@ export function makeContext(source: Source, data: DataConfig, kernels: Kernels, 
       const heads = source.kind === "run" ? source.run.cfg.model.H : source.heads;
       const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
       m = new Bert(ck.cfg, kernels);
-      m.params.set(ck.params);
+      m.setParams(ck.params);
       const T = data.m * data.n;
       if (T > ck.cfg.positions) throw new AbruptError(`the model has ${ck.cfg.positions} positions, too few for ${data.m}×${data.n} matrices (${T} tokens)`);
       // keep the two most recent models (swap needs A and B); a sweep over
@@ -133,18 +137,18 @@ export const CHUNK = 64;
  * over samples b0..b0+nb (for hooks that need to know which samples they
  * see), `after(b0, nb)` after it (to read activations with model.act).
  */
-export function forwardBatch(
-  model: Bert, batch: Batch,
-  each: { chunk?: number; before?: (b0: number, nb: number) => void; after?: (b0: number, nb: number) => void } = {},
-): Float32Array {
+export async function forwardBatch(
+  model: AnyBert, batch: Batch,
+  each: { chunk?: number; before?: (b0: number, nb: number) => void; after?: (b0: number, nb: number) => void | Promise<void> } = {},
+): Promise<Float32Array> {
   const { B, T } = batch;
   const chunk = each.chunk ?? CHUNK;
   const out = new Float32Array(B * T);
   for (let b0 = 0; b0 < B; b0 += chunk) {
     const nb = Math.min(chunk, B - b0);
     each.before?.(b0, nb);
-    out.set(model.forward(batch.tokens.subarray(b0 * T, (b0 + nb) * T), nb, T), b0 * T);
-    each.after?.(b0, nb);
+    out.set(await model.run(batch.tokens.subarray(b0 * T, (b0 + nb) * T), nb, T), b0 * T);
+    await each.after?.(b0, nb);
   }
   return out;
 }

@@ -68,7 +68,7 @@ function observedCopy(out: Float32Array, targets: Float32Array, hidden: Uint8Arr
   return { meanAbsErr: xs.length ? abs / xs.length : NaN, slope, correlation };
 }
 
-export function copy(ctx: AnalysisContext, opts: CopyOptions): AnalysisOutput {
+export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<AnalysisOutput> {
   if (opts.values.length === 0) throw new AbruptError("copy: give at least one value");
   checkCount("batch", opts.batch);
   const tokens = opts.values.map((v) => tokenOf(v));
@@ -79,7 +79,7 @@ export function copy(ctx: AnalysisContext, opts: CopyOptions): AnalysisOutput {
   const { B, T, hidden, targets } = batch;
 
   // with MASK
-  const out0 = forwardAll(model, batch.tokens, B, T);
+  const out0 = await forwardAll(model, batch.tokens, B, T);
   let hiddenCells = 0, s0 = 0, a0 = 0;
   for (let i = 0; i < out0.length; i++) if (hidden[i]) { hiddenCells++; s0 += out0[i]!; a0 += Math.abs(out0[i]!); }
   if (hiddenCells === 0) throw new AbruptError(`copy: no hidden cells in ${B} matrices at p_mask ${ctx.data.pMask}; use a larger p_mask or batch`);
@@ -90,10 +90,11 @@ export function copy(ctx: AnalysisContext, opts: CopyOptions): AnalysisOutput {
   const samples: Array<{ value: number; out: number }> = [];
   const perSample = Math.max(1, Math.floor(hiddenCells / 300));
   let k = 0;
-  const replaced = values.map((v, vi) => {
+  const replaced = [];
+  for (const [vi, v] of values.entries()) {
     const tok = batch.tokens.slice();
     for (let i = 0; i < tok.length; i++) if (hidden[i]) tok[i] = tokens[vi]!;
-    const out = forwardAll(model, tok, B, T);
+    const out = await forwardAll(model, tok, B, T);
     let s = 0, s2 = 0, abs = 0, h = 0;
     for (let i = 0; i < out.length; i++) {
       if (!hidden[i]) continue;
@@ -103,11 +104,11 @@ export function copy(ctx: AnalysisContext, opts: CopyOptions): AnalysisOutput {
       if (h++ % perSample === 0) samples.push({ value: v, out: y });
     }
     const meanOut = s / hiddenCells;
-    return {
+    replaced.push({
       value: v, token: tokens[vi]!, meanOut, stdOut: Math.sqrt(Math.max(0, s2 / hiddenCells - meanOut * meanOut)),
       meanAbsErr: abs / hiddenCells, ...lossSplit(out, targets, hidden),
-    };
-  });
+    });
+  }
   const line = fitLine(xs, ys);
   const distinct = new Set(values).size;
   const meansOk = replaced.every((r) => Math.abs(r.meanOut - r.value) <= 0.1);
@@ -121,7 +122,7 @@ export function copy(ctx: AnalysisContext, opts: CopyOptions): AnalysisOutput {
     rTargets[i] = v;
     rTokens[i] = hidden[i] ? MASK_ID : tokenOf(v);
   }
-  const outR = forwardAll(model, rTokens, B, T);
+  const outR = await forwardAll(model, rTokens, B, T);
   let sr = 0;
   for (let i = 0; i < outR.length; i++) if (hidden[i]) sr += outR[i]!;
   const random = { ...lossSplit(outR, rTargets, hidden), meanOutHidden: sr / hiddenCells, observedCopy: observedCopy(outR, rTargets, hidden) };

@@ -38,7 +38,7 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, forwardBatch, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
 import { pca, pearson, project } from "./linalg.js";
 
 export interface EmbeddingsOptions {
@@ -157,15 +157,19 @@ function permutation(rng: Rng, n: number): number[] {
  * permuted (row t of the copy = row perm[t] of the original), for each
  * permutation; plus the unpermuted loss.
  */
-export function permutedLosses(model: Bert, batch: Batch, perms: number[][], chunk: number): { unpermuted: Loss; runs: Loss[] } {
-  const unpermuted = lossSplit(forwardBatch(model, batch, { chunk }), batch.targets, batch.hidden);
+export async function permutedLosses(model: AnyBert, batch: Batch, perms: number[][], chunk: number): Promise<{ unpermuted: Loss; runs: Loss[] }> {
+  const unpermuted = lossSplit(await forwardBatch(model, batch, { chunk }), batch.targets, batch.hidden);
   const copy = new Bert(model.cfg, model.k);
-  copy.params.set(model.params);
+  copy.setParams(await model.paramsHost());
   const C = model.cfg.d;
-  const runs = perms.map((perm) => {
-    perm.forEach((src, t) => copy.p.wpe.set(model.p.wpe.subarray(src * C, (src + 1) * C), t * C));
-    return lossSplit(forwardBatch(copy, batch, { chunk }), batch.targets, batch.hidden);
-  });
+  const wpe = await model.paramHost(model.p.wpe);
+  const permuted = wpe.slice();
+  const runs: Loss[] = [];
+  for (const perm of perms) {
+    perm.forEach((src, t) => permuted.set(wpe.subarray(src * C, (src + 1) * C), t * C));
+    copy.k.upload(copy.p.wpe, permuted);
+    runs.push(lossSplit(await forwardBatch(copy, batch, { chunk }), batch.targets, batch.hidden));
+  }
   return { unpermuted, runs };
 }
 
@@ -189,7 +193,7 @@ function checkOptions(o: EmbeddingsOptions, T: number): void {
 
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
 
-export function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions = EMBEDDINGS_DEFAULTS): AnalysisOutput {
+export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions = EMBEDDINGS_DEFAULTS): Promise<AnalysisOutput> {
   const { m, n } = ctx.data;
   const T = m * n;
   checkOptions(opts, T);
@@ -201,9 +205,10 @@ export function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions = EMBED
   const findings: string[] = [];
 
   // ---- token-embedding norms
+  const wte = await model.paramHost(model.p.wte);
   const values: number[] = [], norms: number[] = [];
   for (let id = 1; id < VOCAB; id++) {
-    const e = model.p.wte.subarray(id * C, (id + 1) * C);
+    const e = wte.subarray(id * C, (id + 1) * C);
     let s = 0;
     for (let c = 0; c < C; c++) s += e[c]! * e[c]!;
     values.push((id - 1001) / 100);
@@ -222,12 +227,12 @@ export function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions = EMBED
   const zoomIds: number[] = [];
   for (let k = -ZOOM * 100; k <= ZOOM * 100; k++) zoomIds.push(tokenOf(k / 100));
   const zoomVals = zoomIds.map((id) => values[id - 1]!);
-  const tokRows = (mdl: Bert) => {
+  const tokRows = (emb: Float32Array) => {
     const X = new Float64Array(zoomIds.length * C);
-    zoomIds.forEach((id, i) => X.set(mdl.p.wte.subarray(id * C, (id + 1) * C), i * C));
+    zoomIds.forEach((id, i) => X.set(emb.subarray(id * C, (id + 1) * C), i * C));
     return X;
   };
-  const tp = pca(tokRows(model), zoomIds.length, C, 2);
+  const tp = pca(tokRows(wte), zoomIds.length, C, 2);
   const absV = zoomVals.map(Math.abs), sgnV = zoomVals.map(Math.sign);
   const pcScores = (s: Float64Array, c: number) => zoomIds.map((_, i) => s[i * 2 + c]!);
   const corr = {
@@ -241,19 +246,18 @@ export function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions = EMBED
   );
 
   // ---- the same PCA across checkpoints, fixed basis of the analysed checkpoint
-  const pcaSteps = opts.steps.length === 0 ? null : {
-    basisStep: ctx.step,
-    steps: opts.steps.map((step) => {
-      const X = tokRows(ctx.model(step));
-      const mean = new Float64Array(C);
-      for (let i = 0; i < zoomIds.length; i++) for (let c = 0; c < C; c++) mean[c]! += X[i * C + c]! / zoomIds.length;
-      const s = project(X, zoomIds.length, C, { mean, components: tp.components });
-      return { step, points: zoomVals.map((value, i) => ({ value, pc1: s[i * 2]!, pc2: s[i * 2 + 1]! })) };
-    }),
-  };
+  const pcaSteps = opts.steps.length === 0 ? null : { basisStep: ctx.step, steps: [] as Array<{ step: number; points: Array<{ value: number; pc1: number; pc2: number }> }> };
+  for (const step of pcaSteps ? opts.steps : []) {
+    const other = ctx.model(step);
+    const X = tokRows(await other.paramHost(other.p.wte));
+    const mean = new Float64Array(C);
+    for (let i = 0; i < zoomIds.length; i++) for (let c = 0; c < C; c++) mean[c]! += X[i * C + c]! / zoomIds.length;
+    const s = project(X, zoomIds.length, C, { mean, components: tp.components });
+    pcaSteps!.steps.push({ step, points: zoomVals.map((value, i) => ({ value, pc1: s[i * 2]!, pc2: s[i * 2 + 1]! })) });
+  }
 
   // ---- position embeddings: t-SNE and clustering
-  const P = Float64Array.from(model.p.wpe.subarray(0, T * C));
+  const P = Float64Array.from((await model.paramHost(model.p.wpe)).subarray(0, T * C));
   const perplexity = Math.min(opts.perplexity, (T - 1) / 3);
   const Y2 = tsne(P, T, C, ctx.seed + 2, perplexity, opts.tsneIterations, opts.tsneLearningRate);
   const cols = Array.from({ length: T }, (_, t) => t % n);
@@ -274,7 +278,7 @@ export function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions = EMBED
   const batch = sampleBatch(new Rng(ctx.seed), ctx.data, opts.matrices);
   const prng = new Rng(ctx.seed + 1);
   const perms = Array.from({ length: opts.permutations }, () => permutation(prng, T));
-  const { unpermuted, runs } = permutedLosses(model, batch, perms, opts.batch);
+  const { unpermuted, runs } = await permutedLosses(model, batch, perms, opts.batch);
   const keys = ["loss", "loss_mask", "loss_obs"] as const;
   const stat = (k: "mean" | "sd") => Object.fromEntries(keys.map((key) => [key, runs.length ? meanSd(runs.map((r) => r[key]))[k] : NaN])) as unknown as Loss;
   const permStats = { matrices: opts.matrices, permutations: opts.permutations, unpermuted, mean: stat("mean"), sd: stat("sd"), runs };

@@ -28,9 +28,8 @@
 import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, CHUNK, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, CHUNK, lossSplit } from "./context.js";
 import { NNM_SOLVER_DEFAULTS, NnmSolver, REG_SOLVER_DEFAULTS, RegNnmSolver, nuclearNorm } from "./nnm-solver.js";
 
 export interface NnmOptions {
@@ -53,7 +52,7 @@ export const NNM_DEFAULTS: NnmOptions = {
  * (the last chunk padded with copies of row 0, so one activation shape is
  * allocated); returns a copy of the outputs [count, T].
  */
-export function forwardAll(model: Bert, tokens: Int32Array, count: number, T: number): Float32Array {
+export async function forwardAll(model: AnyBert, tokens: Int32Array, count: number, T: number): Promise<Float32Array> {
   const B = Math.min(CHUNK, count);
   const out = new Float32Array(count * T);
   const buf = new Int32Array(B * T);
@@ -61,7 +60,7 @@ export function forwardAll(model: Bert, tokens: Int32Array, count: number, T: nu
     const k = Math.min(B, count - b0);
     buf.set(tokens.subarray(b0 * T, (b0 + k) * T));
     for (let b = k; b < B; b++) buf.set(tokens.subarray(0, T), b * T);
-    const y = model.forward(buf, B, T);
+    const y = await model.run(buf, B, T);
     out.set(y.subarray(0, k * T), b0 * T);
   }
   return out;
@@ -90,9 +89,9 @@ export interface Comparison {
   nnmMaxGap: number;
 }
 
-export function compareWithNnm(model: Bert, batch: Batch, nucOfBert = true): Comparison {
+export async function compareWithNnm(model: AnyBert, batch: Batch, nucOfBert = true): Promise<Comparison> {
   const { B, m, n, T } = batch;
-  const out = forwardAll(model, batch.tokens, B, T);
+  const out = await forwardAll(model, batch.tokens, B, T);
   const bert = lossSplit(out, batch.targets, batch.hidden);
   const solver = new NnmSolver(m, n);
   const Mb = new Float64Array(T), Ob = new Float64Array(T);
@@ -134,7 +133,7 @@ export function compareWithNnm(model: Bert, batch: Batch, nucOfBert = true): Com
   };
 }
 
-export function nnm(ctx: AnalysisContext, opts: NnmOptions): AnalysisOutput {
+export async function nnm(ctx: AnalysisContext, opts: NnmOptions): Promise<AnalysisOutput> {
   if (opts.pMasks.length === 0) throw new AbruptError("nnm: give at least one p_mask");
   opts.pMasks.forEach(checkPMask);
   checkCount("matrices", opts.matrices);
@@ -148,7 +147,7 @@ export function nnm(ctx: AnalysisContext, opts: NnmOptions): AnalysisOutput {
   for (const pMask of opts.pMasks) {
     const data: DataConfig = { ...ctx.data, pMask };
     const batch = sampleBatch(new Rng(ctx.seed), data, opts.matrices);
-    const c = compareWithNnm(model, batch);
+    const c = await compareWithNnm(model, batch);
     rows.push({
       pMask, hiddenCells: c.hiddenCells,
       bert_loss: c.bert.loss, bert_loss_mask: c.bert.loss_mask, bert_loss_obs: c.bert.loss_obs,

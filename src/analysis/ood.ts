@@ -82,7 +82,7 @@ function nameOf(kind: string, v: DataConfig): string {
   }
 }
 
-export function ood(ctx: AnalysisContext, opts: OodOptions): AnalysisOutput {
+export async function ood(ctx: AnalysisContext, opts: OodOptions): Promise<AnalysisOutput> {
   checkCount("matrices", opts.matrices);
   const model = ctx.model();
   const positions = model.cfg.positions;
@@ -112,17 +112,18 @@ export function ood(ctx: AnalysisContext, opts: OodOptions): AnalysisOutput {
     return { data, kind, name: v.name ?? nameOf(kind, data) };
   });
 
-  const rows = configs.map(({ data, kind, name }) => {
+  const rows = [];
+  for (const { data, kind, name } of configs) { // one at a time: a model runs one pass at a time
     const batch = sampleBatch(new Rng(ctx.seed), data, opts.matrices);
-    const c = compareWithNnm(model, batch, false);
-    return {
+    const c = await compareWithNnm(model, batch, false);
+    rows.push({
       name, kind, m: data.m, n: data.n, rank: data.rank, pMask: data.pMask, factor: data.factor,
       hiddenCells: c.hiddenCells,
       loss: c.bert.loss, loss_mask: c.bert.loss_mask, loss_obs: c.bert.loss_obs,
       nnm_mse_hidden: c.nnmMse, ratio: c.bert.loss_mask / c.nnmMse,
       bert_wins: c.bertWins, nnm_unconverged: c.nnmUnconverged,
-    };
-  });
+    });
+  }
 
   const f = (x: number) => x.toPrecision(3);
   const findings: string[] = [];

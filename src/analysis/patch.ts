@@ -63,7 +63,7 @@ export function negateBatch(batch: Batch, clamp: boolean): Batch {
   return neg;
 }
 
-export function patch(ctx: AnalysisContext, opts: PatchOptions): AnalysisOutput {
+export async function patch(ctx: AnalysisContext, opts: PatchOptions): Promise<AnalysisOutput> {
   checkBatchSize(opts.batch);
   const model = ctx.model();
   const hooks = opts.hooks ?? Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.attn.out`);
@@ -88,11 +88,11 @@ export function patch(ctx: AnalysisContext, opts: PatchOptions): AnalysisOutput 
   }));
   let xOut: Float32Array;
   try {
-    xOut = forwardBatch(model, x, { before: (b0) => { at = b0; } });
+    xOut = await forwardBatch(model, x, { before: (b0) => { at = b0; } });
   } finally {
     for (const r of removers) r();
   }
-  const baselines = { x: run(xOut), negX: run(forwardBatch(model, negX)) };
+  const baselines = { x: run(xOut), negX: run(await forwardBatch(model, negX)) };
 
   const patched: Array<{ hook: string } & PatchRun> = [];
   for (const name of hooks) {
@@ -102,7 +102,7 @@ export function patch(ctx: AnalysisContext, opts: PatchOptions): AnalysisOutput 
       act.set(src.subarray(at * per, at * per + act.length));
     });
     try {
-      patched.push({ hook: name, ...run(forwardBatch(model, negX, { before: (b0) => { at = b0; } })) });
+      patched.push({ hook: name, ...run(await forwardBatch(model, negX, { before: (b0) => { at = b0; } })) });
     } finally {
       remove();
     }

@@ -34,10 +34,11 @@
 import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
+import { getKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
 import { gramRows, ridgeSolve, symEigen } from "./linalg.js";
 
 export interface ProbeOptions {
@@ -109,7 +110,7 @@ export function probeTargets(batch: Batch): { Y: Float32Array; K: number } {
   return { Y, K };
 }
 
-export function probeLayers(model: Bert): string[] {
+export function probeLayers(model: AnyBert): string[] {
   return ["embed.out", ...Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.resid_post`)];
 }
 
@@ -119,11 +120,11 @@ interface Acc { ftf: Float64Array; fty: Float64Array; count: number }
  * Fits and tests the probes of one or more models on the same data. Train
  * then test matrices are drawn from `rng`. Exposed for tests; `probe` wraps it.
  */
-export function runProbes(
-  models: Array<{ name: "trained" | "control"; model: Bert }>,
+export async function runProbes(
+  models: Array<{ name: "trained" | "control"; model: AnyBert }>,
   data: DataConfig, kernels: Kernels, rng: Rng,
   opts: Pick<ProbeOptions, "train" | "test" | "batch" | "ridge">,
-): ProbeResult[] {
+): Promise<ProbeResult[]> {
   const { m, n } = data;
   const T = m * n;
   const C = models[0]!.model.cfg.d;
@@ -161,10 +162,10 @@ export function runProbes(
       rows.forEach((r, i) => out.set(Y.subarray(r * K, (r + 1) * K), i * K));
       return out;
     });
-    models.forEach(({ model }, mi) => {
-      model.forward(batch.tokens, Bc, T);
-      layers.forEach((hook, li) => {
-        const act = model.act(hook);
+    for (const [mi, { model }] of models.entries()) {
+      await model.run(batch.tokens, Bc, T);
+      for (const [li, hook] of layers.entries()) {
+        const act = await model.actHost(hook);
         rowsByGroup.forEach((rows, gi) => {
           if (rows.length === 0) return;
           const F = gather(act, rows);
@@ -175,8 +176,8 @@ export function runProbes(
           for (let i = 0; i < tmpPK.length; i++) a.fty[i]! += tmpPK[i]!;
           a.count += rows.length;
         });
-      });
-    });
+      }
+    }
   }
 
   const solved = acc.map((byLayer) => byLayer.map((byGroup) => byGroup.map((a) => (a.count > 0 ? ridgeSolve(a.ftf, a.fty, P, K, opts.ridge) : null))));
@@ -193,10 +194,10 @@ export function runProbes(
     const batch = sampleBatch(rng, data, Bc);
     const { Y } = probeTargets(batch);
     const rowsByGroup = groupRows(batch);
-    models.forEach(({ model }, mi) => {
-      model.forward(batch.tokens, Bc, T);
-      layers.forEach((hook, li) => {
-        const act = model.act(hook);
+    for (const [mi, { model }] of models.entries()) {
+      await model.run(batch.tokens, Bc, T);
+      for (const [li, hook] of layers.entries()) {
+        const act = await model.actHost(hook);
         rowsByGroup.forEach((rows, gi) => {
           const sol = solved[mi]![li]![gi];
           if (!sol) return;
@@ -227,8 +228,8 @@ export function runProbes(
             s.count++;
           }
         });
-      });
-    });
+      }
+    }
   }
 
   const results: ProbeResult[] = [];
@@ -270,16 +271,18 @@ const TARGET_LABEL: Record<ProbeTarget, string> = {
   value: "own value X_ij", row: "row of masked input", col: "column of masked input", sv: "top left singular vector",
 };
 
-export function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEFAULTS): AnalysisOutput {
+export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEFAULTS): Promise<AnalysisOutput> {
   checkOptions(opts);
   const model = ctx.model();
-  const models: Array<{ name: "trained" | "control"; model: Bert }> = [{ name: "trained", model }];
+  const models: Array<{ name: "trained" | "control"; model: AnyBert }> = [{ name: "trained", model }];
   if (opts.control) {
     const ctrl = new Bert(model.cfg, ctx.kernels);
     ctrl.init(ctx.seed + 1);
     models.push({ name: "control", model: ctrl });
   }
-  const results = runProbes(models, ctx.data, ctx.kernels, new Rng(ctx.seed), opts);
+  // the least squares run in host memory: on the cpu backend when the model is on a device
+  const hostKernels = ctx.kernels.host ? (ctx.kernels as Kernels) : getKernels("cpu");
+  const results = await runProbes(models, ctx.data, hostKernels, new Rng(ctx.seed), opts);
   const layers = probeLayers(model);
   const { m, n } = ctx.data;
   const dims = targetDims(m, n);

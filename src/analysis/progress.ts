@@ -31,9 +31,8 @@
 import { type Batch, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
-import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
 
 export interface ProgressOptions {
   /** checkpoint steps (default []: only ctx.step); more than one needs a run */
@@ -77,10 +76,10 @@ interface Sums {
   se: number; seM: number; nM: number; n: number;
 }
 
-function progressSums(model: Bert, batch: Batch): Sums {
+async function progressSums(model: AnyBert, batch: Batch): Promise<Sums> {
   const { L, H } = model.cfg;
   const { B, T, m, n, hidden, targets } = batch;
-  const out = model.forward(batch.tokens, B, T);
+  const out = await model.run(batch.tokens, B, T);
   const s: Sums = { mass: new Float64Array(L * H), uniform: 0, queries: 0, collapse: 0, repetition: 0, samples: B, se: 0, seM: 0, nM: 0, n: B * T };
 
   // losses and repetition from the outputs
@@ -114,7 +113,7 @@ function progressSums(model: Bert, batch: Batch): Sums {
     opt.push(list);
   }
   for (let l = 0; l < L; l++) {
-    const att = model.act(`blocks.${l}.attn.pattern`); // [B,H,T,T]
+    const att = await model.actHost(`blocks.${l}.attn.pattern`); // [B,H,T,T]
     for (let b = 0; b < B; b++) {
       for (const [q, ks] of opt[b]!) {
         for (let h = 0; h < H; h++) {
@@ -129,7 +128,7 @@ function progressSums(model: Bert, batch: Batch): Sums {
 
   // collapse: Σ_{t<t'} cos = (‖Σ u_t‖² − Σ‖u_t‖²)/2 over unit vectors u_t
   const C = model.cfg.d;
-  const fin = model.act(L > 0 ? `blocks.${L - 1}.resid_post` : "embed.out");
+  const fin = await model.actHost(L > 0 ? `blocks.${L - 1}.resid_post` : "embed.out");
   const sum = new Float64Array(C);
   for (let b = 0; b < B; b++) {
     sum.fill(0);
@@ -176,12 +175,12 @@ function finish(s: Sums, L: number, H: number): ProgressMeasures {
 }
 
 /** The progress measures of a model on one batch (one forward pass; hooks on the model apply). */
-export function progressAt(model: Bert, batch: Batch): ProgressMeasures {
-  return finish(progressSums(model, batch), model.cfg.L, model.cfg.H);
+export async function progressAt(model: AnyBert, batch: Batch): Promise<ProgressMeasures> {
+  return finish(await progressSums(model, batch), model.cfg.L, model.cfg.H);
 }
 
 /** progressAt over a batch split into chunks of `chunk` matrices (same numbers, less memory). */
-export function progressChunked(model: Bert, batch: Batch, chunk: number): ProgressMeasures {
+export async function progressChunked(model: AnyBert, batch: Batch, chunk: number): Promise<ProgressMeasures> {
   let s: Sums | null = null;
   const { T } = batch;
   for (let b0 = 0; b0 < batch.B; b0 += chunk) {
@@ -192,7 +191,7 @@ export function progressChunked(model: Bert, batch: Batch, chunk: number): Progr
       targets: batch.targets.subarray(b0 * T, (b0 + Bc) * T),
       hidden: batch.hidden.subarray(b0 * T, (b0 + Bc) * T),
     };
-    s = addSums(s, progressSums(model, part));
+    s = addSums(s, await progressSums(model, part));
   }
   return finish(s!, model.cfg.L, model.cfg.H);
 }
@@ -204,7 +203,7 @@ function nearestLine(metrics: ProgressOptions["metrics"], step: number) {
   return best;
 }
 
-export function progress(ctx: AnalysisContext, opts: ProgressOptions = PROGRESS_DEFAULTS): AnalysisOutput {
+export async function progress(ctx: AnalysisContext, opts: ProgressOptions = PROGRESS_DEFAULTS): Promise<AnalysisOutput> {
   const posInt = (x: number) => Number.isInteger(x) && x > 0;
   if (!Array.isArray(opts.steps) || opts.steps.some((s) => !Number.isInteger(s) || s < 0)) throw new AbruptError(`progress: steps must be checkpoint step numbers (got ${JSON.stringify(opts.steps)})`);
   if (!posInt(opts.matrices)) throw new AbruptError(`progress: matrices must be a positive integer (got ${opts.matrices})`);
@@ -213,13 +212,14 @@ export function progress(ctx: AnalysisContext, opts: ProgressOptions = PROGRESS_
   const steps = opts.steps.length ? [...new Set(opts.steps)].sort((a, b) => a - b) : [ctx.step];
   const batch = sampleBatch(new Rng(ctx.seed), ctx.data, opts.matrices);
 
-  const rows = steps.map((step) => {
+  const rows: Array<ProgressMeasures & { step: number; trainLoss: number | null; trainLossMask: number | null; metricsStep: number | null }> = [];
+  for (const step of steps) {
     const model = ctx.model(step);
     if (model.cfg.L === 0) throw new AbruptError("progress: the model has no layers, so no attention to measure");
-    const p = progressChunked(model, batch, opts.batch);
+    const p = await progressChunked(model, batch, opts.batch);
     const line = nearestLine(opts.metrics, step);
-    return { step, ...p, trainLoss: line ? line.loss : null, trainLossMask: line ? line.loss_mask : null, metricsStep: line ? line.step : null };
-  });
+    rows.push({ step, ...p, trainLoss: line ? line.loss : null, trainLossMask: line ? line.loss_mask : null, metricsStep: line ? line.step : null });
+  }
 
   const f = (x: number | null) => (x === null || !Number.isFinite(x) ? "n/a" : x.toPrecision(3));
   const describe = (r: (typeof rows)[number]) => {

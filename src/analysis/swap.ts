@@ -28,7 +28,7 @@ import { AbruptError } from "../errors.js";
 import { Bert } from "../model/bert.js";
 import { type ModelConfig, type TensorSpec, groupMatches, groupNames, isValidGroupSelector, paramSpecs } from "../model/params.js";
 import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, forwardBatch, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
 export interface SwapOptions {
@@ -64,10 +64,12 @@ export function partTensors(cfg: ModelConfig, part: string): TensorSpec[] {
 }
 
 /** A new model with `base`'s parameters except `tensors`, taken from `donor`. */
-export function hybrid(base: Bert, donor: Bert, tensors: TensorSpec[]): Bert {
+export async function hybrid<Buf>(base: Bert<Buf>, donor: Bert<Buf>, tensors: TensorSpec[]): Promise<Bert<Buf>> {
   const h = new Bert(base.cfg, base.k);
-  h.params.set(base.params);
-  for (const s of tensors) h.params.set(donor.params.subarray(s.offset, s.offset + s.size), s.offset);
+  const params = await base.paramsHost();
+  const from = await donor.paramsHost();
+  for (const s of tensors) params.set(from.subarray(s.offset, s.offset + s.size), s.offset);
+  h.setParams(params);
   return h;
 }
 
@@ -75,7 +77,7 @@ function sameConfig(a: ModelConfig, b: ModelConfig): boolean {
   return a.vocab === b.vocab && a.positions === b.positions && a.L === b.L && a.H === b.H && a.d === b.d && a.ff === b.ff && a.lnEps === b.lnEps;
 }
 
-export function swap(ctx: AnalysisContext, opts: SwapOptions): AnalysisOutput {
+export async function swap(ctx: AnalysisContext, opts: SwapOptions): Promise<AnalysisOutput> {
   checkBatchSize(opts.batch);
   if (opts.stepA === null || opts.stepB === null) throw new AbruptError("swap needs two checkpoints: give stepA and stepB");
   if (opts.parts.length === 0) throw new AbruptError("no parts to swap");
@@ -86,17 +88,20 @@ export function swap(ctx: AnalysisContext, opts: SwapOptions): AnalysisOutput {
   }
   const parts = opts.parts.map((part) => ({ part, tensors: partTensors(a.cfg, part) }));
   const batch = sampleBatch(new Rng(ctx.seed), ctx.data, opts.batch);
-  const evaluate = (model: Bert) => lossSplit(forwardBatch(model, batch), batch.targets, batch.hidden);
+  const evaluate = async (model: AnyBert) => lossSplit(await forwardBatch(model, batch), batch.targets, batch.hidden);
 
-  const lossA = evaluate(a);
-  const lossB = evaluate(b);
-  const rows = parts.map(({ part, tensors }) => ({
-    part,
-    tensors: tensors.map((s) => s.name),
-    params: tensors.reduce((acc, s) => acc + s.size, 0),
-    AwithB: evaluate(hybrid(a, b, tensors)),
-    BwithA: evaluate(hybrid(b, a, tensors)),
-  }));
+  const lossA = await evaluate(a);
+  const lossB = await evaluate(b);
+  const rows = [];
+  for (const { part, tensors } of parts) {
+    rows.push({
+      part,
+      tensors: tensors.map((s) => s.name),
+      params: tensors.reduce((acc, s) => acc + s.size, 0),
+      AwithB: await evaluate(await hybrid(a, b, tensors)),
+      BwithA: await evaluate(await hybrid(b, a, tensors)),
+    });
+  }
 
   const A = `A (step ${opts.stepA})`, Bn = `B (step ${opts.stepB})`;
   const findings = [

@@ -21,7 +21,7 @@ import { componentOutput } from "../analysis/component.js";
 import type { DataConfig } from "../data/matrix.js";
 import { validateDataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
-import { getKernels, hostBackendFor } from "../kernels/index.js";
+import { loadKernels } from "../kernels/index.js";
 import type { BackendName } from "../kernels/types.js";
 
 export interface AnalyzeFlags {
@@ -255,8 +255,7 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
     source = { kind: "run", run };
   }
   const data = dataFromFlags(run ? dataOfRun(run) : null, f);
-  if (f.backend === "webgpu") console.error("abrupt analyze: analyses run on the cpu backend (hooks need host memory); the checkpoint's parameters are loaded there");
-  const kernels = getKernels(hostBackendFor(f.backend));
+  const kernels = await loadKernels(f.backend);
   const outDir = resolve(f.out ?? (run ? join(run.dir, "analysis") : join(resolve(f.checkpoint!, ".."), "analysis")));
   const opts = parseOpts(f.opt);
   if (experiment === "all") {

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { AbruptError } from "../errors.js";
-import { getKernels, hostBackendFor } from "../kernels/index.js";
+import { loadKernels } from "../kernels/index.js";
 import type { BackendName } from "../kernels/types.js";
 import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, readConfigFile, resolveConfig } from "../train/config.js";
 import { readMetrics } from "../train/metrics.js";
@@ -175,13 +175,13 @@ export function buildProgram(): Command {
     .requiredOption("--checkpoint <file>", "safetensors checkpoint")
     .requiredOption("--input <file>", "JSON {\"matrices\": [[[v or null, ...], ...], ...]} (null = hidden)")
     .option("--heads <n>", "heads, when the checkpoint has no config (default 8)", int("--heads"))
-    .option("--backend <name>", "cpu, ref or webgpu (webgpu: runs on cpu)", backendOpt, "cpu" as BackendName)
+    .option("--backend <name>", "cpu, ref or webgpu", backendOpt, "cpu" as BackendName)
     .option("--device <name>", "same as --backend", backendOpt)
     .option("--clamp", "clamp values outside [-10, 10] instead of failing")
-    .action((f: { checkpoint: string; input: string; heads?: number; backend: BackendName; device?: BackendName; clamp?: boolean }) => {
+    .action(async (f: { checkpoint: string; input: string; heads?: number; backend: BackendName; device?: BackendName; clamp?: boolean }) => {
       const matrices = readPredictInput(f.input);
-      const model = loadModel(f.checkpoint, getKernels(hostBackendFor(f.device ?? f.backend)), f.heads);
-      const predictions = predict(model, matrices, !!f.clamp);
+      const model = loadModel(f.checkpoint, await loadKernels(f.device ?? f.backend), f.heads);
+      const predictions = await predict(model, matrices, !!f.clamp);
       process.stdout.write(JSON.stringify({ predictions }) + "\n");
     });
 
@@ -199,7 +199,7 @@ export function buildProgram(): Command {
     .option("--p-mask <p>", "probability that a cell is hidden", num("--p-mask"))
     .option("--factor <dist>", "uniform, gaussian or laplace")
     .option("--seed <n>", "seed of the analysis data", int("--seed"), 0)
-    .option("--backend <name>", "cpu, ref or webgpu (webgpu: analyses run on cpu from the checkpoint)", backendOpt, "cpu" as BackendName)
+    .option("--backend <name>", "cpu, ref or webgpu", backendOpt, "cpu" as BackendName)
     .option("--device <name>", "same as --backend", backendOpt)
     .option("--out <dir>", "output folder (default RUN/analysis)")
     .option("--opt <key=value>", "experiment option (repeatable), e.g. --opt values=0.44,-0.24", (v: string, acc: string[]) => [...acc, v], [] as string[])

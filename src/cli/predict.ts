@@ -28,13 +28,13 @@ export function readPredictInput(file: string): Array<Array<Array<number | null>
   return r.data.matrices;
 }
 
-export function predict(
-  model: Bert,
+export async function predict<Buf>(
+  model: Bert<Buf>,
   matrices: Array<Array<Array<number | null>>>,
   clamp = false,
-): number[][][] {
+): Promise<number[][][]> {
   const batch = batchFromMatrices(matrices, clamp);
-  const out = model.forward(batch.tokens, batch.B, batch.T);
+  const out = await model.run(batch.tokens, batch.B, batch.T);
   const res: number[][][] = [];
   for (let b = 0; b < batch.B; b++) {
     const M: number[][] = [];
@@ -48,9 +48,9 @@ export function predict(
   return res;
 }
 
-export function loadModel(file: string, kernels: Kernels, heads?: number): Bert {
+export function loadModel<Buf>(file: string, kernels: Kernels<Buf>, heads?: number): Bert<Buf> {
   const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
   const model = new Bert(ck.cfg, kernels);
-  model.params.set(ck.params);
+  model.setParams(ck.params);
   return model;
 }

@@ -21,15 +21,6 @@ export function getKernels(name: HostBackendName): Kernels {
   return k;
 }
 
-/**
- * The host backend that runs hook-based work (analyses, predict) for a
- * requested backend: webgpu runs there as cpu, on the checkpoint's
- * parameters (hooks read and replace activations in host memory).
- */
-export function hostBackendFor(name: BackendName): HostBackendName {
-  return name === "webgpu" ? "cpu" : name;
-}
-
 /** Any backend; the webgpu module (and Dawn) is only loaded when asked for. */
 export async function loadKernels(name: BackendName): Promise<Kernels<unknown>> {
   if (name !== "webgpu") return getKernels(name) as Kernels<unknown>;

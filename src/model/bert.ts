@@ -18,8 +18,9 @@
 //
 // Tensors are the backend's (`Bert<Buf>`, Buf = Float32Array by default):
 // parameters, gradients and activations are allocated through the kernels,
-// so on webgpu they all live on the GPU. Hooks need a host backend (ref,
-// cpu); analyses of a webgpu run load its checkpoint into a cpu model.
+// so on webgpu they all live on the GPU. Analyses use the asynchronous
+// `run` / `actHost` / `paramHost`, which work on every backend: on webgpu a
+// hooked activation is downloaded, handed to its hooks, and uploaded back.
 
 import type { Kernels } from "../kernels/types.js";
 import { AbruptError } from "../errors.js";
@@ -152,10 +153,13 @@ export class Bert<Buf = Float32Array> {
     }
   }
 
-  /** Calls fn on the activation right after it is computed; fn may change it in place. */
+  /**
+   * Calls fn on the activation right after it is computed; fn may change it
+   * in place. On a device backend (webgpu) fn gets a host copy, and the pass
+   * must be run with `run` (asynchronous).
+   */
   addHook(name: string, fn: HookFn): () => void {
     this.checkHookName(name);
-    if (!this.k.host) throw new AbruptError(`hooks need a host backend (ref or cpu), not ${this.k.name}`);
     const list = this.hooks.get(name) ?? [];
     list.push(fn);
     this.hooks.set(name, list);
@@ -190,13 +194,6 @@ export class Bert<Buf = Float32Array> {
       case "mlp.out": return la.mlpOut;
       default: return la.ln2;
     }
-  }
-
-  private fire(name: string, buf: Buf, B: number, T: number): void {
-    const fns = this.hooks.get(name);
-    if (!fns || fns.length === 0) return;
-    const info = { name, shape: this.hookShape(name, B, T) };
-    for (const fn of fns) fn(buf as Float32Array, info); // addHook admits host backends only
   }
 
   // -------------------------------------------------------------- freezing
@@ -242,8 +239,78 @@ export class Bert<Buf = Float32Array> {
     };
   }
 
-  /** Runs the model on tokens [B,T]; returns the outputs [B,T] (a view, valid until the next forward). */
+  /**
+   * Runs the model on tokens [B,T]; returns the outputs [B,T] (a view, valid
+   * until the next forward). Synchronous: on webgpu the kernels are queued
+   * and the result stays on the device; hooks then need `run`.
+   */
   forward(tokens: Int32Array, B: number, T: number): Buf {
+    const pass = this.pass(tokens, B, T);
+    let r = pass.next();
+    if (!r.done && !this.k.host) throw new AbruptError(`hooks on ${this.k.name} need the asynchronous model.run(), not model.forward()`);
+    while (!r.done) {
+      this.fireHost(r.value, B, T);
+      r = pass.next();
+    }
+    return r.value;
+  }
+
+  /**
+   * Runs the model on tokens [B,T] on any backend, hooks included, and
+   * returns a host copy of the outputs [B,T]. On a device backend each
+   * hooked activation is downloaded, given to the hooks, and uploaded back
+   * (so a hook may change it, as on the host).
+   */
+  async run(tokens: Int32Array, B: number, T: number): Promise<Float32Array> {
+    const pass = this.pass(tokens, B, T);
+    let r = pass.next();
+    while (!r.done) {
+      if (this.k.host) this.fireHost(r.value, B, T);
+      else {
+        const { name, buf } = r.value;
+        const host = await this.k.download(buf);
+        const info = { name, shape: this.hookShape(name, B, T) };
+        for (const fn of this.hooks.get(name)!) fn(host, info);
+        this.k.upload(buf, host);
+      }
+      r = pass.next();
+    }
+    return this.k.host ? (r.value as Float32Array).slice() : await this.k.download(r.value);
+  }
+
+  /** A host copy of an activation of the last forward pass (any backend; see act). */
+  async actHost(name: string): Promise<Float32Array> {
+    const a = this.act(name);
+    return this.k.host ? (a as Float32Array).slice() : await this.k.download(a);
+  }
+
+  /** A host copy of a parameter tensor (any backend), e.g. `await model.paramHost(model.p.wte)`. */
+  async paramHost(view: Buf): Promise<Float32Array> {
+    return this.k.host ? (view as Float32Array).slice() : await this.k.download(view);
+  }
+
+  /** A host copy of all parameters, laid out by paramSpecs. */
+  async paramsHost(): Promise<Float32Array> {
+    return this.paramHost(this.params);
+  }
+
+  /** Sets all parameters from a host array laid out by paramSpecs. */
+  setParams(params: Float32Array): void {
+    if (params.length !== paramCount(this.cfg)) throw new Error(`setParams: ${params.length} values, the model has ${paramCount(this.cfg)}`);
+    this.k.upload(this.params, params);
+  }
+
+  private fireHost(at: { name: string; buf: Buf }, B: number, T: number): void {
+    const info = { name: at.name, shape: this.hookShape(at.name, B, T) };
+    for (const fn of this.hooks.get(at.name)!) fn(at.buf as Float32Array, info); // host backend: Buf is Float32Array
+  }
+
+  /**
+   * The forward pass itself, written once: it yields at every hooked
+   * activation (only those with hooks) so that `forward` (synchronous) and
+   * `run` (asynchronous) can hand it to the hooks, and returns the outputs.
+   */
+  private *pass(tokens: Int32Array, B: number, T: number): Generator<{ name: string; buf: Buf }, Buf, void> {
     const { d: C, ff: F, H, L, vocab, positions, lnEps } = this.cfg;
     if (T > positions) throw new AbruptError(`sequence of ${T} tokens is longer than the model's ${positions} positions`);
     if (tokens.length !== B * T) throw new Error(`forward: tokens has ${tokens.length} entries, expected ${B * T}`);
@@ -262,41 +329,42 @@ export class Bert<Buf = Float32Array> {
     const p = this.p;
     const N = B * T;
     a.tokens.set(tokens);
+    const hooked = (name: string) => (this.hooks.get(name)?.length ?? 0) > 0;
 
     k.embeddingForward(a.embSum, tokens, p.wte, p.wpe, B, T, C);
-    this.fire("embed.sum", a.embSum, B, T);
+    if (hooked("embed.sum")) yield { name: "embed.sum", buf: a.embSum };
     k.layernormForward(a.embOut, a.embMean, a.embRstd, a.embSum, p.lnEW, p.lnEB, N, C, lnEps);
-    this.fire("embed.out", a.embOut, B, T);
+    if (hooked("embed.out")) yield { name: "embed.out", buf: a.embOut };
 
     let x = a.embOut;
     for (let l = 0; l < L; l++) {
       const w = p.layers[l]!;
       const la = a.layers[l]!;
-      const name = `blocks.${l}`;
+      const at = (s: string) => `blocks.${l}.${s}`;
       k.linearForward(la.qkv, x, w.qkvW, w.qkvB, N, C, 3 * C);
-      this.fire(`${name}.attn.qkv`, la.qkv, B, T);
+      if (hooked(at("attn.qkv"))) yield { name: at("attn.qkv"), buf: la.qkv };
       k.attentionPattern(la.att, la.qkv, B, T, C, H);
-      this.fire(`${name}.attn.pattern`, la.att, B, T);
+      if (hooked(at("attn.pattern"))) yield { name: at("attn.pattern"), buf: la.att };
       k.attentionApply(la.z, la.att, la.qkv, B, T, C, H);
-      this.fire(`${name}.attn.z`, la.z, B, T);
+      if (hooked(at("attn.z"))) yield { name: at("attn.z"), buf: la.z };
       k.linearForward(la.attnOut, la.z, w.projW, w.projB, N, C, C);
-      this.fire(`${name}.attn.out`, la.attnOut, B, T);
+      if (hooked(at("attn.out"))) yield { name: at("attn.out"), buf: la.attnOut };
       k.add(la.res1, x, la.attnOut, N * C);
       k.layernormForward(la.ln1, la.ln1Mean, la.ln1Rstd, la.res1, w.ln1W, w.ln1B, N, C, lnEps);
-      this.fire(`${name}.resid_mid`, la.ln1, B, T);
+      if (hooked(at("resid_mid"))) yield { name: at("resid_mid"), buf: la.ln1 };
       k.linearForward(la.pre, la.ln1, w.fc1W, w.fc1B, N, C, F);
-      this.fire(`${name}.mlp.pre`, la.pre, B, T);
+      if (hooked(at("mlp.pre"))) yield { name: at("mlp.pre"), buf: la.pre };
       k.geluForward(la.post, la.pre, N * F);
-      this.fire(`${name}.mlp.post`, la.post, B, T);
+      if (hooked(at("mlp.post"))) yield { name: at("mlp.post"), buf: la.post };
       k.linearForward(la.mlpOut, la.post, w.fc2W, w.fc2B, N, F, C);
-      this.fire(`${name}.mlp.out`, la.mlpOut, B, T);
+      if (hooked(at("mlp.out"))) yield { name: at("mlp.out"), buf: la.mlpOut };
       k.add(la.res2, la.ln1, la.mlpOut, N * C);
       k.layernormForward(la.ln2, la.ln2Mean, la.ln2Rstd, la.res2, w.ln2W, w.ln2B, N, C, lnEps);
-      this.fire(`${name}.resid_post`, la.ln2, B, T);
+      if (hooked(at("resid_post"))) yield { name: at("resid_post"), buf: la.ln2 };
       x = la.ln2;
     }
     k.linearForward(a.out, x, p.outW, p.outB, N, C, 1);
-    this.fire("readout", a.out, B, T);
+    if (hooked("readout")) yield { name: "readout", buf: a.out };
     return a.out;
   }
 

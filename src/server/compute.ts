@@ -86,7 +86,7 @@ function readCached(file: string): Record<string, unknown> | null {
 }
 
 /** One sample for the matrix view: input (null = hidden), target, prediction, error. */
-function sampleOutput(dir: string, step: number, seed: number, mask: "random" | "structured"): AnalysisOutput {
+async function sampleOutput(dir: string, step: number, seed: number, mask: "random" | "structured"): Promise<AnalysisOutput> {
   const run = openRun(dir);
   const data = dataOfRun(run);
   const ctx = makeContext({ kind: "run", run }, data, getKernels("cpu"), seed, "", step);
@@ -94,7 +94,7 @@ function sampleOutput(dir: string, step: number, seed: number, mask: "random" | 
   const { m, n } = data;
   const mk = mask === "structured" ? structuredMask(m, n, defaultStructuredSpec(m, n)) : undefined;
   const batch = sampleBatch(new Rng(seed), data, 1, undefined, mk);
-  const out = forwardBatch(model, batch);
+  const out = await forwardBatch(model, batch);
   const grid = <T>(f: (t: number) => T): T[][] => Array.from({ length: m }, (_, i) => Array.from({ length: n }, (_, j) => f(i * n + j)));
   const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
   const loss = lossSplit(out, batch.targets, batch.hidden);
@@ -160,7 +160,7 @@ export async function compute(req: ComputeRequest): Promise<ComputeResult> {
   let out: AnalysisOutput;
   let options: Record<string, unknown> | undefined;
   if (req.kind === "sample") {
-    out = sampleOutput(req.dir, req.step, req.seed, (req.opts["mask"] ?? "random") as "random" | "structured");
+    out = await sampleOutput(req.dir, req.step, req.seed, (req.opts["mask"] ?? "random") as "random" | "structured");
   } else {
     const def = findExperiment(req.kind);
     options = withDefaults(def, req.opts, false);
