@@ -6,7 +6,8 @@
 # else gpu-results/. One run, under 8 minutes (each part has a time limit).
 #
 #   env.txt       GPU, driver, Vulkan ICDs, the adapter Dawn picked
-#   parity.txt    node --test dist/test/webgpu.test.js (TAP), ABRUPT_WEBGPU_SOFTWARE=0
+#   parity.txt    node --test dist/test/webgpu.test.js dist/test/webgpu-analysis.test.js
+#                 (kernels, training, analyses; TAP), ABRUPT_WEBGPU_SOFTWARE=0
 #   bench.txt     npm run bench -- --device webgpu --sizes S,M,P --matmul 4096
 #   bench.json    the same as JSON
 #   summary.txt   pass/fail counts, matmul TFLOP/s, ms/step per size
@@ -83,7 +84,7 @@ fi
 log "training parity against the $ABRUPT_WEBGPU_PARITY_WITH backend"
 
 t0=$(date +%s)
-timeout 200 "$node" --test --test-reporter=tap dist/test/webgpu.test.js > "$out/parity.txt" 2>&1
+timeout 200 "$node" --test --test-concurrency=1 --test-reporter=tap dist/test/webgpu.test.js dist/test/webgpu-analysis.test.js > "$out/parity.txt" 2>&1
 rc=$?
 log "parity tests: exit $rc in $(( $(date +%s) - t0 )) s; $(grep -E '^# (pass|fail)' "$out/parity.txt" | tr '\n' ' ')"
 grep -E '^not ok' "$out/parity.txt" | head -5 | sed 's/^/gpu-check:   /' | tee -a "$out/summary.txt"

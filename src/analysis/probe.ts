@@ -34,7 +34,7 @@
 import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import { getKernels } from "../kernels/index.js";
+import { hostKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import type { VlSpec } from "../train/plot.js";
@@ -280,9 +280,9 @@ export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEF
     ctrl.init(ctx.seed + 1);
     models.push({ name: "control", model: ctrl });
   }
-  // the least squares run in host memory: on the cpu backend when the model is on a device
-  const hostKernels = ctx.kernels.host ? (ctx.kernels as Kernels) : getKernels("cpu");
-  const results = await runProbes(models, ctx.data, hostKernels, new Rng(ctx.seed), opts);
+  // the least squares run in host memory: on a host backend when the model is on a device
+  const lsq = ctx.kernels.host ? (ctx.kernels as Kernels) : hostKernels();
+  const results = await runProbes(models, ctx.data, lsq, new Rng(ctx.seed), opts);
   const layers = probeLayers(model);
   const { m, n } = ctx.data;
   const dims = targetDims(m, n);

@@ -21,6 +21,19 @@ export function getKernels(name: HostBackendName): Kernels {
   return k;
 }
 
+/**
+ * A host backend for host-side linear algebra (e.g. the probes' least
+ * squares when the model runs on webgpu): cpu, or ref where the native
+ * addon does not load (a GPU machine with only the carried bundle).
+ */
+export function hostKernels(): Kernels {
+  try {
+    return getKernels("cpu");
+  } catch {
+    return getKernels("ref");
+  }
+}
+
 /** Any backend; the webgpu module (and Dawn) is only loaded when asked for. */
 export async function loadKernels(name: BackendName): Promise<Kernels<unknown>> {
   if (name !== "webgpu") return getKernels(name) as Kernels<unknown>;
