@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A software Vulkan adapter for the `webgpu` backend's tests (CI has no GPU):
 # the Vulkan loader (libvulkan1, apt-get when missing) and lavapipe, Mesa's
-# CPU Vulkan driver, from Debian bookworm-backports (Mesa 25). Debian 12's own
-# Mesa 22.3 is rejected by Dawn ("shaderUniform*ArrayDynamicIndexing
-# required"). The backports packages are only downloaded and unpacked into
+# CPU Vulkan driver. On Debian 12 (bookworm) it comes from bookworm-backports
+# (Mesa 25): Debian 12's own Mesa 22.3 is rejected by Dawn
+# ("shaderUniform*ArrayDynamicIndexing required"). On later releases the
+# distribution's mesa-vulkan-drivers is used as it is. The backports packages are only downloaded and unpacked into
 # .cache/lavapipe/ (git-ignored): no system package is upgraded. The result is
 # .cache/lavapipe/lvp_icd.json, which src/kernels/webgpu-env.ts points
 # VK_DRIVER_FILES at when ABRUPT_WEBGPU_SOFTWARE=1 (the tests set it).
@@ -23,6 +24,28 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends libvulkan1
+fi
+
+# Debian 13 (trixie) and later ship a Mesa that Dawn accepts: use the
+# distribution's lavapipe. Only Debian 12 (bookworm) needs the backports one.
+codename=$( (. /etc/os-release && echo "${VERSION_CODENAME:-}") 2>/dev/null || true)
+if [ -n "$codename" ] && [ "$codename" != bookworm ]; then
+  sys_icd=$(ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null | head -1 || true)
+  if [ -z "$sys_icd" ]; then
+    echo "install-vulkan: installing lavapipe from $codename (mesa-vulkan-drivers)"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers
+    sys_icd=$(ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null | head -1 || true)
+  fi
+  if [ -z "$sys_icd" ]; then
+    echo "install-vulkan: mesa-vulkan-drivers installed no lavapipe ICD in /usr/share/vulkan/icd.d" >&2
+    exit 1
+  fi
+  mkdir -p "$dest"
+  cp "$sys_icd" "$icd.tmp" && mv "$icd.tmp" "$icd"
+  echo "install-vulkan: using $codename's lavapipe ($sys_icd → $icd)"
+  exit 0
 fi
 
 lib=$PWD/$dest/root/usr/lib/$triplet
