@@ -10,7 +10,8 @@
 #                 (kernels, training, analyses; TAP), ABRUPT_WEBGPU_SOFTWARE=0
 #   bench.txt     npm run bench -- --device webgpu --sizes S,M,P --matmul 4096
 #   bench.json    the same as JSON
-#   summary.txt   pass/fail counts, matmul TFLOP/s, ms/step per size
+#   tiles.txt     GFLOP/s per matmul register tile (tools/matmul-sweep.ts)
+#   summary.txt   pass/fail counts, matmul TFLOP/s, ms/step per size, tiles
 #
 # Usage (device tool): command `bash tools/gpu-check.sh`, carry [".gpu-carry"].
 set -uo pipefail
@@ -95,4 +96,10 @@ timeout 240 "$node" dist/src/cli/main.js bench --device webgpu $bench_args --jso
 brc=$?
 log "bench: exit $brc in $(( $(date +%s) - t0 )) s"
 grep -E '^(matmul|S |M |P )' "$out/bench.txt" | sed 's/^/gpu-check:   /' | tee -a "$out/summary.txt"
+
+# matmul register tiles (4x4, 8x8, default) on 4096³ and the paper's linear layers
+t0=$(date +%s)
+timeout 90 "$node" dist/tools/matmul-sweep.js > "$out/tiles.txt" 2>&1
+log "tile sweep: exit $? in $(( $(date +%s) - t0 )) s"
+grep -E 'GFLOP/s' "$out/tiles.txt" | sed 's/^/gpu-check:   /' | tee -a "$out/summary.txt"
 [ $rc = 0 ] && [ $brc = 0 ]
