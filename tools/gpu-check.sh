@@ -85,21 +85,21 @@ fi
 log "training parity against the $ABRUPT_WEBGPU_PARITY_WITH backend"
 
 t0=$(date +%s)
-timeout 200 "$node" --test --test-concurrency=1 --test-reporter=tap dist/test/webgpu.test.js dist/test/webgpu-analysis.test.js > "$out/parity.txt" 2>&1
+timeout 150 "$node" --test --test-concurrency=1 --test-reporter=tap dist/test/webgpu.test.js dist/test/webgpu-analysis.test.js > "$out/parity.txt" 2>&1
 rc=$?
 log "parity tests: exit $rc in $(( $(date +%s) - t0 )) s; $(grep -E '^# (pass|fail)' "$out/parity.txt" | tr '\n' ' ')"
 grep -E '^not ok' "$out/parity.txt" | head -5 | sed 's/^/gpu-check:   /' | tee -a "$out/summary.txt"
 
 t0=$(date +%s)
 # shellcheck disable=SC2086
-timeout 240 "$node" dist/src/cli/main.js bench --device webgpu $bench_args --json "$out/bench.json" > "$out/bench.txt" 2>&1
+timeout 200 "$node" dist/src/cli/main.js bench --device webgpu $bench_args --json "$out/bench.json" > "$out/bench.txt" 2>&1
 brc=$?
 log "bench: exit $brc in $(( $(date +%s) - t0 )) s"
 grep -E '^(matmul|S |M |P )' "$out/bench.txt" | sed 's/^/gpu-check:   /' | tee -a "$out/summary.txt"
 
 # matmul register tiles (4x4, 8x8, default) on 4096³ and the paper's linear layers
 t0=$(date +%s)
-timeout 90 "$node" dist/tools/matmul-sweep.js > "$out/tiles.txt" 2>&1
+timeout 60 "$node" dist/tools/matmul-sweep.js > "$out/tiles.txt" 2>&1
 log "tile sweep: exit $? in $(( $(date +%s) - t0 )) s"
 grep -E 'GFLOP/s' "$out/tiles.txt" | sed 's/^/gpu-check:   /' | tee -a "$out/summary.txt"
 [ $rc = 0 ] && [ $brc = 0 ]
