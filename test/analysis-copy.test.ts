@@ -67,6 +67,8 @@ test("copy: a half-copying model (0.5·v + 0.1), loaded from a checkpoint: every
   close(r24.meanOut, a * -0.24 + b, 1e-5, "mean output at -0.24");
   close(r44.meanAbsErr, Math.abs(a * 0.44 + b - 0.44), 1e-5, "|out − 0.44|");
   close(r24.meanAbsErr, Math.abs(a * -0.24 + b + 0.24), 1e-5, "|out + 0.24|");
+  close(r44.replaceMse, (a * 0.44 + b - 0.44) ** 2, 1e-5, "(out − 0.44)²");
+  close(r24.replaceMse, (a * -0.24 + b + 0.24) ** 2, 1e-5, "(out + 0.24)²");
   assert.ok(r44.stdOut < 1e-5);
   close(r44.loss_mask, s44 / nh, 1e-6, "L_mask with 0.44");
   close(r24.loss_mask, s24 / nh, 1e-6, "L_mask with -0.24");

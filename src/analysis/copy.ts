@@ -17,6 +17,7 @@
 //   matrices, hiddenCells (total), values (the list, as tokenised)
 //   mask:   { loss, loss_mask, loss_obs, meanOutHidden, meanAbsOutHidden }  (MASK input, vs the true X)
 //   replaced: per value { value, token, meanOut, stdOut, meanAbsErr (|out − v| at hidden cells),
+//             replaceMse (mean (out − v)² at hidden cells: the reference code's "mask replace loss"),
 //                         loss, loss_mask, loss_obs (vs the true X) }
 //   slope, intercept, correlation   (output at hidden cells on v; null with < 2 distinct values)
 //   copying (boolean), criterion (string)
@@ -95,18 +96,18 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
     const tok = batch.tokens.slice();
     for (let i = 0; i < tok.length; i++) if (hidden[i]) tok[i] = tokens[vi]!;
     const out = await forwardAll(model, tok, B, T);
-    let s = 0, s2 = 0, abs = 0, h = 0;
+    let s = 0, s2 = 0, abs = 0, sq = 0, h = 0;
     for (let i = 0; i < out.length; i++) {
       if (!hidden[i]) continue;
       const y = out[i]!;
-      s += y; s2 += y * y; abs += Math.abs(y - v);
+      s += y; s2 += y * y; abs += Math.abs(y - v); sq += (y - v) ** 2;
       xs[k] = v; ys[k] = y; k++;
       if (h++ % perSample === 0) samples.push({ value: v, out: y });
     }
     const meanOut = s / hiddenCells;
     replaced.push({
       value: v, token: tokens[vi]!, meanOut, stdOut: Math.sqrt(Math.max(0, s2 / hiddenCells - meanOut * meanOut)),
-      meanAbsErr: abs / hiddenCells, ...lossSplit(out, targets, hidden),
+      meanAbsErr: abs / hiddenCells, replaceMse: sq / hiddenCells, ...lossSplit(out, targets, hidden),
     });
   }
   const line = fitLine(xs, ys);
@@ -130,7 +131,7 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
 
   const f = (x: number | null) => (x === null ? "n/a" : x.toPrecision(3));
   const at = ctx.step >= 0 ? `step ${ctx.step}: ` : "";
-  const perValue = replaced.map((r) => `${r.value} → ${f(r.meanOut)}`).join(", ");
+  const perValue = replaced.map((r) => `${r.value} → ${f(r.meanOut)}, MSE to ${r.value} ${f(r.replaceMse)}`).join("; ");
   const findings = [
     copying
       ? `${at}outputs at hidden cells follow the replaced value (slope ${f(line.slope)}; ${perValue}): copying`
