@@ -14,7 +14,7 @@ import { type DataConfig, roundTo, sampleBatch } from "../src/data/matrix.js";
 import { Rng } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";
 import { type AnalysisContext, makeContext } from "../src/analysis/context.js";
-import { COPY_DEFAULTS, copy, fitLine } from "../src/analysis/copy.js";
+import { COPY_DEFAULTS, copy, copyOverTraining, fitLine } from "../src/analysis/copy.js";
 import { saveCheckpoint } from "../src/store/checkpoint.js";
 import { renderSvg } from "../src/train/plot.js";
 import { affineModel } from "./helpers/affine.js";
@@ -124,4 +124,23 @@ test("copy: bad options and data give one-line errors", async () => {
   await assert.rejects(async () => await copy(ctx, { values: [12], batch: 8 }), /outside the vocabulary/);
   await assert.rejects(async () => await copy(ctx, { values: [0.4], batch: 0 }), AbruptError);
   await assert.rejects(async () => await copy(ctxOf(affineModel(1, 0), { ...data, pMask: 0 }, 1), { values: [0.4], batch: 4 }), /no hidden cells/);
+});
+
+test("copy over training: rows sorted by step, copying counted, slopes split at the drop", () => {
+  const one = (slope: number, copying: boolean, mse: number) => ({
+    slope, copying, mask: { loss_mask: 0.1, loss_obs: 1e-4 },
+    replaced: [{ value: 0.44, replaceMse: mse }, { value: -0.24, replaceMse: mse / 2 }],
+  });
+  const out = copyOverTraining([
+    { step: 300, json: one(0.2, false, 0.05) },
+    { step: 100, json: one(0.99, true, 1e-4) },
+    { step: 200, json: one(0.9, true, 1e-3) },
+  ], 150);
+  const rows = (out.json as { rows: Array<{ step: number; slope: number; replaceMse: Record<string, number> }> }).rows;
+  assert.deepEqual(rows.map((r) => r.step), [100, 200, 300]);
+  assert.equal(rows[2]!.replaceMse["-0.24"], 0.025);
+  assert.equal(out.findings[0], "copying (the copy check's criterion) at 2 of 3 checkpoints, steps 100…300");
+  assert.match(out.findings[1]!, /0\.990…0\.990 up to the drop \(step 150\), 0\.200…0\.900 after it \(1 of 2 checkpoints after the drop still copying\)/);
+  assert.equal(copyOverTraining([{ step: 1, json: one(1, true, 0) }, { step: 2, json: one(1, true, 0) }], null).findings[1], "no drop found in the run's metrics");
+  assert.throws(() => copyOverTraining([{ step: 1, json: one(1, true, 0) }], null), AbruptError);
 });

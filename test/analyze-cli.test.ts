@@ -49,6 +49,22 @@ test("an analysis is deterministic given --seed", () => {
   assert.equal(readFileSync(join(dir, "a1", "copy.json"), "utf8"), readFileSync(join(dir, "a2", "copy.json"), "utf8"));
 });
 
+test("copy --step all: one result per checkpoint and copy-over-training with every step", () => {
+  const r = run("analyze", "copy", dir, "--step", "all", "--seed", "3", "--opt", "batch=16", "--out", join(dir, "all"));
+  assert.equal(r.status, 0, r.stderr);
+  const over = JSON.parse(readFileSync(join(dir, "all", "copy-over-training.json"), "utf8"));
+  const steps = over.rows.map((x: { step: number }) => x.step);
+  assert.deepEqual(steps, [10, 20, 30]);
+  // each row is the per-step JSON's numbers
+  for (const row of over.rows) {
+    const one = JSON.parse(readFileSync(join(dir, "all", `copy-step-${row.step}.json`), "utf8"));
+    assert.equal(row.slope, one.slope);
+    assert.equal(row.replaceMse["0.44"], one.replaced[0].replaceMse);
+  }
+  assert.ok(existsSync(join(dir, "all", "copy-over-training-curve.png")));
+  assert.match(r.stdout + r.stderr, /copy over training:/);
+});
+
 test("analyze on a lone checkpoint file", () => {
   const r = run("analyze", "attention", "--checkpoint", join(dir, "checkpoints", "step-0000030.safetensors"), "--m", "4", "--n", "4", "--rank", "1", "--opt", "batch=8", "--out", join(dir, "lone"));
   assert.equal(r.status, 0, r.stderr);

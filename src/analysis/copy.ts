@@ -192,3 +192,65 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
     findings,
   };
 }
+
+/**
+ * The copy check over training: one row per analysed checkpoint (from the
+ * per-step outputs of `copy`), with the drop from `phases` when the run has
+ * metrics. Written by `abrupt analyze copy RUN --step all` as
+ * copy-over-training.json and its figure.
+ *
+ * JSON: { drop (step or null), rows: { step, slope, copying, loss_mask, loss_obs (MASK input),
+ *         replaceMse: { [value]: mean (out − v)² at hidden cells } }[] }
+ */
+export function copyOverTraining(per: Array<{ step: number; json: Record<string, unknown> }>, drop: number | null): AnalysisOutput {
+  if (per.length < 2) throw new AbruptError("copy over training needs at least two checkpoints");
+  type Replaced = { value: number; replaceMse: number };
+  const rows = [...per].sort((a, b) => a.step - b.step).map(({ step, json }) => {
+    const mask = json["mask"] as { loss_mask: number; loss_obs: number };
+    const rep = json["replaced"] as Replaced[];
+    return {
+      step, slope: json["slope"] as number | null, copying: json["copying"] as boolean,
+      loss_mask: mask.loss_mask, loss_obs: mask.loss_obs,
+      replaceMse: Object.fromEntries(rep.map((r) => [String(r.value), r.replaceMse])),
+    };
+  });
+  const f = (x: number | null) => (x === null || !Number.isFinite(x) ? "n/a" : x.toPrecision(3));
+  const findings: string[] = [];
+  const copying = rows.filter((r) => r.copying).length;
+  findings.push(`copying (the copy check's criterion) at ${copying} of ${rows.length} checkpoints, steps ${rows[0]!.step}…${rows[rows.length - 1]!.step}`);
+  if (drop !== null) {
+    const after = rows.filter((r) => r.step > drop && r.slope !== null);
+    const before = rows.filter((r) => r.step <= drop && r.slope !== null);
+    const range = (rs: typeof rows) => rs.length ? `${f(Math.min(...rs.map((r) => r.slope!)))}…${f(Math.max(...rs.map((r) => r.slope!)))}` : "n/a";
+    findings.push(`slope of output on the replaced value: ${range(before)} up to the drop (step ${drop}), ${range(after)} after it (${after.filter((r) => r.copying).length} of ${after.length} checkpoints after the drop still copying)`);
+  } else findings.push("no drop found in the run's metrics");
+
+  const values = rows.flatMap((r) => [
+    { step: r.step, what: "L_mask with MASK", y: r.loss_mask },
+    ...Object.entries(r.replaceMse).map(([v, y]) => ({ step: r.step, what: `MSE to ${v} with ${v} at hidden cells`, y })),
+  ]).filter((p) => Number.isFinite(p.y) && p.y > 0);
+  const x = { field: "step", type: "quantitative", title: "checkpoint step" };
+  const dropLayer = drop === null ? [] : [{ data: { values: [{ step: drop }] }, mark: { type: "rule", color: "#e45756", strokeDash: [4, 4] }, encoding: { x: { field: "step", type: "quantitative" } } }];
+  const spec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: { text: "copy check over training", subtitle: "top: slope of the output at hidden cells on the value replacing MASK (1 = copying); bottom: losses; red dashed: the drop" },
+    vconcat: [
+      {
+        width: 560, height: 160,
+        layer: [
+          { data: { values: [{ y: 1 }] }, mark: { type: "rule", color: "#888", strokeDash: [2, 2] }, encoding: { y: { field: "y", type: "quantitative" } } },
+          { data: { values: rows.filter((r) => r.slope !== null) }, mark: { type: "line", point: true, color: "#4c78a8" }, encoding: { x, y: { field: "slope", type: "quantitative", title: "copy slope" }, tooltip: [{ field: "step" }, { field: "slope", format: ".3f" }] } },
+          ...dropLayer,
+        ],
+      },
+      {
+        width: 560, height: 160,
+        layer: [
+          { data: { values }, mark: { type: "line", point: true }, encoding: { x, y: { field: "y", type: "quantitative", scale: { type: "log" }, title: "MSE at hidden cells" }, color: { field: "what", type: "nominal", title: null, legend: { orient: "bottom", labelLimit: 400 } }, tooltip: [{ field: "step" }, { field: "what" }, { field: "y", format: ".3g" }] } },
+          ...dropLayer,
+        ],
+      },
+    ],
+  } as VlSpec;
+  return { json: { drop, rows }, figures: [{ name: "curve", spec }], findings };
+}

@@ -6,10 +6,10 @@
 import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { type AnalysisContext, type AnalysisOutput, type RunHandle, type Source, dataOfRun, makeContext, openRun, writeOutput } from "../analysis/context.js";
-import { phasesOutput, pickSteps } from "../analysis/phases.js";
+import { detectPhases, phasesOutput, pickSteps } from "../analysis/phases.js";
 import { ABLATE_DEFAULTS, ablate } from "../analysis/ablate.js";
 import { ATTENTION_DEFAULTS, attention } from "../analysis/attention.js";
-import { COPY_DEFAULTS, copy } from "../analysis/copy.js";
+import { COPY_DEFAULTS, copy, copyOverTraining } from "../analysis/copy.js";
 import { EMBEDDINGS_DEFAULTS, embeddings } from "../analysis/embeddings.js";
 import { NNM_DEFAULTS, nnm } from "../analysis/nnm.js";
 import { OOD_DEFAULTS, ood } from "../analysis/ood.js";
@@ -45,6 +45,11 @@ export interface ExperimentDef {
   /** the experiment's options and their defaults (for --opt key=value) */
   defaults?: object;
   run(ctx: AnalysisContext, opts: Record<string, unknown>, run: RunHandle | null): AnalysisOutput | Promise<AnalysisOutput>;
+  /**
+   * With `--step all`: one result over training from the per-checkpoint
+   * JSONs, written as <experiment>-over-training.json and figures.
+   */
+  summarize?(per: Array<{ step: number; json: Record<string, unknown> }>, run: RunHandle | null): AnalysisOutput;
 }
 
 export const EXPERIMENTS: ExperimentDef[] = [
@@ -63,6 +68,7 @@ export const EXPERIMENTS: ExperimentDef[] = [
     defaultStep: "pre",
     defaults: COPY_DEFAULTS,
     run: (ctx, o) => copy(ctx, o as unknown as typeof COPY_DEFAULTS),
+    summarize: (per, run) => copyOverTraining(per, run ? (detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask).drop?.step ?? null) : null),
   },
   {
     name: "nnm",
@@ -282,10 +288,11 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       results.push({ experiment: def.name, step: -1, files: [], findings: ["not run: this run was not made with --init-from/--train-only"] });
       continue;
     }
+    const per: Array<{ step: number; json: Record<string, unknown> }> = [];
+    let resolved: Record<string, unknown> = {};
     for (const step of steps) {
       const ctx = makeContext(source, data, kernels, f.seed, outDir, step);
       let out: AnalysisOutput;
-      let resolved: Record<string, unknown>;
       try {
         resolved = withDefaults(def, opts, experiment === "all");
         out = await def.run(ctx, resolved, run);
@@ -299,6 +306,13 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       const suffix = steps.length > 1 || experiment === "all" ? (step >= 0 && def.defaultStep !== "none" ? `-step-${step}` : "") : "";
       const files = await writeOutput(ctx, def.name, out, suffix, resolved);
       results.push({ experiment: def.name, step, files, findings: out.findings });
+      per.push({ step, json: out.json });
+    }
+    if (def.summarize && spec === "all" && per.length >= 2) {
+      const out = def.summarize(per, run);
+      const ctx = makeContext(source, data, kernels, f.seed, outDir, -1);
+      const files = await writeOutput(ctx, def.name, out, "-over-training", resolved);
+      results.push({ experiment: `${def.name} over training`, step: -1, files, findings: out.findings });
     }
   }
   if (experiment === "all") writeReport(run, source, outDir, results);
