@@ -34,7 +34,14 @@ export interface AnalyzeFlags {
   m?: number; n?: number; rank?: number; pMask?: number; factor?: string;
   /** experiment options as key=value pairs (values: numbers, lists a,b,c, or JSON) */
   opt: string[];
+  /** called when a job (an experiment on one checkpoint) starts and when a result is ready */
+  onProgress?: (ev: AnalyzeEvent) => void;
 }
+
+/** Progress of `analyze`: jobs are (experiment, checkpoint) pairs; `done` of `total` have finished. */
+export type AnalyzeEvent =
+  | { kind: "start"; experiment: string; step: number; done: number; total: number }
+  | { kind: "done"; result: AnalyzeResult; done: number; total: number; seconds: number | null };
 
 /** An experiment: runs on one checkpoint (ctx.step), or on the run as a whole. */
 export interface ExperimentDef {
@@ -269,7 +276,8 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       if (!defs.some((d) => Object.keys(d.defaults ?? {}).includes(k))) throw new AbruptError(`unknown option "${k}" (no experiment takes it)`);
     }
   }
-  const results: AnalyzeResult[] = [];
+  // the plan first (experiments × checkpoints), so progress can count jobs
+  const plan: Array<{ def: ExperimentDef; steps: number[]; spec: string; skip?: string }> = [];
   for (const def of defs) {
     let steps: number[];
     const spec = f.step ?? def.defaultStep;
@@ -285,12 +293,27 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       steps = [...new Set(steps)];
     } else steps = pickSteps(run, spec);
     if (experiment === "all" && def.name === "component" && !run?.cfg.train.init_from) {
-      results.push({ experiment: def.name, step: -1, files: [], findings: ["not run: this run was not made with --init-from/--train-only"] });
+      plan.push({ def, steps: [], spec, skip: "not run: this run was not made with --init-from/--train-only" });
+    } else plan.push({ def, steps, spec });
+  }
+  const total = plan.reduce((n, p) => n + p.steps.length, 0);
+  let done = 0;
+
+  const results: AnalyzeResult[] = [];
+  const report = (r: AnalyzeResult, seconds: number | null) => {
+    results.push(r);
+    f.onProgress?.({ kind: "done", result: r, done, total, seconds });
+  };
+  for (const { def, steps, spec, skip } of plan) {
+    if (skip) {
+      report({ experiment: def.name, step: -1, files: [], findings: [skip] }, null);
       continue;
     }
     const per: Array<{ step: number; json: Record<string, unknown> }> = [];
     let resolved: Record<string, unknown> = {};
     for (const step of steps) {
+      f.onProgress?.({ kind: "start", experiment: def.name, step, done, total });
+      const t0 = performance.now();
       const ctx = makeContext(source, data, kernels, f.seed, outDir, step);
       let out: AnalysisOutput;
       try {
@@ -300,19 +323,21 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
         // with `all`, one experiment that cannot run here (e.g. swap without a
         // drop) is reported, not fatal
         if (experiment !== "all" || !(e instanceof AbruptError)) throw e;
-        results.push({ experiment: def.name, step, files: [], findings: [`not run: ${e.message}`] });
+        done++;
+        report({ experiment: def.name, step, files: [], findings: [`not run: ${e.message}`] }, (performance.now() - t0) / 1000);
         continue;
       }
       const suffix = steps.length > 1 || experiment === "all" ? (step >= 0 && def.defaultStep !== "none" ? `-step-${step}` : "") : "";
       const files = await writeOutput(ctx, def.name, out, suffix, resolved);
-      results.push({ experiment: def.name, step, files, findings: out.findings });
       per.push({ step, json: out.json });
+      done++;
+      report({ experiment: def.name, step, files, findings: out.findings }, (performance.now() - t0) / 1000);
     }
     if (def.summarize && spec === "all" && per.length >= 2) {
       const out = def.summarize(per, run);
       const ctx = makeContext(source, data, kernels, f.seed, outDir, -1);
       const files = await writeOutput(ctx, def.name, out, "-over-training", resolved);
-      results.push({ experiment: `${def.name} over training`, step: -1, files, findings: out.findings });
+      report({ experiment: `${def.name} over training`, step: -1, files, findings: out.findings }, null);
     }
   }
   if (experiment === "all") writeReport(run, source, outDir, results);

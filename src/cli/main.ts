@@ -204,12 +204,26 @@ export function buildProgram(): Command {
     .option("--out <dir>", "output folder (default RUN/analysis)")
     .option("--opt <key=value>", "experiment option (repeatable), e.g. --opt values=0.44,-0.24", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName }) => {
-      const res = await analyze(experiment, runDir, { ...f, backend: f.device ?? f.backend });
-      for (const r of res) {
-        console.error(`${r.experiment}${r.step >= 0 ? ` @ step ${r.step}` : ""}:`);
-        for (const x of r.findings) console.error(`  - ${x}`);
-        console.error(`  → ${r.files.join(", ")}`);
-      }
+      const t0 = performance.now();
+      const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, "0")}`;
+      await analyze(experiment, runDir, {
+        ...f, backend: f.device ?? f.backend,
+        // results as they come, with the job count, elapsed time and an ETA
+        onProgress: (ev) => {
+          const at = (step: number) => (step >= 0 ? ` @ step ${step}` : "");
+          if (ev.kind === "start") {
+            if (ev.total > 1) console.error(`[${ev.done + 1}/${ev.total}] ${ev.experiment}${at(ev.step)} …`);
+            return;
+          }
+          const r = ev.result;
+          const el = (performance.now() - t0) / 1000;
+          const eta = ev.done > 0 && ev.done < ev.total ? `, ETA ${clock((el / ev.done) * (ev.total - ev.done))}` : "";
+          const time = ev.seconds !== null ? ` (${ev.seconds.toFixed(1)} s; elapsed ${clock(el)}${eta})` : "";
+          console.error(`${r.experiment}${at(r.step)}:${time}`);
+          for (const x of r.findings) console.error(`  - ${x}`);
+          if (r.files.length) console.error(`  → ${r.files.join(", ")}`);
+        },
+      });
     });
 
   program
