@@ -3,15 +3,12 @@
 // deterministic; bad input gives one clear line.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { runCli } from "./helpers/cli.js";
 
-const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const bin = join(root, "bin", "abrupt.js");
-const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", cwd: root });
+const run = runCli;
 const top = mkdtempSync(join(tmpdir(), "abrupt-analyze-"));
 const dir = join(top, "run");
 after(() => rmSync(top, { recursive: true, force: true }));

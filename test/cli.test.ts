@@ -3,15 +3,12 @@
 // no partial files.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { bin, root, runCli } from "./helpers/cli.js";
 
-const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const bin = join(root, "bin", "abrupt.js");
-const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", cwd: root });
+const run = runCli;
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-cli-")); made.push(d); return d; };
 after(() => { for (const d of made) rmSync(d, { recursive: true, force: true }); });

@@ -4,16 +4,14 @@
 // one line and a non-zero exit.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { bin, runCli } from "./helpers/cli.js";
 
-const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const bin = join(root, "bin", "abrupt.js");
-const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", cwd: root });
+const run = runCli;
 const top = mkdtempSync(join(tmpdir(), "abrupt-report-"));
 const dir = join(top, "run");
 after(() => rmSync(top, { recursive: true, force: true }));

@@ -8,12 +8,10 @@ import { spawnSync } from "node:child_process";
 import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { type RunningServer, startServer } from "../src/server/server.js";
+import { bin, root } from "./helpers/cli.js";
 
-const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const bin = join(root, "bin", "abrupt.js");
 const top = mkdtempSync(join(tmpdir(), "abrupt-server-"));
 const runs = join(top, "runs");
 let srv: RunningServer;

@@ -11,13 +11,11 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawnSync } from "node:child_process";
 import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { type Browser, type Page, chromium } from "playwright-core";
 import { spawnServe } from "../src/server/child.js";
+import { bin, root } from "./helpers/cli.js";
 
-const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const bin = join(root, "bin", "abrupt.js");
 const shots = join(root, "test-output");
 const chromiumPath = process.env["ABRUPT_CHROMIUM"] ?? "/usr/bin/chromium";
 const top = mkdtempSync(join(tmpdir(), "abrupt-e2e-"));

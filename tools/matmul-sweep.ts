@@ -8,6 +8,7 @@
 //
 //   node dist/tools/matmul-sweep.js [--scale F]   (F < 1 shrinks every shape, for a software adapter)
 
+import { timeKernel } from "../src/cli/bench.js";
 import { Rng } from "../src/data/rng.js";
 import { type GpuTensor, loadWebGpuKernels } from "../src/kernels/webgpu.js";
 
@@ -37,16 +38,7 @@ for (const [name, M, N, K, tA, tB] of shapes) {
   const cells: string[] = [];
   for (const tile of [null, 4, 8] as const) {
     k.matmulTile = tile;
-    k.matmul(C, A, B, M, N, K, tA, tB, 1, 0); // compile and warm up
-    await k.finish();
-    let best = Infinity;
-    for (let rep = 0; rep < 3; rep++) {
-      const n = 3;
-      const t0 = performance.now();
-      for (let i = 0; i < n; i++) k.matmul(C, A, B, M, N, K, tA, tB, 1, 0);
-      await k.finish();
-      best = Math.min(best, (performance.now() - t0) / n);
-    }
+    const best = await timeKernel(k, () => k.matmul(C, A, B, M, N, K, tA, tB, 1, 0), 3);
     const gflops = (2 * M * N * K) / (best / 1000) / 1e9;
     cells.push(`${tile === null ? "default" : `${tile}x${tile}`} ${gflops.toFixed(0)} GFLOP/s (${best.toFixed(2)} ms)`);
   }

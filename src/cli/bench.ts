@@ -11,7 +11,7 @@ import { allocBatch, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { getKernels, loadKernels } from "../kernels/index.js";
-import type { BackendName } from "../kernels/types.js";
+import type { BackendName, Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { paramCount } from "../model/params.js";
 
@@ -82,6 +82,24 @@ export async function benchInProcess(size: string, backend: BackendName, steps: 
   };
 }
 
+/**
+ * Milliseconds of one `call()` (a kernel call on k): one warm-up call (which
+ * also compiles on webgpu), then the best of 3 rounds of `reps` calls, each
+ * round waited for with k.finish().
+ */
+export async function timeKernel<Buf>(k: Kernels<Buf>, call: () => void, reps: number): Promise<number> {
+  call();
+  await k.finish();
+  let best = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) call();
+    await k.finish();
+    best = Math.min(best, (performance.now() - t0) / reps);
+  }
+  return best;
+}
+
 /** GFLOP/s of a backend's matmul on an n x n x n product (best of a few). */
 export async function measureMatmul(backend: BackendName, n: number): Promise<{ gflops: number; ms: number; n: number }> {
   const k = await loadKernels(backend);
@@ -89,16 +107,7 @@ export async function measureMatmul(backend: BackendName, n: number): Promise<{ 
   const A = k.alloc(n * n), B = k.alloc(n * n), C = k.alloc(n * n);
   k.upload(A, new Float32Array(n * n).map(() => rng.range(-1, 1)));
   k.upload(B, new Float32Array(n * n).map(() => rng.range(-1, 1)));
-  k.matmul(C, A, B, n, n, n, false, false, 1, 0);
-  await k.finish();
-  let best = Infinity;
-  for (let r = 0; r < 3; r++) {
-    const reps = 5;
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) k.matmul(C, A, B, n, n, n, false, false, 1, 0);
-    await k.finish();
-    best = Math.min(best, (performance.now() - t0) / reps);
-  }
+  const best = await timeKernel(k, () => k.matmul(C, A, B, n, n, n, false, false, 1, 0), 5);
   return { gflops: (2 * n ** 3) / (best / 1000) / 1e9, ms: best, n };
 }
 

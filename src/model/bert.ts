@@ -275,18 +275,22 @@ export class Bert<Buf = Float32Array> {
       }
       r = pass.next();
     }
-    return this.k.host ? (r.value as Float32Array).slice() : await this.k.download(r.value);
+    return this.hostCopy(r.value);
   }
 
   /** A host copy of an activation of the last forward pass (any backend; see act). */
   async actHost(name: string): Promise<Float32Array> {
-    const a = this.act(name);
-    return this.k.host ? (a as Float32Array).slice() : await this.k.download(a);
+    return this.hostCopy(this.act(name));
   }
 
   /** A host copy of a parameter tensor (any backend), e.g. `await model.paramHost(model.p.wte)`. */
   async paramHost(view: Buf): Promise<Float32Array> {
-    return this.k.host ? (view as Float32Array).slice() : await this.k.download(view);
+    return this.hostCopy(view);
+  }
+
+  /** A host copy of any tensor of this model (a Float32Array slice on host backends). */
+  private async hostCopy(t: Buf): Promise<Float32Array> {
+    return this.k.host ? (t as Float32Array).slice() : await this.k.download(t);
   }
 
   /** A host copy of all parameters, laid out by paramSpecs. */
