@@ -1,19 +1,16 @@
 // Experiment 1, phases: the plateau and the drop of a loss curve.
 //
-// On s = moving average of log L (window w):
-// - plateau level: the highest log-loss the curve dwells at (at least
-//   max(3w, 5% of the points) within ±0.2 of it), at its densest point;
-// - plateau: the longest stretch with |s - level| ≤ 0.2 (±22%), bridging
-//   excursions shorter than w; onset and end are its first and last step;
-// - drop: the step of steepest fall of s from the end of the plateau on
-//   (slope over ±w steps), provided the curve leaves the plateau downwards by more than 0.5
-//   (a factor 1.65) after it; otherwise no drop.
-// The level is compared with the copy prediction p_mask·r/9 and the mean
-// L_mask on the plateau with r/9. `pickSteps` uses the result to choose the
-// "pre" (last checkpoint on the plateau) and "post" (last checkpoint, if after
-// the drop) checkpoints for the other analyses.
+// The events are the run's one definition (src/train/events.ts, on the moving
+// average of L_mask): the plateau runs from its first to its last step within
+// r/9 ± 15%, the drop is the first step below 0.2·r/9 after it. This module
+// adds the levels on the plateau (L against the copy prediction p_mask·r/9,
+// L_mask against r/9) and the losses on both sides of the drop. `pickSteps`
+// uses the result to choose the "pre" (last checkpoint on the plateau) and
+// "post" (last checkpoint, if after the drop) checkpoints for the other
+// analyses.
 
 import { AbruptError } from "../errors.js";
+import { type RunEvents, detectEvents } from "../train/events.js";
 import type { MetricsLine } from "../train/metrics.js";
 import type { VlSpec } from "../train/plot.js";
 import type { AnalysisOutput, RunHandle } from "./context.js";
@@ -24,102 +21,55 @@ export interface Phases {
   copyLevelMask: number;
   plateau: {
     onset: number;
+    /** last step on the plateau (so far, if it has not ended) */
     end: number;
+    /** the run has left the plateau downwards (events.plateau_end is set) */
+    ended: boolean;
     steps: number;
     level: number;
     levelMask: number;
     /** level / (p_mask·r/9) */
     ratioToCopy: number;
   } | null;
+  /** slope: of log L per step from the plateau's end to the drop; losses: mean L over a window before and after */
   drop: { step: number; slope: number; lossBefore: number; lossAfter: number } | null;
   final: { step: number; loss: number } | null;
+  events: RunEvents;
 }
 
-function centeredMean(xs: number[], w: number): number[] {
-  const h = Math.floor(w / 2);
-  const pre = [0];
-  for (const x of xs) pre.push(pre[pre.length - 1]! + x);
-  return xs.map((_, i) => {
-    const a = Math.max(0, i - h), b = Math.min(xs.length, i + h + 1);
-    return (pre[b]! - pre[a]!) / (b - a);
-  });
+function meanLoss(pts: MetricsLine[], from: number, to: number, key: "loss" | "loss_mask" = "loss"): number {
+  let sum = 0, cnt = 0;
+  for (const l of pts) {
+    if (l.step < from || l.step > to || !Number.isFinite(l[key])) continue;
+    sum += l[key];
+    cnt++;
+  }
+  return cnt ? sum / cnt : NaN;
 }
 
-export function detectPhases(lines: MetricsLine[], rank: number, pMask: number, window?: number): Phases {
+export function detectPhases(lines: MetricsLine[], rank: number, pMask: number): Phases {
   const copyLevel = (pMask * rank) / 9;
   const copyLevelMask = rank / 9;
-  const pts = lines.filter((l) => Number.isFinite(l.loss) && l.loss > 0);
-  const n = pts.length;
-  const w = window ?? Math.max(5, Math.floor(n / 100) | 1);
-  const empty: Phases = { window: w, copyLevel, copyLevelMask, plateau: null, drop: null, final: null };
-  if (n < 3 * w) return { ...empty, final: n ? { step: pts[n - 1]!.step, loss: pts[n - 1]!.loss } : null };
-  const s = centeredMean(pts.map((l) => Math.log(l.loss)), w);
-
-  // dwell level: the highest log-loss around which the curve spends at least
-  // max(3w, 5% of the run) points within ±0.2 (the plateau lies above the
-  // post-drop regime, which may be longer)
-  const sorted = [...s].sort((x, y) => x - y);
-  const count = new Array<number>(n);
-  let lo = 0, hi = 0;
-  for (let k = 0; k < n; k++) {
-    while (sorted[lo]! < sorted[k]! - 0.2) lo++;
-    while (hi < n && sorted[hi]! <= sorted[k]! + 0.2) hi++;
-    count[k] = hi - lo;
+  const ev = detectEvents(lines, rank);
+  const w = ev.window;
+  const last = lines[lines.length - 1];
+  const final = last ? { step: last.step, loss: meanLoss(lines, last.step - w + 1, last.step) } : null;
+  let plateau: Phases["plateau"] = null;
+  const end = ev.plateau_end ?? ev.last_on_plateau;
+  if (ev.plateau_start !== null && end !== null) {
+    const level = meanLoss(lines, ev.plateau_start, end);
+    plateau = {
+      onset: ev.plateau_start, end, ended: ev.plateau_end !== null, steps: end - ev.plateau_start + 1,
+      level, levelMask: meanLoss(lines, ev.plateau_start, end, "loss_mask"), ratioToCopy: level / copyLevel,
+    };
   }
-  const need = Math.max(3 * w, 0.05 * n);
-  let top = -1;
-  for (let k = n - 1; k >= 0; k--) if (count[k]! >= need) { top = k; break; }
-  if (top < 0) return { ...empty, final: { step: pts[n - 1]!.step, loss: Math.exp(s[n - 1]!) } };
-  let kl = top;
-  for (let k = top; k >= 0 && sorted[k]! >= sorted[top]! - 0.4; k--) if (count[k]! > count[kl]!) kl = k;
-  const level = sorted[kl]!;
-
-  // longest stretch within ±0.2 of the level, bridging short excursions
-  let best: [number, number] | null = null;
-  let i = 0;
-  while (i < n) {
-    if (Math.abs(s[i]! - level) > 0.2) { i++; continue; }
-    let j = i, lastIn = i;
-    while (j < n && (Math.abs(s[j]! - level) <= 0.2 || j - lastIn < w)) {
-      if (Math.abs(s[j]! - level) <= 0.2) lastIn = j;
-      j++;
-    }
-    if (!best || pts[lastIn]!.step - pts[i]!.step > pts[best[1]]!.step - pts[best[0]]!.step) best = [i, lastIn];
-    i = lastIn + 1;
-  }
-  const final = { step: pts[n - 1]!.step, loss: Math.exp(s[n - 1]!) };
-  if (!best || best[1] - best[0] + 1 < Math.max(3 * w, 0.05 * n)) return { ...empty, final };
-  const [a, b] = best;
-  let sumL = 0, sumM = 0, cntM = 0;
-  for (let k = a; k <= b; k++) {
-    sumL += pts[k]!.loss;
-    if (Number.isFinite(pts[k]!.loss_mask)) { sumM += pts[k]!.loss_mask; cntM++; }
-  }
-  const levelLoss = sumL / (b - a + 1);
-  const plateau = {
-    onset: pts[a]!.step, end: pts[b]!.step, steps: pts[b]!.step - pts[a]!.step + 1,
-    level: levelLoss, levelMask: cntM ? sumM / cntM : NaN, ratioToCopy: levelLoss / copyLevel,
-  };
-
-  // drop: steepest fall after the onset, if the curve leaves the plateau downwards
   let drop: Phases["drop"] = null;
-  const minAfter = Math.min(...s.slice(b));
-  if (b < n - 1 && minAfter < level - 0.5) {
-    let kBest = -1, slopeBest = 0;
-    // the fall that leads out of the plateau starts near its end (not the
-    // initial fall to the copy level, which can also follow the onset)
-    for (let k = Math.max(a, b - 2 * w, w); k < n - w; k++) {
-      const slope = (s[k + w]! - s[k - w]!) / (pts[k + w]!.step - pts[k - w]!.step);
-      if (slope < slopeBest) { slopeBest = slope; kBest = k; }
-    }
-    if (kBest >= 0) {
-      drop = {
-        step: pts[kBest]!.step, slope: slopeBest,
-        lossBefore: Math.exp(s[Math.max(0, kBest - 2 * w)]!), lossAfter: Math.exp(s[Math.min(n - 1, kBest + 2 * w)]!),
-      };
-    }
+  if (ev.drop !== null && end !== null) {
+    const lossBefore = meanLoss(lines, end - w + 1, end);
+    const lossAfter = meanLoss(lines, ev.drop, ev.drop + w - 1);
+    drop = { step: ev.drop, slope: (Math.log(lossAfter) - Math.log(lossBefore)) / Math.max(1, ev.drop - end), lossBefore, lossAfter };
   }
-  return { window: w, copyLevel, copyLevelMask, plateau, drop, final };
+  return { window: w, copyLevel, copyLevelMask, plateau, drop, final, events: ev };
 }
 
 /** "pre", "post", "final", "all", or a step number → checkpoint steps of the run. */

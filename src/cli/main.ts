@@ -17,6 +17,12 @@ import { benchInProcess, measureMatmul, runBench } from "./bench.js";
 import { loadModel, predict, readPredictInput } from "./predict.js";
 import { writeReport } from "./report.js";
 import { startServer } from "../server/server.js";
+import { runLocal } from "../sweep/local.js";
+import { prepareSweepDir } from "../sweep/runs.js";
+import { analyzeSweep, sweepFindings } from "../sweep/results.js";
+import { planSweep, readSweepFile } from "../sweep/spec.js";
+import { checkQueue, enqueueSweep, followSweep, runWorker } from "../sweep/queue.js";
+import { cpus } from "node:os";
 
 const num = (name: string) => (v: string) => {
   const x = Number(v);
@@ -43,6 +49,7 @@ interface TrainFlags {
   backend?: BackendName; device?: BackendName; threads?: number; evalEvery?: number; evalBatch?: number;
   ckptEvery?: number; ckptLog?: number; ckptSteps?: number[]; freeze?: string[]; keepOptimizer?: string;
   initFrom?: string; trainOnly?: string[];
+  maxSteps?: number; stopAfterDrop?: number; readoutInit?: string; beta1?: number; beta2?: number;
 }
 
 function overridesOf(f: TrainFlags): PartialRunConfig {
@@ -54,6 +61,8 @@ function overridesOf(f: TrainFlags): PartialRunConfig {
       steps: f.steps, seed: f.seed, batch: f.batch, lr: f.lr, warmup: f.warmup,
       lr_decay: f.lrDecay as RunConfig["train"]["lr_decay"] | undefined, lr_final: f.lrFinal, decay_start: f.decayStart, backend: f.backend, threads: f.threads,
       eval_every: f.evalEvery, eval_batch: f.evalBatch, ckpt_every: f.ckptEvery, ckpt_log: f.ckptLog, ckpt_steps: f.ckptSteps,
+      max_steps: f.maxSteps, stop_after_drop: f.stopAfterDrop, readout_init: f.readoutInit as RunConfig["train"]["readout_init"] | undefined,
+      beta1: f.beta1, beta2: f.beta2,
       freeze: f.freeze, init_from: f.initFrom, train_only: f.trainOnly, keep_optimizer: f.keepOptimizer as RunConfig["train"]["keep_optimizer"] | undefined,
     }),
   };
@@ -109,6 +118,11 @@ export function buildProgram(): Command {
     .option("--lr-decay <kind>", "after warm-up: none (constant, the paper) or cosine")
     .option("--lr-final <x>", "with cosine: final lr as a fraction of --lr", num("--lr-final"))
     .option("--decay-start <n>", "with cosine: step where the decay starts (constant before)", int("--decay-start"))
+    .option("--max-steps <n>", "stop at this step even if --steps (which sets the lr schedule) is larger; the run is then censored", int("--max-steps"))
+    .option("--stop-after-drop <k>", "stop k steps after the drop (L_mask average below 0.2·r/9)", int("--stop-after-drop"))
+    .option("--readout-init <kind>", "read-out init: normal (as the body) or torch (the reference code's U(±1/√d))")
+    .option("--beta1 <x>", "Adam β1", num("--beta1"))
+    .option("--beta2 <x>", "Adam β2", num("--beta2"))
     .option("--m <n>", "matrix rows", int("--m"))
     .option("--n <n>", "matrix columns", int("--n"))
     .option("--rank <r>", "rank", int("--rank"))
@@ -160,13 +174,72 @@ export function buildProgram(): Command {
       const s = await finishRun(outDir, cfg);
       const fmt = (x: number) => x.toPrecision(3);
       console.error(
-        `${res.status} at step ${res.step} (${s.seconds} s).` +
+        `${res.status}${res.reason === "after_drop" ? " (stopped after the drop)" : res.reason === "max_steps" ? " (max steps)" : ""} at step ${res.step} (${s.seconds} s).` +
           (s.plateau ? ` Plateau: steps ${s.plateau.start}–${s.plateau.end}, L_mask ≈ ${fmt(s.plateau.meanLossMask)} (copy level r/9 = ${fmt(s.copyLevel)}).` : " No plateau at the copy level.") +
           (s.drop ? ` Drop: L_mask < 0.2·r/9 at step ${s.drop.step} (${s.drop.seconds} s).` : " No drop yet.") +
           (s.final ? ` Final L ${fmt(s.final.loss)}, L_mask ${fmt(s.final.loss_mask)}, L_obs ${fmt(s.final.loss_obs)}.` : ""),
       );
       console.error(`run: ${outDir} (metrics.jsonl, checkpoints/, loss.svg, loss.png, summary.json)`);
       if (res.status === "interrupted") process.exitCode = 130;
+    });
+
+  program
+    .command("sweep")
+    .description("train every (cell, seed) of a sweep file into DIR/runs/, N at a time; run again to continue")
+    .argument("<file>", "sweep file (YAML or JSON): base, grid, seeds, stop, threads")
+    .requiredOption("--out <dir>", "sweep folder")
+    .option("--workers <n>", "runs at a time (default: the number of cores)", int("--workers"))
+    .option("--force", "continue in a folder that holds a different sweep file")
+    .option("--queue <url>", "enqueue the runs on a Redis queue (redis://HOST:PORT) for `abrupt worker`s, and follow them")
+    .option("--quiet", "no progress output")
+    .action(async (file: string, f: { out: string; workers?: number; force?: boolean; quiet?: boolean; queue?: string }) => {
+      const plan = planSweep(readSweepFile(file), file);
+      const workers = f.workers ?? cpus().length;
+      if (workers < 1) throw new AbruptError(`--workers must be at least 1 (got ${workers})`);
+      if (f.queue && f.workers !== undefined) throw new AbruptError("--workers is for the local pool; with --queue, start `abrupt worker --concurrency N` on each machine");
+      const dir = resolve(f.out);
+      if (f.queue) await checkQueue(f.queue); // before anything is written
+      prepareSweepDir(dir, plan, !!f.force);
+      const say = (l: string) => { if (!f.quiet) console.error(l); };
+      if (f.queue) {
+        const added = await enqueueSweep(f.queue, plan, dir);
+        say(`abrupt sweep: ${plan.runs.length} runs (${added} enqueued on ${f.queue}) → ${dir}; start workers with: abrupt worker --queue ${f.queue}`);
+        const r = await followSweep(f.queue, plan, dir, f.quiet);
+        const { results, files } = await analyzeSweep(dir);
+        for (const l of sweepFindings(results)) say(`  ${l}`);
+        say(`sweep: ${files[0]}`);
+        if (r.interrupted) {
+          say("stopped following; the workers go on, and the same command follows again");
+          process.exitCode = 130;
+        } else if (r.missing.length) {
+          console.error(`abrupt: ${r.missing.length} runs did not finish and no job is left for them (${r.missing.slice(0, 3).join(", ")}${r.missing.length > 3 ? ", …" : ""}); see the workers' output, then run the same command again`);
+          process.exitCode = 1;
+        }
+        return;
+      }
+      say(`abrupt sweep: ${plan.cells.length} cells × ${plan.runs.length / plan.cells.length} seeds = ${plan.runs.length} runs, ${workers} at a time → ${dir}`);
+      const res = await runLocal(plan, dir, { workers, quiet: f.quiet });
+      const { results, files } = await analyzeSweep(dir);
+      if (!f.quiet) {
+        for (const l of sweepFindings(results)) console.error(`  ${l}`);
+        console.error(`sweep: ${files[0]} (figures in ${join(dir, "analysis")})`);
+      }
+      for (const x of res.failed) console.error(`abrupt: run ${x.run} failed: ${x.message}`);
+      if (res.interrupted) {
+        console.error("sweep interrupted: the runs keep their checkpoints; the same command continues it");
+        process.exitCode = 130;
+      } else if (res.failed.length) process.exitCode = 1;
+    });
+
+  program
+    .command("worker")
+    .description("run queued sweep runs (from `abrupt sweep --queue`) until Ctrl-C; the sweep folder must be at the same path here")
+    .requiredOption("--queue <url>", "Redis queue, redis://HOST:PORT")
+    .option("--concurrency <n>", "runs at a time (default: the number of cores)", int("--concurrency"))
+    .action(async (f: { queue: string; concurrency?: number }) => {
+      const n = f.concurrency ?? cpus().length;
+      if (n < 1) throw new AbruptError(`--concurrency must be at least 1 (got ${n})`);
+      await runWorker(f.queue, n);
     });
 
   program
@@ -203,7 +276,18 @@ export function buildProgram(): Command {
     .option("--device <name>", "same as --backend", backendOpt)
     .option("--out <dir>", "output folder (default RUN/analysis)")
     .option("--opt <key=value>", "experiment option (repeatable), e.g. --opt values=0.44,-0.24", (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName }) => {
+    .option("--x <key>", "sweep: the phase diagram's x axis (a grid key)")
+    .option("--y <key>", "sweep: the phase diagram's y axis (a grid key)")
+    .option("--metric <m>", "sweep: the phase diagram's colour, p_drop or median_plateau_end (default both)")
+    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName; x?: string; y?: string; metric?: string }) => {
+      if (experiment === "sweep") {
+        if (!runDir) throw new AbruptError("analyze sweep needs the sweep folder: abrupt analyze sweep DIR");
+        if (f.metric !== undefined && f.metric !== "p_drop" && f.metric !== "median_plateau_end") throw new AbruptError(`--metric must be p_drop or median_plateau_end (got "${f.metric}")`);
+        const { results, files } = await analyzeSweep(resolve(runDir), { out: f.out, x: f.x, y: f.y, metric: f.metric as "p_drop" | undefined });
+        for (const l of sweepFindings(results)) console.error(`  - ${l}`);
+        console.error(`  → ${files.join(", ")}`);
+        return;
+      }
       const t0 = performance.now();
       const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, "0")}`;
       await analyze(experiment, runDir, {

@@ -109,14 +109,22 @@ export class Bert<Buf = Float32Array> {
     this.g = paramViews(cfg, view(this.grads));
   }
 
-  /** HF BERT init: N(0, std) weights and embeddings, zero biases, LN 1/0, MASK row zero. */
-  init(seed: number, std = DEFAULT_INIT_STD): void {
+  /**
+   * HF BERT init: N(0, std) weights and embeddings, zero biases, LN 1/0, MASK
+   * row zero. The read-out is initialised the same way ("normal"), or as in the
+   * reference code ("torch": PyTorch's nn.Linear default, weight and bias
+   * U(±1/√d), since HF's init never touches it; SPEC §2).
+   */
+  init(seed: number, std = DEFAULT_INIT_STD, readout: "normal" | "torch" = "normal"): void {
     const rng = new Rng(seed);
     const params = new Float32Array(paramCount(this.cfg));
     for (const s of paramSpecs(this.cfg)) {
       const v = params.subarray(s.offset, s.offset + s.size);
       const isLn = /(^|\.)ln\d?\.|embed\.ln\./.test(s.name);
-      if (s.name.endsWith(".bias")) v.fill(0);
+      if (readout === "torch" && s.group === "readout") {
+        const a = 1 / Math.sqrt(this.cfg.d);
+        for (let i = 0; i < v.length; i++) v[i] = rng.range(-a, a);
+      } else if (s.name.endsWith(".bias")) v.fill(0);
       else if (isLn) v.fill(1);
       else for (let i = 0; i < v.length; i++) v[i] = std * rng.normal();
     }

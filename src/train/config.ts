@@ -1,5 +1,7 @@
 // The run configuration: one zod schema validated at the boundary (config
-// files in JSON or YAML, presets, CLI flags), plain objects inside.
+// files in JSON or YAML, presets, CLI flags), plain objects inside. The
+// schemas have no defaults: every default is in BASE, so that a partial
+// config (a file, a sweep cell) never resets what a preset set.
 
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
@@ -38,11 +40,19 @@ export const TrainSchema = z.object({
   /** linear warm-up steps (0 = none, the paper) */
   warmup: z.number().int().min(0),
   /** after warm-up: constant learning rate (the paper) or cosine decay to lr·lr_final at the last step */
-  lr_decay: z.enum(["none", "cosine"]).default("none"),
+  lr_decay: z.enum(["none", "cosine"]),
   /** with lr_decay cosine: the final learning rate as a fraction of lr */
-  lr_final: z.number().min(0).max(1).default(0),
+  lr_final: z.number().min(0).max(1),
   /** with lr_decay cosine: the step where the decay starts (constant lr before it; never before the warm-up ends) */
-  decay_start: z.number().int().min(0).default(0),
+  decay_start: z.number().int().min(0),
+  /** stop at this step even if `steps` (which sets the lr schedule) is larger; null = at `steps` */
+  max_steps: posInt.nullable(),
+  /** stop this many steps after the drop (src/train/events.ts); null = never */
+  stop_after_drop: z.number().int().min(0).nullable(),
+  /** also checkpoint where L_mask leaves the plateau and at the drop */
+  ckpt_events: z.boolean(),
+  /** read-out init: "normal" as the body (N(0, 0.02), zero bias) or "torch" (the reference code: U(±1/√d) weight and bias) */
+  readout_init: z.enum(["normal", "torch"]),
   seed: z.number().int().min(0),
   /** evaluate on the fixed eval set every k steps (0 = never) */
   eval_every: z.number().int().min(0),
@@ -95,7 +105,7 @@ const BASE: RunConfig = {
   data: { m: 7, n: 7, rank: 2, p_mask: 0.3, prec: 2, factor: "uniform", clamp: false },
   train: {
     steps: 50000, batch: 256, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmup: 0,
-    lr_decay: "none", lr_final: 0, decay_start: 0, seed: 0, eval_every: 100, eval_batch: 256,
+    lr_decay: "none", lr_final: 0, decay_start: 0, max_steps: null, stop_after_drop: null, ckpt_events: true, readout_init: "normal", seed: 0, eval_every: 100, eval_batch: 256,
     ckpt_every: 1000, ckpt_log: 12, ckpt_steps: [], keep_optimizer: "last",
     freeze: [], init_from: null, train_only: [], backend: "cpu", threads: 0,
   },
@@ -199,9 +209,16 @@ export function checkpointSteps(t: RunConfig["train"]): Set<number> {
       s.add(Math.min(t.steps, Math.max(1, v)));
     }
   }
+  const end = lastStepOf(t);
   for (const k of t.ckpt_steps) if (k <= t.steps) s.add(k);
-  s.add(t.steps);
+  s.add(end);
+  for (const k of s) if (k > end) s.delete(k);
   return s;
+}
+
+/** The step where the run ends unless the drop stops it earlier. */
+export function lastStepOf(t: RunConfig["train"]): number {
+  return t.max_steps !== null ? Math.min(t.steps, t.max_steps) : t.steps;
 }
 
 /** The last step at the full lr: the cosine decay (if any) starts after it, never before the warm-up ends. */

@@ -1,8 +1,7 @@
-// The plateau-and-drop criterion used to judge a run (the default preset's
-// acceptance, the drop-search table): on a moving average of L_mask,
-// - plateau: the longest stretch of steps with L_mask within ±15% of r/9,
-// - drop: the first step after the plateau's start where L_mask < 0.2·r/9.
+// summary.json of a run: its events (src/train/events.ts, the one definition
+// of plateau and drop) in the shape the CLI prints and the dashboard reads.
 
+import { EVENT_WINDOW, type RunEvents, detectEvents } from "./events.js";
 import type { MetricsLine } from "./metrics.js";
 
 export interface DropSummary {
@@ -14,73 +13,27 @@ export interface DropSummary {
   phenomenon: boolean;
   final: { step: number; loss: number; loss_mask: number; loss_obs: number } | null;
   seconds: number;
-}
-
-export function movingAverage(xs: number[], w: number): number[] {
-  const out = new Array<number>(xs.length);
-  let s = 0;
-  let cnt = 0;
-  for (let i = 0; i < xs.length; i++) {
-    const x = xs[i]!;
-    if (Number.isFinite(x)) {
-      s += x;
-      cnt++;
-    }
-    if (i >= w) {
-      const y = xs[i - w]!;
-      if (Number.isFinite(y)) {
-        s -= y;
-        cnt--;
-      }
-    }
-    out[i] = cnt > 0 ? s / cnt : NaN;
-  }
-  return out;
+  /** the run's events (src/train/events.ts): plateau_end and drop are null when they did not happen */
+  events: RunEvents;
 }
 
 export function summarizeDrop(lines: MetricsLine[], rank: number, opts: { window?: number; minPlateau?: number } = {}): DropSummary {
-  const window = opts.window ?? 50;
   const minPlateau = opts.minPlateau ?? 200;
-  const copyLevel = rank / 9;
-  const lm = movingAverage(lines.map((l) => l.loss_mask ?? NaN), window);
-  const cum: number[] = [];
-  let acc = 0;
-  for (const l of lines) {
-    acc += l.ms ?? 0;
-    cum.push(acc / 1000);
-  }
-  let best: DropSummary["plateau"] = null;
-  let i = 0;
-  while (i < lines.length) {
-    if (i >= window - 1 && Math.abs(lm[i]! - copyLevel) <= 0.15 * copyLevel) {
-      let j = i;
-      let s = 0;
-      while (j < lines.length && Math.abs(lm[j]! - copyLevel) <= 0.15 * copyLevel) {
-        s += lm[j]!;
-        j++;
-      }
-      const len = lines[j - 1]!.step - lines[i]!.step + 1;
-      if (!best || len > best.length) best = { start: lines[i]!.step, end: lines[j - 1]!.step, length: len, meanLossMask: s / (j - i) };
-      i = j;
-    } else i++;
-  }
-  let drop: DropSummary["drop"] = null;
-  if (best) {
-    for (let k = 0; k < lines.length; k++) {
-      if (lines[k]!.step > best.end && k >= window - 1 && lm[k]! < 0.2 * copyLevel) {
-        drop = { step: lines[k]!.step, seconds: Math.round(cum[k]!) };
-        break;
-      }
-    }
-  }
+  const ev = detectEvents(lines, rank, opts.window ?? EVENT_WINDOW);
+  const end = ev.plateau_end ?? ev.last_on_plateau;
+  const plateau = ev.plateau_start !== null && end !== null
+    ? { start: ev.plateau_start, end, length: end - ev.plateau_start + 1, meanLossMask: ev.plateau_mean ?? NaN }
+    : null;
+  const drop = ev.drop !== null ? { step: ev.drop, seconds: Math.round(ev.drop_seconds ?? 0) } : null;
   const f = lines[lines.length - 1];
   return {
-    copyLevel,
-    window,
-    plateau: best,
+    copyLevel: ev.copyLevel,
+    window: ev.window,
+    plateau,
     drop,
-    phenomenon: !!best && best.length >= minPlateau && !!drop,
+    phenomenon: !!plateau && plateau.length >= minPlateau && !!drop,
     final: f ? { step: f.step, loss: f.loss, loss_mask: f.loss_mask, loss_obs: f.loss_obs } : null,
-    seconds: Math.round(cum[cum.length - 1] ?? 0),
+    seconds: Math.round(ev.seconds),
+    events: ev,
   };
 }

@@ -12,7 +12,9 @@ import { loadKernels } from "../kernels/index.js";
 import { Bert } from "../model/bert.js";
 import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramCount, paramSpecs } from "../model/params.js";
 import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
-import { type RunConfig, checkpointSteps, lrAt } from "./config.js";
+import { lockRun } from "../store/lock.js";
+import { type RunConfig, checkpointSteps, lastStepOf, lrAt } from "./config.js";
+import { EventTracker } from "./events.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
 import { Progress } from "./progress.js";
 
@@ -63,6 +65,8 @@ export interface TrainOptions {
 
 export interface TrainResult {
   status: "finished" | "interrupted" | "stopped";
+  /** why a finished run ended: its last step, max_steps, or stop_after_drop steps after the drop */
+  reason: "steps" | "max_steps" | "after_drop" | null;
   step: number;
   last: MetricsLine | null;
 }
@@ -104,13 +108,21 @@ async function initFrom(model: Bert<unknown>, spec: string, trainOnly: string[])
 
 export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
   const { outDir } = opts;
+  mkdirSync(outDir, { recursive: true });
+  const lock = lockRun(outDir);
+  try {
+    return await trainLocked(cfg, opts, lock);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): void }): Promise<TrainResult> {
+  const { outDir } = opts;
   const t = cfg.train;
   const ckptDir = join(outDir, "checkpoints");
   const metricsFile = join(outDir, "metrics.jsonl");
   let startStep = 0;
-
-  // Tensors are the backend's (Float32Arrays on ref/cpu, GPU buffers on
-  // webgpu): only the step's outputs and the checkpoints come back.
   const kernels = await loadKernels(t.backend);
   if (t.threads > 0 && kernels.setThreads) kernels.setThreads(t.threads);
   const model = new Bert(modelConfigOf(cfg), kernels);
@@ -149,7 +161,7 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
     if (existsSync(metricsFile) || listCheckpoints(outDir).length > 0) {
       throw new AbruptError(`${outDir} already holds a run (use --resume to continue it, or another --out)`);
     }
-    model.init(seeds.init);
+    model.init(seeds.init, undefined, t.readout_init);
     if (t.init_from) await initFrom(model, t.init_from, t.train_only);
   }
   mkdirSync(ckptDir, { recursive: true });
@@ -166,7 +178,13 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   const ranges = trainableRanges(model);
   const ckSteps = checkpointSteps(t);
   const writer = new MetricsWriter(metricsFile);
+  // the events so far (a resumed run replays its log up to the checkpoint)
+  const events = new EventTracker(cfg.data.rank);
+  if (opts.resume) for (const l of readMetrics(metricsFile).lines) if (l.step <= startStep) events.push(l.step, l.loss_mask, l.ms);
   if (opts.resume) writer.write({ resume_from: startStep, time: new Date().toISOString() });
+  const end = lastStepOf(t);
+  // a sweep's runs stop (and keep their checkpoint) when the sweep process is gone
+  const parent = process.env["ABRUPT_STOP_WITH_PARENT"] === "1" ? process.ppid : null;
 
   let interrupted = false;
   const onSigint = () => {
@@ -189,13 +207,16 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
     }
   };
 
-  const progress = opts.quiet ? null : new Progress(t.steps, startStep);
+  const progress = opts.quiet ? null : new Progress(end, startStep);
   let last: MetricsLine | null = null;
   let step = startStep;
   let lastSaved = startStep;
   let status: TrainResult["status"] = "finished";
+  let reason: TrainResult["reason"] = null;
   try {
-    while (step < t.steps) {
+    const dropAtStart = events.result().drop;
+    if (t.stop_after_drop !== null && dropAtStart !== null && step >= dropAtStart + t.stop_after_drop) reason = "after_drop";
+    while (step < end && reason === null) {
       const t0 = performance.now();
       step++;
       sampleBatch(rng, data, B, batch);
@@ -226,27 +247,36 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       line.ms = Math.round((performance.now() - t0) * 100) / 100;
       writer.write(line);
       last = line;
-      if (ckSteps.has(step)) {
+      const happened = events.push(step, line.loss_mask, line.ms);
+      if (ckSteps.has(step) || (t.ckpt_events && (happened.left || happened.drop))) {
         await saveAt(step);
         lastSaved = step;
       }
+      lock.beat();
       progress?.update(line);
       opts.onStep?.(line);
       if (opts.stopAfter !== undefined && step >= opts.stopAfter) {
         status = "stopped";
         break;
       }
+      const drop = events.result().drop;
+      if (t.stop_after_drop !== null && drop !== null && step >= drop + t.stop_after_drop) {
+        reason = "after_drop";
+        break;
+      }
       await new Promise((r) => setImmediate(r));
+      if (parent !== null && process.ppid !== parent) interrupted = true;
       if (interrupted) {
         status = "interrupted";
         break;
       }
     }
-    if (status !== "finished" && lastSaved !== step) {
+    if (status === "finished" && reason === null) reason = step < t.steps ? "max_steps" : "steps";
+    if (lastSaved !== step && step > startStep) {
       await saveAt(step);
       lastSaved = step;
     }
-    writeJsonAtomic(join(outDir, "status.json"), { status, step, updated: new Date().toISOString() });
+    writeJsonAtomic(join(outDir, "status.json"), { status, ...(reason ? { reason } : {}), step, updated: new Date().toISOString() });
   } catch (e) {
     // a lost device keeps the checkpoints on disk: name the newest
     const err = e instanceof DeviceError ? new AbruptError(`${e.message}; stopped at step ${step} (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`) : e;
@@ -258,7 +288,5 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
     process.off("SIGINT", onSigint);
     process.off("SIGTERM", onSigint);
   }
-  return { status, step, last };
+  return { status, reason, step, last };
 }
-
-export { readMetrics };

@@ -1,0 +1,240 @@
+// A sweep's results: DIR/sweep.json (an interface scripts rely on) and its
+// figures (Kaplan–Meier curves against step and wall seconds, P(drop) with
+// Wilson intervals, a phase diagram over two grid axes).
+//
+// sweep.json: {"cells": [{"key", "overrides", "runs": [{"seed", "dir",
+// "steps", "plateau_end", "drop", "seconds", ...}], "p_drop", "p_drop_ci":
+// [lo, hi], "median_plateau_end", "survival": [[step, fraction], ...], ...}]}
+// with null for events that did not happen. `survival` is the fraction of
+// seeds still on the plateau (Kaplan–Meier; runs that never left it are
+// censored at their last step); `survival_drop` the fraction not yet dropped.
+// P(drop) counts the runs that have ended (finished, or stopped at
+// max_steps): a run still going is left out of it, but is in the curves,
+// censored at its current step.
+
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { AbruptError } from "../errors.js";
+import { detectEvents } from "../train/events.js";
+import { readMetrics } from "../train/metrics.js";
+import { type VlSpec, writeFigure } from "../train/plot.js";
+import { writeJsonAtomic } from "../train/train.js";
+import { readStatus, runDirOf } from "./runs.js";
+import { type KaplanMeier, type Observation, kaplanMeier, wilson } from "./stats.js";
+
+export interface SweepRun {
+  seed: number;
+  dir: string;
+  /** last step trained */
+  steps: number;
+  plateau_end: number | null;
+  drop: number | null;
+  /** seconds of training (sum of the steps' wall times) */
+  seconds: number;
+  plateau_end_seconds: number | null;
+  drop_seconds: number | null;
+  /** "finished" (ended: dropped and stopped, or reached its last step), "running", "interrupted", "queued" or "failed" */
+  status: string;
+}
+
+export interface SweepCell {
+  key: string;
+  overrides: Record<string, unknown>;
+  runs: SweepRun[];
+  /** runs that have ended (they count in p_drop) */
+  n_ended: number;
+  n_drop: number;
+  p_drop: number | null;
+  p_drop_ci: [number, number] | null;
+  median_plateau_end: number | null;
+  median_plateau_end_ci: [number | null, number | null];
+  median_drop: number | null;
+  median_drop_ci: [number | null, number | null];
+  median_drop_seconds: number | null;
+  median_drop_seconds_ci: [number | null, number | null];
+  survival: Array<[number, number]>;
+  survival_drop: Array<[number, number]>;
+  survival_seconds: Array<[number, number]>;
+  survival_drop_seconds: Array<[number, number]>;
+}
+
+export interface SweepResults {
+  id: string;
+  axes: string[];
+  updated: string;
+  cells: SweepCell[];
+}
+
+interface SpecFile { id: string; axes: string[]; cells: Array<{ key: string; overrides: Record<string, unknown>; runs: string[] }> }
+
+export function readSpecFile(dir: string): SpecFile {
+  const f = join(dir, "sweep-spec.json");
+  if (!existsSync(f)) throw new AbruptError(`${dir} is not a sweep folder (no sweep-spec.json)`);
+  try {
+    return JSON.parse(readFileSync(f, "utf8")) as SpecFile;
+  } catch (e) {
+    throw new AbruptError(`${f} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** One run's events and times, by the one definition (src/train/events.ts). */
+export function runResult(dir: string, name: string, seed: number, rank: number): SweepRun {
+  const rd = runDirOf(dir, name);
+  const lines = readMetrics(join(rd, "metrics.jsonl")).lines;
+  const ev = detectEvents(lines, rank);
+  let cum = 0, pes: number | null = null;
+  for (const l of lines) {
+    cum += l.ms ?? 0;
+    if (ev.plateau_end !== null && l.step === ev.plateau_end) pes = cum / 1000;
+  }
+  const st = readStatus(rd);
+  const status = !existsSync(rd) || lines.length === 0 ? "queued" : st?.status ?? "running";
+  const r3 = (x: number | null) => (x === null ? null : Math.round(x * 1000) / 1000);
+  return {
+    seed, dir: relative(dir, rd), steps: ev.steps, plateau_end: ev.plateau_end, drop: ev.drop,
+    seconds: r3(ev.seconds)!, plateau_end_seconds: r3(pes), drop_seconds: r3(ev.drop_seconds), status,
+  };
+}
+
+const curve = (km: KaplanMeier): Array<[number, number]> => [[0, 1], ...km.points.map((p) => [p.t, Math.round(p.s * 1e6) / 1e6] as [number, number])];
+
+export function cellResult(key: string, overrides: Record<string, unknown>, runs: SweepRun[]): SweepCell {
+  const started = runs.filter((r) => r.status !== "queued");
+  const obs = (ev: (r: SweepRun) => number | null, cens: (r: SweepRun) => number): Observation[] =>
+    started.map((r) => (ev(r) !== null ? { t: ev(r)!, event: true } : { t: cens(r), event: false }));
+  const plateau = kaplanMeier(obs((r) => r.plateau_end, (r) => r.steps));
+  const drop = kaplanMeier(obs((r) => r.drop, (r) => r.steps));
+  const plateauS = kaplanMeier(obs((r) => r.plateau_end_seconds, (r) => r.seconds));
+  const dropS = kaplanMeier(obs((r) => r.drop_seconds, (r) => r.seconds));
+  const ended = runs.filter((r) => r.status === "finished");
+  const k = ended.filter((r) => r.drop !== null).length;
+  return {
+    key, overrides, runs,
+    n_ended: ended.length,
+    n_drop: k,
+    p_drop: ended.length ? k / ended.length : null,
+    p_drop_ci: ended.length ? wilson(k, ended.length) : null,
+    median_plateau_end: plateau.median,
+    median_plateau_end_ci: plateau.medianCi,
+    median_drop: drop.median,
+    median_drop_ci: drop.medianCi,
+    median_drop_seconds: dropS.median,
+    median_drop_seconds_ci: dropS.medianCi,
+    survival: curve(plateau),
+    survival_drop: curve(drop),
+    survival_seconds: curve(plateauS),
+    survival_drop_seconds: curve(dropS),
+  };
+}
+
+export function sweepResults(dir: string): SweepResults {
+  const spec = readSpecFile(dir);
+  const cells = spec.cells.map((c) => {
+    const runs = c.runs.map((name) => {
+      const plan = JSON.parse(readFileSync(join(dir, "plan", `${name}.json`), "utf8")) as { train: { seed: number }; data: { rank: number } };
+      return runResult(dir, name, plan.train.seed, plan.data.rank);
+    });
+    return cellResult(c.key, c.overrides, runs);
+  });
+  return { id: spec.id, axes: spec.axes, updated: new Date().toISOString(), cells };
+}
+
+// ----------------------------------------------------------------- figures
+
+function kmSpec(res: SweepResults, x: "step" | "seconds"): VlSpec {
+  const rows: Array<{ x: number; s: number; cell: string; event: string }> = [];
+  for (const c of res.cells) {
+    for (const [t, s] of x === "step" ? c.survival : c.survival_seconds) rows.push({ x: t, s, cell: c.key, event: "still on the plateau" });
+    for (const [t, s] of x === "step" ? c.survival_drop : c.survival_drop_seconds) rows.push({ x: t, s, cell: c.key, event: "not yet dropped" });
+    // carry each curve to the end of observation
+    const end = Math.max(0, ...c.runs.map((r) => (x === "step" ? r.steps : r.seconds)));
+    const lastOf = (cv: Array<[number, number]>) => cv[cv.length - 1]![1];
+    rows.push({ x: end, s: lastOf(x === "step" ? c.survival : c.survival_seconds), cell: c.key, event: "still on the plateau" });
+    rows.push({ x: end, s: lastOf(x === "step" ? c.survival_drop : c.survival_drop_seconds), cell: c.key, event: "not yet dropped" });
+  }
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: `Kaplan–Meier: fraction of seeds still on the plateau / not yet dropped, against ${x === "step" ? "step" : "wall seconds"}`,
+    width: 560, height: 300,
+    data: { values: rows },
+    mark: { type: "line", interpolate: "step-after", strokeWidth: 1.5 },
+    encoding: {
+      x: { field: "x", type: "quantitative", title: x === "step" ? "step" : "seconds of training" },
+      y: { field: "s", type: "quantitative", scale: { domain: [0, 1] }, title: "fraction of seeds" },
+      color: { field: "cell", type: "nominal", title: "cell" },
+      strokeDash: { field: "event", type: "nominal", title: null },
+    },
+  } as VlSpec;
+}
+
+function pDropSpec(res: SweepResults): VlSpec {
+  const rows = res.cells.filter((c) => c.p_drop !== null).map((c) => ({ cell: c.key, p: c.p_drop, lo: c.p_drop_ci![0], hi: c.p_drop_ci![1], n: c.n_ended }));
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: "P(drop by the end of the run), 95% Wilson intervals",
+    width: 560, height: { step: 22 } as unknown as number,
+    data: { values: rows },
+    layer: [
+      { mark: { type: "rule" }, encoding: { y: { field: "cell", type: "nominal", sort: null, title: null }, x: { field: "lo", type: "quantitative", scale: { domain: [0, 1] }, title: "P(drop)" }, x2: { field: "hi" } } },
+      { mark: { type: "point", filled: true }, encoding: { y: { field: "cell", type: "nominal", sort: null }, x: { field: "p", type: "quantitative" }, tooltip: [{ field: "cell" }, { field: "p" }, { field: "n", title: "runs ended" }] } },
+    ],
+  } as VlSpec;
+}
+
+function phaseSpec(res: SweepResults, xKey: string, yKey: string, metric: "p_drop" | "median_plateau_end"): VlSpec {
+  const rows = res.cells.map((c) => ({
+    x: String(c.overrides[xKey]), y: String(c.overrides[yKey]),
+    v: metric === "p_drop" ? c.p_drop : c.median_plateau_end,
+    label: metric === "p_drop" ? (c.p_drop === null ? "–" : c.p_drop.toFixed(2)) : c.median_plateau_end === null ? "not reached" : String(c.median_plateau_end),
+  }));
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: `${metric === "p_drop" ? "P(drop)" : "median plateau end (steps)"} over ${xKey} × ${yKey}`,
+    width: { step: 70 } as unknown as number, height: { step: 40 } as unknown as number,
+    data: { values: rows },
+    layer: [
+      { mark: "rect", encoding: { x: { field: "x", type: "ordinal", title: xKey, sort: null }, y: { field: "y", type: "ordinal", title: yKey, sort: null }, color: { field: "v", type: "quantitative", title: metric, ...(metric === "p_drop" ? { scale: { domain: [0, 1] } } : {}) } } },
+      { mark: { type: "text", fontSize: 11 }, encoding: { x: { field: "x", type: "ordinal", sort: null }, y: { field: "y", type: "ordinal", sort: null }, text: { field: "label" } } },
+    ],
+  } as VlSpec;
+}
+
+export interface AnalyzeSweepOptions {
+  out?: string;
+  x?: string;
+  y?: string;
+  metric?: "p_drop" | "median_plateau_end";
+}
+
+/** Writes DIR/sweep.json and the figures; returns the results and the files written. */
+export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Promise<{ results: SweepResults; files: string[] }> {
+  const res = sweepResults(dir);
+  const files: string[] = [];
+  writeJsonAtomic(join(dir, "sweep.json"), res);
+  files.push(join(dir, "sweep.json"));
+  const out = o.out ?? join(dir, "analysis");
+  mkdirSync(out, { recursive: true });
+  if (res.cells.some((c) => c.runs.some((r) => r.status !== "queued"))) {
+    files.push(...(await writeFigure(kmSpec(res, "step"), join(out, "km-steps"))));
+    files.push(...(await writeFigure(kmSpec(res, "seconds"), join(out, "km-seconds"))));
+  }
+  if (res.cells.some((c) => c.p_drop !== null)) files.push(...(await writeFigure(pDropSpec(res), join(out, "p-drop"))));
+  const xKey = o.x ?? res.axes[0], yKey = o.y ?? res.axes[1];
+  for (const k of [o.x, o.y]) if (k !== undefined && !res.axes.includes(k)) throw new AbruptError(`--${k === o.x ? "x" : "y"} ${k} is not a grid axis of this sweep (axes: ${res.axes.join(", ") || "none"})`);
+  if (xKey && yKey && xKey !== yKey) {
+    for (const m of o.metric ? [o.metric] : (["p_drop", "median_plateau_end"] as const)) {
+      files.push(...(await writeFigure(phaseSpec(res, xKey, yKey, m), join(out, `phase-${m}`))));
+    }
+  }
+  return { results: res, files };
+}
+
+/** One line per cell: P(drop) with its interval and the medians. */
+export function sweepFindings(res: SweepResults): string[] {
+  const f = (x: number | null) => (x === null ? "not reached" : String(Math.round(x)));
+  return res.cells.map((c) => {
+    const p = c.p_drop === null ? "P(drop) –" : `P(drop) ${c.n_drop}/${c.n_ended} = ${c.p_drop.toFixed(2)} [${c.p_drop_ci![0].toFixed(2)}, ${c.p_drop_ci![1].toFixed(2)}]`;
+    const ci = (v: [number | null, number | null]) => `[${f(v[0])}, ${f(v[1])}]`;
+    return `${c.key}: ${p}; median plateau end ${f(c.median_plateau_end)} ${ci(c.median_plateau_end_ci)}; median drop ${f(c.median_drop)} steps ${ci(c.median_drop_ci)}, ${f(c.median_drop_seconds)} s`;
+  });
+}
