@@ -30,9 +30,12 @@ command -v python3 >/dev/null 2>&1 || missing+=("python3")
 # Debian's Chromium drives the dashboard's end-to-end test (playwright-core
 # launches /usr/bin/chromium headless; test/web-e2e.test.ts).
 [ -x /usr/bin/chromium ] || missing+=("chromium")
+# Redis for the distributed sweep queue (abrupt sweep --queue, abrupt worker);
+# the queue test starts its own redis-server on loopback.
+command -v redis-server >/dev/null 2>&1 || missing+=("redis-server")
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-system: toolchain, OpenBLAS (OpenMP build) and Chromium already present"
+  echo "install-system: toolchain, OpenBLAS (OpenMP build), Chromium and redis-server already present"
   exit 0
 fi
 
@@ -43,6 +46,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 pkgs=(build-essential python3 libopenblas-openmp-dev)
 [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 $SUDO apt-get install -y --no-install-recommends "${pkgs[@]}"
 
 if [ ! -e "/usr/lib/$triplet/libmvec.so" ]; then

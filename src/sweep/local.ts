@@ -165,6 +165,7 @@ export async function runLocal(plan: SweepPlan, dir: string, opts: { workers: nu
     });
   } finally {
     clearInterval(timer);
+    progress(true);
     display.stop();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

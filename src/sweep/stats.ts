@@ -61,7 +61,7 @@ export function kaplanMeier(obs: Observation[], z = Z95): KaplanMeier {
     events: obs.filter((o) => o.event).length,
     points,
     median: firstBelow("s"),
-    medianCi: [firstBelow("hi"), firstBelow("lo")],
+    medianCi: [firstBelow("lo"), firstBelow("hi")],
   };
 }
 
