@@ -161,8 +161,13 @@ export function buildProgram(): Command {
         const saved = join(outDir, "config.json");
         if (!existsSync(saved)) throw new AbruptError(`cannot resume: ${saved} does not exist`);
         const base = readConfigFile(saved);
-        // only the length of the run may change on resume
-        cfg = resolveConfig(base.preset, base, { train: f.steps !== undefined ? { steps: f.steps } : {} });
+        // only the length of the run and its stop rules may change on resume
+        const stops = {
+          ...(f.steps !== undefined ? { steps: f.steps } : {}),
+          ...(f.maxSteps !== undefined ? { max_steps: f.maxSteps } : {}),
+          ...(f.stopAfterDrop !== undefined ? { stop_after_drop: f.stopAfterDrop } : {}),
+        };
+        cfg = resolveConfig(base.preset, base, { train: stops });
       } else {
         cfg = resolveConfig(f.preset, fileCfg, overridesOf(f));
         outDir = resolve(f.out ?? join("runs", `${cfg.preset}-${stamp()}`));
