@@ -85,7 +85,11 @@ export function pDropSpec(cells: SweepCellView[]): Spec {
   } as Spec;
 }
 
-/** Heatmap of P(drop) or the median plateau end over two grid axes, one rect per cell, its value written in it. */
+/**
+ * Heatmap of P(drop) or the median plateau end over two grid axes, one rect
+ * per cell, its value written in it; a cell without a value (no run ended, the
+ * median not reached) is grey. The axes keep the grid's order.
+ */
 export function phaseSpec(cells: SweepCellView[], xKey: string, yKey: string, metric: PhaseMetric, o: SweepFigureOptions = {}): Spec {
   const rows = cells.map((c) => ({
     cell: c.key,
@@ -94,16 +98,19 @@ export function phaseSpec(cells: SweepCellView[], xKey: string, yKey: string, me
     label: metric === "p_drop" ? (c.p_drop === null ? "–" : c.p_drop.toFixed(2)) : c.median_plateau_end === null ? "not reached" : String(c.median_plateau_end),
   }));
   const sel = o.selected !== undefined;
+  const x = { field: "x", type: "ordinal", title: xKey, sort: [...new Set(rows.map((r) => r.x))] };
+  const y = { field: "y", type: "ordinal", title: yKey, sort: [...new Set(rows.map((r) => r.y))] };
   return {
     $schema: SCHEMA,
     title: `${metric === "p_drop" ? "P(drop)" : "median plateau end (steps)"} over ${xKey} × ${yKey}`,
     width: { step: 70 } as unknown as number, height: { step: 40 } as unknown as number,
     data: { values: rows },
     layer: [
+      { mark: { type: "rect", color: "#e6e9ee" }, encoding: { x, y } },
       {
         mark: sel ? { type: "rect", cursor: "pointer" } : "rect",
         encoding: {
-          x: { field: "x", type: "ordinal", title: xKey, sort: null }, y: { field: "y", type: "ordinal", title: yKey, sort: null },
+          x, y,
           color: { field: "v", type: "quantitative", title: metric, ...(metric === "p_drop" ? { scale: { domain: [0, 1] } } : {}) },
           ...(sel ? {
             stroke: { condition: { test: isSelected(o.selected ?? null), value: "#111" }, value: null },
@@ -112,7 +119,7 @@ export function phaseSpec(cells: SweepCellView[], xKey: string, yKey: string, me
           } : {}),
         },
       },
-      { mark: { type: "text", fontSize: 11, ...(sel ? { cursor: "pointer" } : {}) }, encoding: { x: { field: "x", type: "ordinal", sort: null }, y: { field: "y", type: "ordinal", sort: null }, text: { field: "label" } } },
+      { mark: { type: "text", fontSize: 11, ...(sel ? { cursor: "pointer" } : {}) }, encoding: { x, y, text: { field: "label" } } },
     ],
   } as Spec;
 }
