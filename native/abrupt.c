@@ -390,6 +390,146 @@ static void adam(float* p, const float* g, float* m, float* v, i64 n, double lr,
 }
 
 // ---------------------------------------------------------------------------
+// The GPT's kernels: causal attention (softmax or linear), tanh GELU,
+// softmax cross-entropy. Attention as above: sgemm per (sample, head) on
+// strided views of qkv, the full [T,T] block (the upper triangle is computed
+// and then zeroed: at T ~ 100 that is cheaper than T small products).
+
+// att[B,H,T,T]: softmax over k <= t of q_t . k_k / sqrt(hs) (softmax), or the
+// scaled scores themselves (linear); 0 for k > t
+static void causal_attention_pattern(float* att, const float* qkv, int B, int T, int C, int H, bool softmax) {
+  if (B == 0 || T == 0) return;
+  int hs = C / H;
+  float scale = (float)(1.0 / sqrt((double)hs));
+  int C3 = 3 * C;
+#pragma omp parallel for schedule(static)
+  for (i64 bh = 0; bh < (i64)B * H; bh++) {
+    i64 b = bh / H, h = bh % H;
+    const float* q = qkv + b * T * C3 + h * hs;
+    float* a = att + bh * T * T;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C, C3, 0.0f, a, T);
+    for (int t = 0; t < T; t++) {
+      float* s = a + (i64)t * T;
+      for (int k = t + 1; k < T; k++) s[k] = 0.0f;
+      if (!softmax) continue;
+      float mx = -INFINITY;
+      for (int k = 0; k <= t; k++) mx = s[k] > mx ? s[k] : mx;
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int k = 0; k <= t; k++) {
+        s[k] = expf(s[k] - mx);
+        sum += s[k];
+      }
+      float inv = 1.0f / sum;
+      for (int k = 0; k <= t; k++) s[k] *= inv;
+    }
+  }
+}
+
+// Backward of attention_apply o causal_attention_pattern. dqkv[B,T,3C]
+// overwritten; datt[B,H,T,T] scratch (ends as the score gradient / scale).
+static void causal_attention_backward(float* dqkv, float* datt, const float* dout, const float* qkv,
+                                      const float* att, int B, int T, int C, int H, bool softmax) {
+  if (B == 0 || T == 0) return;
+  int hs = C / H;
+  float scale = (float)(1.0 / sqrt((double)hs));
+  int C3 = 3 * C;
+#pragma omp parallel for schedule(static)
+  for (i64 bh = 0; bh < (i64)B * H; bh++) {
+    i64 b = bh / H, h = bh % H;
+    const float* q = qkv + b * T * C3 + h * hs;  // k = q + C, v = q + 2C
+    float* dq = dqkv + b * T * C3 + h * hs;      // dk = dq + C, dv = dq + 2C
+    const float* a = att + bh * T * T;
+    float* da = datt + bh * T * T;
+    const float* go = dout + b * T * C + h * hs;
+    // datt[T,T] = dout_h @ v^T;  dv = att^T @ dout_h (att is 0 above the diagonal)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, go, C, q + 2 * C, C3, 0.0f, da, T);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, go, C, 0.0f, dq + 2 * C, C3);
+    for (int t = 0; t < T; t++) {
+      const float* ar = a + (i64)t * T;
+      float* dr = da + (i64)t * T;
+      for (int k = t + 1; k < T; k++) dr[k] = 0.0f;  // masked entries are constants
+      if (!softmax) continue;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int k = 0; k <= t; k++) dot += ar[k] * dr[k];
+      for (int k = 0; k <= t; k++) dr[k] = ar[k] * (dr[k] - dot);
+    }
+    // dq = scale * dscore @ k;  dk = scale * dscore^T @ q
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, q + C, C3, 0.0f, dq, C3);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, C3, 0.0f, dq + C, C3);
+  }
+}
+
+#define GELU_TANH_K 0.7978845608028654f  // sqrt(2/pi)
+#define GELU_TANH_A 0.044715f
+
+// out = 0.5 x (1 + tanh(u)) = x sigma(2u), u = sqrt(2/pi) (x + 0.044715 x^3)
+// (the sigmoid form does not cancel for x << 0)
+static void gelu_tanh_forward(float* out, const float* inp, i64 n) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (i64 i = 0; i < n; i++) {
+    float x = inp[i];
+    float u = GELU_TANH_K * (x + GELU_TANH_A * x * x * x);
+    out[i] = x / (1.0f + expf(-2.0f * u));
+  }
+}
+
+// dinp = dout * (s + 2 x s (1 - s) u'), s = sigma(2u), u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+static void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, i64 n) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (i64 i = 0; i < n; i++) {
+    float x = inp[i];
+    float u = GELU_TANH_K * (x + GELU_TANH_A * x * x * x);
+    float s = 1.0f / (1.0f + expf(-2.0f * u));
+    float du = GELU_TANH_K * (1.0f + 3.0f * GELU_TANH_A * x * x);
+    dinp[i] = dout[i] * (s + 2.0f * x * s * (1.0f - s) * du);
+  }
+}
+
+// Cross-entropy of logits[N,V] against targets[N] (-1 = row left out; checked
+// by the glue), count rows counted. Per row: nll = logsumexp - logit[target];
+// dlogits = gscale (softmax - onehot) / count (may alias logits: each row is
+// read completely before it is written). Row terms are summed in row order.
+static int cross_entropy(double* result, float* dlogits, float* row_loss, const float* logits, const int32_t* targets,
+                         i64 N, i64 V, double gscale, i64 count) {
+  double* nll = malloc(sizeof(double) * (N > 0 ? N : 1));
+  if (!nll) return -1;
+  float g = count > 0 ? (float)(gscale / (double)count) : 0.0f;
+#pragma omp parallel for schedule(static) if (N * V > PAR_MIN)
+  for (i64 i = 0; i < N; i++) {
+    const float* l = logits + i * V;
+    int32_t tgt = targets[i];
+    if (tgt < 0) {
+      nll[i] = 0.0;
+      if (dlogits) memset(dlogits + i * V, 0, sizeof(float) * V);
+      continue;
+    }
+    float mx = -INFINITY;
+    for (i64 c = 0; c < V; c++) mx = l[c] > mx ? l[c] : mx;
+    double z = 0.0;
+#pragma omp simd reduction(+ : z)
+    for (i64 c = 0; c < V; c++) z += expf(l[c] - mx);
+    double lse = (double)mx + log(z);
+    nll[i] = lse - (double)l[tgt];
+    if (dlogits) {
+      float lsef = (float)lse;
+      float* d = dlogits + i * V;
+      for (i64 c = 0; c < V; c++) d[c] = g * expf(l[c] - lsef);
+      d[tgt] -= g;
+    }
+  }
+  double s = 0.0;
+  for (i64 i = 0; i < N; i++) {
+    s += nll[i];
+    if (row_loss) row_loss[i] = (float)nll[i];
+  }
+  free(nll);
+  *result = count > 0 ? s / (double)count : 0.0;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
 // Threads
 
 static int n_threads = 1;
@@ -817,6 +957,97 @@ static napi_value js_adam(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// causalAttentionPattern(att, qkv, B, T, C, H, softmax)
+static napi_value js_causal_attention_pattern(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "causalAttentionPattern", 7)) return NULL;
+  FArr att = arg_f32(&a, 0, "att"), qkv = arg_f32(&a, 1, "qkv");
+  int B = arg_int(&a, 2, "B", 0), T = arg_int(&a, 3, "T", 0), C = arg_int(&a, 4, "C", 1);
+  int H = arg_int(&a, 5, "H", 1);
+  bool softmax = arg_bool(&a, 6, "softmax");
+  check_heads(&a, C, H);
+  need(&a, att.n, mul4(B, H, T, T), "att");
+  need(&a, qkv.n, mul4(B, T, 3, C), "qkv");
+  if (a.bad) return NULL;
+  causal_attention_pattern(att.p, qkv.p, B, T, C, H, softmax);
+  return undefined(env);
+}
+
+// causalAttentionBackward(dqkv, datt, dout, qkv, att, B, T, C, H, softmax)
+static napi_value js_causal_attention_backward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "causalAttentionBackward", 10)) return NULL;
+  FArr dqkv = arg_f32(&a, 0, "dqkv"), datt = arg_f32(&a, 1, "datt"), dout = arg_f32(&a, 2, "dout");
+  FArr qkv = arg_f32(&a, 3, "qkv"), att = arg_f32(&a, 4, "att");
+  int B = arg_int(&a, 5, "B", 0), T = arg_int(&a, 6, "T", 0), C = arg_int(&a, 7, "C", 1);
+  int H = arg_int(&a, 8, "H", 1);
+  bool softmax = arg_bool(&a, 9, "softmax");
+  check_heads(&a, C, H);
+  need(&a, dqkv.n, mul4(B, T, 3, C), "dqkv");
+  need(&a, qkv.n, mul4(B, T, 3, C), "qkv");
+  need(&a, datt.n, mul4(B, H, T, T), "datt");
+  need(&a, att.n, mul4(B, H, T, T), "att");
+  need(&a, dout.n, mul3(B, T, C), "dout");
+  if (a.bad) return NULL;
+  causal_attention_backward(dqkv.p, datt.p, dout.p, qkv.p, att.p, B, T, C, H, softmax);
+  return undefined(env);
+}
+
+// geluTanhForward(out, inp, n)
+static napi_value js_gelu_tanh_forward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "geluTanhForward", 3)) return NULL;
+  FArr out = arg_f32(&a, 0, "out"), inp = arg_f32(&a, 1, "inp");
+  int n = arg_int(&a, 2, "n", 0);
+  need(&a, out.n, n, "out");
+  need(&a, inp.n, n, "inp");
+  if (a.bad) return NULL;
+  gelu_tanh_forward(out.p, inp.p, n);
+  return undefined(env);
+}
+
+// geluTanhBackward(dinp, inp, dout, n)
+static napi_value js_gelu_tanh_backward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "geluTanhBackward", 4)) return NULL;
+  FArr dinp = arg_f32(&a, 0, "dinp"), inp = arg_f32(&a, 1, "inp"), dout = arg_f32(&a, 2, "dout");
+  int n = arg_int(&a, 3, "n", 0);
+  need(&a, dinp.n, n, "dinp");
+  need(&a, inp.n, n, "inp");
+  need(&a, dout.n, n, "dout");
+  if (a.bad) return NULL;
+  gelu_tanh_backward(dinp.p, inp.p, dout.p, n);
+  return undefined(env);
+}
+
+// crossEntropy(dlogits|null, rowLoss|null, logits, targets, N, V, gradScale) -> number
+static napi_value js_cross_entropy(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "crossEntropy", 7)) return NULL;
+  FArr dl = arg_f32_or_null(&a, 0, "dlogits"), rl = arg_f32_or_null(&a, 1, "rowLoss");
+  FArr logits = arg_f32(&a, 2, "logits");
+  i64 ntgt = 0;
+  int32_t* tgt = arg_typed(&a, 3, "targets", napi_int32_array, "Int32Array", &ntgt);
+  int N = arg_int(&a, 4, "N", 0), V = arg_int(&a, 5, "V", 1);
+  double gs = arg_num(&a, 6, "gradScale");
+  need(&a, logits.n, mul(N, V), "logits");
+  need(&a, ntgt, N, "targets");
+  if (dl.p) need(&a, dl.n, mul(N, V), "dlogits");
+  if (rl.p) need(&a, rl.n, N, "rowLoss");
+  i64 count = 0;
+  for (i64 i = 0; i < N && !a.bad; i++) {
+    if (tgt[i] == -1) continue;
+    if (tgt[i] < 0 || tgt[i] >= V) fail(&a, true, "target %d at row %lld outside [0, %d) (and not -1)", tgt[i], (long long)i, V);
+    count++;
+  }
+  if (a.bad) return NULL;
+  double s = 0.0;
+  if (cross_entropy(&s, dl.p, rl.p, logits.p, tgt, N, V, gs, count)) return oom(&a);
+  napi_value r;
+  napi_create_double(env, s, &r);
+  return r;
+}
+
 // setThreads(n)
 static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   Args a;
@@ -872,6 +1103,11 @@ NAPI_MODULE_INIT() {
       {"setThreads", js_set_threads},
       {"threads", js_threads},
       {"blasInfo", js_blas_info},
+      {"causalAttentionPattern", js_causal_attention_pattern},
+      {"causalAttentionBackward", js_causal_attention_backward},
+      {"geluTanhForward", js_gelu_tanh_forward},
+      {"geluTanhBackward", js_gelu_tanh_backward},
+      {"crossEntropy", js_cross_entropy},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -514,3 +514,218 @@ describe("cpu determinism and argument checks", () => {
     assert.throws(() => k.matmul(f(1), f(1), f(1), 65536, 65536, 1, false, false, 1, 0), /needs 4294967296/);
   });
 });
+
+// ---------------------------------------------------------------------------
+// The GPT's kernels: causal attention (softmax, linear), tanh GELU, cross-entropy
+
+describe("GPT kernels: finite differences (ref backward)", () => {
+  const rng = mulberry32(11);
+
+  for (const kind of ["softmax", "linear"] as const) {
+    it(`causal attention, ${kind} (pattern then apply)`, () => {
+      const B = 2, T = 5, C = 6, H = 2;
+      const qkv = rand(rng, B * T * 3 * C, -1.5, 1.5), R = rand(rng, B * T * C);
+      const att = new Float32Array(B * H * T * T), out = new Float32Array(B * T * C);
+      const loss = () => {
+        ref.causalAttentionPattern(att, qkv, B, T, C, H, kind);
+        ref.attentionApply(out, att, qkv, B, T, C, H);
+        return dotR(out, R);
+      };
+      loss();
+      const dqkv = new Float32Array(B * T * 3 * C), datt = new Float32Array(B * H * T * T);
+      ref.causalAttentionBackward(dqkv, datt, R, qkv, att, B, T, C, H, kind);
+      gradCheck(`causal ${kind} dqkv`, loss, qkv, dqkv);
+      for (let r = 0; r < B * H * T; r++) {
+        const t = r % T;
+        let s = 0;
+        for (let k = 0; k < T; k++) {
+          if (k > t) assert.equal(att[r * T + k], 0, "above the diagonal");
+          s += att[r * T + k]!;
+        }
+        if (kind === "softmax") assert.ok(Math.abs(s - 1) < 1e-6, "rows are distributions");
+      }
+      if (kind === "linear") {
+        // the scores themselves: q0·k0 / sqrt(hs) at (b 0, h 0, t 0)
+        let s = 0;
+        for (let j = 0; j < C / H; j++) s += qkv[j]! * qkv[C + j]!;
+        assert.ok(Math.abs(att[0]! - s / Math.sqrt(C / H)) < 1e-6);
+      }
+    });
+
+    it(`causal attention, ${kind}: outputs at t do not depend on inputs after t`, () => {
+      const B = 1, T = 6, C = 8, H = 2;
+      const qkv = rand(rng, B * T * 3 * C);
+      const run = () => {
+        const att = new Float32Array(B * H * T * T), out = new Float32Array(B * T * C);
+        ref.causalAttentionPattern(att, qkv, B, T, C, H, kind);
+        ref.attentionApply(out, att, qkv, B, T, C, H);
+        return out;
+      };
+      const a = run();
+      for (let i = (T - 1) * 3 * C; i < T * 3 * C; i++) qkv[i] = qkv[i]! + 1; // the last position's q, k, v
+      const b = run();
+      assert.deepEqual(b.subarray(0, (T - 1) * C), a.subarray(0, (T - 1) * C));
+      assert.notDeepEqual(b.subarray((T - 1) * C), a.subarray((T - 1) * C));
+    });
+  }
+
+  it("gelu, tanh form: values (0.5 x (1 + tanh u)) and derivative", () => {
+    const n = 40;
+    const x = rand(rng, n, -5, 5), R = rand(rng, n);
+    const out = new Float32Array(n);
+    ref.geluTanhForward(out, x, n);
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!, u = Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3);
+      assert.ok(Math.abs(out[i]! - 0.5 * v * (1 + Math.tanh(u))) <= 1e-6 * (1 + Math.abs(v)), `gelu_tanh(${v})`);
+    }
+    const loss = () => (ref.geluTanhForward(out, x, n), dotR(out, R));
+    const dx = new Float32Array(n);
+    ref.geluTanhBackward(dx, x, R, n);
+    gradCheck("gelu tanh", loss, x, dx);
+  });
+
+  it("cross-entropy: mean over counted rows (-1 left out), logits gradient", () => {
+    const N = 6, V = 7;
+    const logits = rand(rng, N * V, -3, 3);
+    const targets = Int32Array.of(3, -1, 0, 6, 6, -1);
+    const loss = () => ref.crossEntropy(null, null, logits, targets, N, V, 1);
+    const d = new Float32Array(N * V).fill(NaN), rows = new Float32Array(N).fill(NaN), one = new Float32Array(1);
+    const mean = ref.crossEntropy(d, rows, logits, targets, N, V, 1, one);
+    // by hand: -log softmax
+    let sum = 0;
+    for (let i = 0; i < N; i++) {
+      if (targets[i]! < 0) {
+        assert.equal(rows[i], 0);
+        for (let c = 0; c < V; c++) assert.equal(d[i * V + c], 0);
+        continue;
+      }
+      let z = 0;
+      for (let c = 0; c < V; c++) z += Math.exp(logits[i * V + c]!);
+      const nll = Math.log(z) - logits[i * V + targets[i]!]!;
+      assert.ok(Math.abs(rows[i]! - nll) < 1e-6);
+      sum += nll;
+    }
+    assert.ok(Math.abs(mean - sum / 4) < 1e-12 && Math.abs(one[0]! - mean) < 1e-6);
+    gradCheck("cross-entropy dlogits", loss, logits, d);
+    // gradScale multiplies the gradient; no counted row gives 0
+    const d2 = new Float32Array(N * V);
+    ref.crossEntropy(d2, null, logits, targets, N, V, 0.5);
+    assertClose(d2, d.map((x) => 0.5 * x), "gradScale");
+    assert.equal(ref.crossEntropy(d2, null, logits, new Int32Array(N).fill(-1), N, V, 1), 0);
+    assert.throws(() => ref.crossEntropy(null, null, logits, Int32Array.of(0, 0, 0, 0, 0, 7), N, V, 1), /target 7 at row 5 outside \[0, 7\)/);
+    assert.throws(() => ref.crossEntropy(null, null, logits, Int32Array.of(0, -2, 0, 0, 0, 0), N, V, 1), /target -2/);
+  });
+});
+
+describe("GPT kernels: cpu parity with ref", () => {
+  const rng = mulberry32(13);
+
+  for (const kind of ["softmax", "linear"] as const) {
+    it(`causal attention ${kind}: pattern, apply, backward`, () => {
+      const shapes = [[2, 98, 64, 2], [3, 7, 24, 3], [1, 1, 8, 2], [2, 49, 128, 4], [4, 19, 32, 2]];
+      for (const [B, T, C, H] of shapes as [number, number, number, number][]) {
+        const what = `causal ${kind} B=${B} T=${T} C=${C} H=${H}`;
+        const qkv = view(rand(rng, B * T * 3 * C, -2, 2));
+        const ar = new Float32Array(B * H * T * T), ac = view(rand(rng, B * H * T * T));
+        ref.causalAttentionPattern(ar, qkv, B, T, C, H, kind);
+        cpu().causalAttentionPattern(ac, qkv, B, T, C, H, kind);
+        assertClose(ac, ar, `${what} pattern`);
+        const or = new Float32Array(B * T * C), oc = view(new Float32Array(B * T * C));
+        ref.attentionApply(or, ar, qkv, B, T, C, H);
+        cpu().attentionApply(oc, ar, qkv, B, T, C, H);
+        assertClose(oc, or, `${what} apply`);
+        const dout = view(rand(rng, B * T * C));
+        const dr = new Float32Array(B * T * 3 * C), dc = view(rand(rng, B * T * 3 * C));
+        ref.causalAttentionBackward(dr, new Float32Array(B * H * T * T), dout, qkv, ar, B, T, C, H, kind);
+        cpu().causalAttentionBackward(dc, view(rand(rng, B * H * T * T)), dout, qkv, ar, B, T, C, H, kind);
+        assertClose(dc, dr, `${what} backward`);
+        for (const v of [ac, oc, dc]) assertSentinels(v, what);
+      }
+    });
+  }
+
+  it("causal attention: the softmax kind's backward equals attentionBackward on a causal pattern", () => {
+    const B = 2, T = 21, C = 32, H = 4;
+    const qkv = rand(rng, B * T * 3 * C), dout = rand(rng, B * T * C);
+    const att = new Float32Array(B * H * T * T);
+    cpu().causalAttentionPattern(att, qkv, B, T, C, H, "softmax");
+    const a = new Float32Array(B * T * 3 * C), b = new Float32Array(B * T * 3 * C);
+    cpu().causalAttentionBackward(a, new Float32Array(att.length), dout, qkv, att, B, T, C, H, "softmax");
+    cpu().attentionBackward(b, new Float32Array(att.length), dout, qkv, att, B, T, C, H);
+    assertClose(a, b, "causal softmax backward vs attentionBackward");
+  });
+
+  it("gelu tanh forward (in place too) and backward (dinp aliasing dout)", () => {
+    for (const n of [1, 17, 1001, 100003]) {
+      const x = view(rand(rng, n, -8, 8));
+      const or = new Float32Array(n), oc = view(new Float32Array(n));
+      ref.geluTanhForward(or, x, n);
+      cpu().geluTanhForward(oc, x, n);
+      assertClose(oc, or, `geluTanhForward n=${n}`);
+      const inPlace = view(copy(x));
+      cpu().geluTanhForward(inPlace, inPlace, n);
+      assert.deepEqual(inPlace, oc, "geluTanhForward in place");
+      const dout = rand(rng, n);
+      const dr = new Float32Array(n);
+      ref.geluTanhBackward(dr, x, dout, n);
+      const dc = view(dout);
+      cpu().geluTanhBackward(dc, x, dc, n);
+      assertClose(dc, dr, `geluTanhBackward n=${n}`);
+      assertSentinels(dc, "geluTanhBackward");
+    }
+  });
+
+  it("gelu tanh is accurate elementwise on a grid [-10, 10]", () => {
+    const xs = Float32Array.from({ length: 2001 }, (_, i) => -10 + i * 0.01);
+    const n = xs.length;
+    const [fr, fc, br, bc] = [0, 0, 0, 0].map(() => new Float32Array(n)) as [F32, F32, F32, F32];
+    const ones = new Float32Array(n).fill(1);
+    ref.geluTanhForward(fr, xs, n);
+    cpu().geluTanhForward(fc, xs, n);
+    ref.geluTanhBackward(br, xs, ones, n);
+    cpu().geluTanhBackward(bc, xs, ones, n);
+    let worstF = 0, worstB = 0;
+    for (let i = 0; i < n; i++) {
+      // relative per element, with an absolute floor of 1e-7 (the derivative crosses 0 near x = -0.75)
+      worstF = Math.max(worstF, Math.abs(fc[i]! - fr[i]!) / (Math.abs(fr[i]!) + 1e-30));
+      worstB = Math.max(worstB, Math.abs(bc[i]! - br[i]!) / (Math.abs(br[i]!) + 1e-7));
+    }
+    // float exp of -2u loses ~|2u|·2^-24 relative: at x = -10, |2u| ≈ 88
+    assert.ok(worstF < 1e-5, `gelu tanh forward: worst relative error ${worstF}`);
+    assert.ok(worstB < 1e-5, `gelu tanh backward: worst relative error ${worstB}`);
+  });
+
+  it("cross-entropy: loss, row losses and dlogits (left-out rows, views, in place)", () => {
+    for (const [N, V] of [[7, 405], [294, 405], [5, 1], [33, 2002], [0, 3]] as const) {
+      const logits = view(rand(rng, N * V, -6, 6));
+      const targets = Int32Array.from({ length: N }, (_, i) => (i % 5 === 2 ? -1 : Math.floor(rng() * V)));
+      const [dr, rr, lr] = [new Float32Array(N * V), new Float32Array(N), new Float32Array(1)];
+      const [dc, rc, lc] = [view(rand(rng, N * V)), view(rand(rng, N)), view(new Float32Array(1))];
+      const mr = ref.crossEntropy(dr, rr, logits, targets, N, V, 0.7, lr);
+      const mc = cpu().crossEntropy(dc, rc, logits, targets, N, V, 0.7, lc);
+      const what = `crossEntropy N=${N} V=${V}`;
+      assert.ok(Math.abs(mc - mr) <= 1e-6 * Math.max(1, mr), `${what}: loss ${mc} vs ${mr}`);
+      assert.equal(lc[0], Math.fround(mc));
+      assertClose(dc, dr, `${what} dlogits`);
+      assertClose(rc, rr, `${what} rowLoss`);
+      for (const v of [dc, rc, lc]) assertSentinels(v, what);
+      assert.equal(cpu().crossEntropy(null, null, logits, targets, N, V, 1), mc, "without outputs: same loss");
+      const inPlace = view(copy(logits));
+      cpu().crossEntropy(inPlace, null, inPlace, targets, N, V, 0.7);
+      assert.deepEqual(inPlace, dc, "dlogits aliasing logits");
+    }
+  });
+
+  it("GPT kernels reject wrong lengths, kinds and targets", () => {
+    const k = cpu();
+    const f = (n: number) => new Float32Array(n);
+    assert.throws(() => k.causalAttentionPattern(f(10), f(100), 1, 3, 4, 2, "softmax"), /att has 10/);
+    assert.throws(() => k.causalAttentionPattern(f(18), f(36), 1, 3, 4, 2, "cosine" as "softmax"), /kind/);
+    assert.throws(() => k.causalAttentionBackward(f(36), f(18), f(11), f(36), f(18), 1, 3, 4, 2, "linear"), /dout has 11/);
+    assert.throws(() => k.geluTanhForward(f(3), f(4), 4), /out has 3/);
+    assert.throws(() => k.crossEntropy(null, null, f(6), Int32Array.of(0, 3), 2, 3, 1), /target 3 at row 1/);
+    assert.throws(() => k.crossEntropy(null, null, f(5), Int32Array.of(0, 1), 2, 3, 1), /logits has 5/);
+    assert.throws(() => k.crossEntropy(f(5), null, f(6), Int32Array.of(0, 1), 2, 3, 1), /dlogits has 5/);
+    assert.throws(() => k.crossEntropy(null, null, f(6), new Uint32Array(2) as unknown as Int32Array, 2, 3, 1), /Int32Array/);
+  });
+});

@@ -432,3 +432,75 @@ test("webgpu: no adapter → `abrupt: webgpu: no adapter found (...)`, exit 1", 
   assert.equal(ours.length, 1, r.stderr);
   assert.match(ours[0]!, /^abrupt: webgpu: no adapter found \(.+\)$/);
 });
+
+// ---------------------------------------------------------------------------
+// The GPT's kernels
+
+describe("webgpu == ref: GPT kernels (1e-4 relative)", () => {
+  for (const kind of ["softmax", "linear"] as const) {
+    for (const [B, T, C, H] of [[3, 7, 8, 2], [2, 49, 64, 4], [2, 98, 32, 2]] as const) {
+      it(`causalAttentionPattern ${kind}, attentionApply, causalAttentionBackward ${kind} (B${B} T${T} C${C} H${H})`, async () => {
+        const qkv = rand(B * T * 3 * C, -2, 2);
+        const att = new Float32Array(B * H * T * T);
+        ref.causalAttentionPattern(att, qkv, B, T, C, H, kind);
+        const out = new Float32Array(B * T * C);
+        ref.attentionApply(out, att, qkv, B, T, C, H);
+        const acts = new Packed(qkv, rand(B * H * T * T), new Float32Array(B * T * C));
+        const [gq, ga, go] = acts.views as [GpuTensor, GpuTensor, GpuTensor];
+        k.causalAttentionPattern(ga, gq, B, T, C, H, kind);
+        k.attentionApply(go, ga, gq, B, T, C, H);
+        const [, a2, o2] = await acts.read("causal attention forward");
+        assertClose(a2!, att, "att");
+        assertClose(o2!, out, "out");
+        const dout = rand(B * T * C);
+        const dqkv = new Float32Array(B * T * 3 * C);
+        ref.causalAttentionBackward(dqkv, new Float32Array(B * H * T * T), dout, qkv, att, B, T, C, H, kind);
+        const g = new Packed(rand(B * T * 3 * C), rand(B * H * T * T), dout);
+        k.causalAttentionBackward(g.views[0]!, g.views[1]!, g.views[2]!, gq, ga, B, T, C, H, kind);
+        assertClose((await g.read("causalAttentionBackward"))[0]!, dqkv, "dqkv");
+      });
+    }
+  }
+
+  it("gelu tanh forward and backward over [-10, 10], also in place", async () => {
+    const n = 3001;
+    const x = rand(n, -10, 10), dout = rand(n);
+    const y = new Float32Array(n), dx = new Float32Array(n);
+    ref.geluTanhForward(y, x, n);
+    ref.geluTanhBackward(dx, x, dout, n);
+    const p = new Packed(x, new Float32Array(n), dout);
+    const [gx, gy, gd] = p.views as [GpuTensor, GpuTensor, GpuTensor];
+    k.geluTanhForward(gy, gx, n);
+    k.geluTanhBackward(gd, gx, gd, n); // in place
+    const [, y2, dx2] = await p.read("gelu tanh");
+    assertClose(y2!, y, "gelu tanh");
+    assertClose(dx2!, dx, "gelu tanh backward");
+    const [inplace, ip] = put(x);
+    k.geluTanhForward(inplace, inplace, n);
+    assertClose(await get(ip, "gelu tanh in place"), y, "gelu tanh in place");
+  });
+
+  for (const [N, V] of [[7, 405], [300, 405], [5, 1], [19, 2002]] as const) {
+    it(`crossEntropy N${N} V${V}: loss, row losses, dlogits (left-out rows, outputs in one buffer, in place)`, async () => {
+      const logits = rand(N * V, -6, 6);
+      const targets = Int32Array.from({ length: N }, (_, i) => (i % 5 === 2 ? -1 : Math.floor(rng() * V)));
+      const d = new Float32Array(N * V), rows = new Float32Array(N);
+      const mean = ref.crossEntropy(d, rows, logits, targets, N, V, 0.7);
+      const [gl] = put(logits);
+      const outs = new Packed(rand(N * V), rand(N), new Float32Array(1));
+      const r = k.crossEntropy(outs.views[0]!, outs.views[1]!, gl, targets, N, V, 0.7, outs.views[2]!);
+      assert.ok(Number.isNaN(r));
+      const [d2, rows2, l2] = await outs.read("crossEntropy");
+      assertClose(d2!, d, "dlogits");
+      assertClose(rows2!, rows, "rowLoss");
+      assert.ok(Math.abs(l2![0]! - mean) <= 1e-4 * Math.max(1, mean), `loss ${l2![0]} vs ${mean}`);
+      // loss only (no dlogits, no rowLoss), and dlogits in place of the logits
+      const [gl2, glp] = put(logits);
+      const [one, onep] = put(new Float32Array(1));
+      k.crossEntropy(gl2, null, gl2, targets, N, V, 0.7, one);
+      assertClose(await get(glp, "crossEntropy in place"), d, "dlogits in place");
+      assert.ok(Math.abs((await get(onep, "loss"))[0]! - mean) <= 1e-4 * Math.max(1, mean));
+      assert.throws(() => k.crossEntropy(null, null, gl, Int32Array.from(targets, () => V), N, V, 1), /outside/);
+    });
+  }
+});

@@ -7,12 +7,22 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AbruptError } from "../errors.js";
 import { hostMemory } from "./ref.js";
-import type { F32, Kernels } from "./types.js";
+import type { AttentionKind, F32, Kernels } from "./types.js";
+
+/** The addon's causal attention takes a boolean (softmax) for the kind. */
+type GptNative = "causalAttentionPattern" | "causalAttentionBackward";
 
 /** What the addon exports besides the Kernels methods. */
-interface Addon extends Omit<Kernels, "name" | "host" | keyof typeof hostMemory> {
+interface Addon extends Omit<Kernels, "name" | "host" | keyof typeof hostMemory | GptNative> {
   setThreads(n: number): void;
   blasInfo(): string;
+  causalAttentionPattern(att: F32, qkv: F32, B: number, T: number, C: number, H: number, softmax: boolean): void;
+  causalAttentionBackward(dqkv: F32, datt: F32, dout: F32, qkv: F32, att: F32, B: number, T: number, C: number, H: number, softmax: boolean): void;
+}
+
+function softmaxOf(kind: AttentionKind): boolean {
+  if (kind !== "softmax" && kind !== "linear") throw new RangeError(`causal attention: kind must be "softmax" or "linear", got ${String(kind)}`);
+  return kind === "softmax";
 }
 
 export interface CpuKernels extends Kernels {
@@ -96,5 +106,18 @@ export function loadCpuKernels(): CpuKernels {
       return sum;
     },
     adam: a.adam,
+    causalAttentionPattern: (att, qkv, B, T, C, H, kind) => a.causalAttentionPattern(att, qkv, B, T, C, H, softmaxOf(kind)),
+    causalAttentionBackward: (dqkv, datt, dout, qkv, att, B, T, C, H, kind) =>
+      a.causalAttentionBackward(dqkv, datt, dout, qkv, att, B, T, C, H, softmaxOf(kind)),
+    geluTanhForward: a.geluTanhForward,
+    geluTanhBackward: a.geluTanhBackward,
+    crossEntropy: (dlogits, rowLoss, logits, targets, N, V, gradScale, loss) => {
+      const mean = a.crossEntropy(dlogits, rowLoss, logits, targets, N, V, gradScale);
+      if (loss) {
+        if (loss.length < 1) throw new RangeError("crossEntropy: loss has 0 elements, needs 1");
+        loss[0] = mean;
+      }
+      return mean;
+    },
   };
 }

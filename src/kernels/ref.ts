@@ -2,7 +2,7 @@
 // double. It is the oracle the native backend is tested against, so it favours
 // being obviously correct over being fast. Shapes follow types.ts.
 
-import type { F32, Kernels } from "./types.js";
+import type { AttentionKind, F32, Kernels } from "./types.js";
 
 /** Throws unless `a` holds at least `n` elements (catches shape bugs early). */
 function need(a: ArrayLike<number>, n: number, what: string): void {
@@ -67,6 +67,22 @@ export function geluGrad(x: number): number {
   return normCdf(x) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
 }
 
+const GELU_TANH_K = Math.sqrt(2 / Math.PI);
+
+/**
+ * GELU, tanh form, and its derivative, in double. 0.5 x (1 + tanh(u)) is
+ * written x σ(2u) (the same function), which does not cancel for x << 0.
+ */
+export function geluTanh(x: number): number {
+  const u = GELU_TANH_K * (x + 0.044715 * x * x * x);
+  return x / (1 + Math.exp(-2 * u));
+}
+export function geluTanhGrad(x: number): number {
+  const u = GELU_TANH_K * (x + 0.044715 * x * x * x);
+  const s = 1 / (1 + Math.exp(-2 * u));
+  return s + 2 * x * s * (1 - s) * GELU_TANH_K * (1 + 3 * 0.044715 * x * x);
+}
+
 // ---------------------------------------------------------------------------
 
 /** Memory of the host backends: tensors are Float32Arrays, views subarrays. */
@@ -86,6 +102,172 @@ export const hostMemory = {
   copy: (dst: F32, src: F32, n: number): void => dst.set(src.subarray(0, n)),
   finish: (): Promise<void> => Promise.resolve(),
 };
+
+// ---------------------------------------------------------------------------
+// The GPT's kernels: causal attention (softmax or linear), tanh GELU, cross-entropy.
+
+function checkKind(kind: AttentionKind): void {
+  if (kind !== "softmax" && kind !== "linear") throw new RangeError(`causal attention: kind must be "softmax" or "linear", got ${String(kind)}`);
+}
+
+const refGptKernels = {
+  causalAttentionPattern(att: F32, qkv: F32, B: number, T: number, C: number, H: number, kind: AttentionKind) {
+    checkAttention(qkv, B, T, C, H);
+    checkKind(kind);
+    need(att, B * H * T * T, "causalAttentionPattern att");
+    const hs = C / H;
+    const scale = 1 / Math.sqrt(hs);
+    const row = new Float64Array(T);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        for (let t = 0; t < T; t++) {
+          const q = (b * T + t) * 3 * C + h * hs;
+          let max = -Infinity;
+          for (let k = 0; k <= t; k++) {
+            const key = (b * T + k) * 3 * C + C + h * hs;
+            let s = 0;
+            for (let j = 0; j < hs; j++) s += qkv[q + j]! * qkv[key + j]!;
+            row[k] = s * scale;
+            if (row[k]! > max) max = row[k]!;
+          }
+          let sum = 1;
+          if (kind === "softmax") {
+            sum = 0;
+            for (let k = 0; k <= t; k++) {
+              row[k] = Math.exp(row[k]! - max);
+              sum += row[k]!;
+            }
+          }
+          const a = ((b * H + h) * T + t) * T;
+          for (let k = 0; k < T; k++) att[a + k] = k <= t ? row[k]! / sum : 0;
+        }
+      }
+    }
+  },
+
+  causalAttentionBackward(dqkv: F32, datt: F32, dout: F32, qkv: F32, att: F32, B: number, T: number, C: number, H: number, kind: AttentionKind) {
+    checkAttention(qkv, B, T, C, H);
+    checkKind(kind);
+    need(att, B * H * T * T, "causalAttentionBackward att");
+    need(datt, B * H * T * T, "causalAttentionBackward datt");
+    need(dout, B * T * C, "causalAttentionBackward dout");
+    need(dqkv, B * T * 3 * C, "causalAttentionBackward dqkv");
+    const hs = C / H;
+    const scale = 1 / Math.sqrt(hs);
+    const C3 = 3 * C;
+    dqkv.fill(0, 0, B * T * C3);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const a0 = (b * H + h) * T * T;
+        const qOff = (t: number) => (b * T + t) * C3 + h * hs;
+        const kOff = (t: number) => (b * T + t) * C3 + C + h * hs;
+        const vOff = (t: number) => (b * T + t) * C3 + 2 * C + h * hs;
+        const oOff = (t: number) => (b * T + t) * C + h * hs;
+        // datt[t,k] = dout[t] · v[k] for k <= t (0 above: those entries are constants)
+        for (let t = 0; t < T; t++) {
+          for (let k = 0; k < T; k++) {
+            let s = 0;
+            if (k <= t) for (let j = 0; j < hs; j++) s += dout[oOff(t) + j]! * qkv[vOff(k) + j]!;
+            datt[a0 + t * T + k] = s;
+          }
+        }
+        // dv[k] = sum_t att[t,k] dout[t]
+        for (let k = 0; k < T; k++) {
+          for (let j = 0; j < hs; j++) {
+            let s = 0;
+            for (let t = k; t < T; t++) s += att[a0 + t * T + k]! * dout[oOff(t) + j]!;
+            dqkv[vOff(k) + j] = s;
+          }
+        }
+        // softmax backward in place (linear: datt is already the score gradient)
+        if (kind === "softmax") {
+          for (let t = 0; t < T; t++) {
+            let dot = 0;
+            for (let k = 0; k <= t; k++) dot += att[a0 + t * T + k]! * datt[a0 + t * T + k]!;
+            for (let k = 0; k <= t; k++) datt[a0 + t * T + k] = att[a0 + t * T + k]! * (datt[a0 + t * T + k]! - dot);
+          }
+        }
+        // dq[t] = scale sum_{k<=t} dscore[t,k] k[k];  dk[k] = scale sum_{t>=k} dscore[t,k] q[t]
+        for (let t = 0; t < T; t++) {
+          for (let j = 0; j < hs; j++) {
+            let s = 0;
+            for (let k = 0; k <= t; k++) s += datt[a0 + t * T + k]! * qkv[kOff(k) + j]!;
+            dqkv[qOff(t) + j] = s * scale;
+          }
+        }
+        for (let k = 0; k < T; k++) {
+          for (let j = 0; j < hs; j++) {
+            let s = 0;
+            for (let t = k; t < T; t++) s += datt[a0 + t * T + k]! * qkv[qOff(t) + j]!;
+            dqkv[kOff(k) + j] = s * scale;
+          }
+        }
+      }
+    }
+  },
+
+  geluTanhForward(out: F32, inp: F32, n: number) {
+    need(inp, n, "geluTanhForward inp");
+    need(out, n, "geluTanhForward out");
+    for (let i = 0; i < n; i++) out[i] = geluTanh(inp[i]!);
+  },
+
+  geluTanhBackward(dinp: F32, inp: F32, dout: F32, n: number) {
+    need(inp, n, "geluTanhBackward inp");
+    need(dout, n, "geluTanhBackward dout");
+    need(dinp, n, "geluTanhBackward dinp");
+    for (let i = 0; i < n; i++) dinp[i] = dout[i]! * geluTanhGrad(inp[i]!);
+  },
+
+  crossEntropy(dlogits: F32 | null, rowLoss: F32 | null, logits: F32, targets: Int32Array, N: number, V: number, gradScale: number, loss?: F32 | null) {
+    need(logits, N * V, "crossEntropy logits");
+    need(targets, N, "crossEntropy targets");
+    if (dlogits) need(dlogits, N * V, "crossEntropy dlogits");
+    if (rowLoss) need(rowLoss, N, "crossEntropy rowLoss");
+    if (loss) need(loss, 1, "crossEntropy loss");
+    const count = countTargets(targets, N, V);
+    const p = new Float64Array(V);
+    let sum = 0;
+    for (let i = 0; i < N; i++) {
+      const tgt = targets[i]!;
+      const r = i * V;
+      if (tgt < 0) {
+        if (rowLoss) rowLoss[i] = 0;
+        if (dlogits) dlogits.fill(0, r, r + V);
+        continue;
+      }
+      let max = -Infinity;
+      for (let c = 0; c < V; c++) max = Math.max(max, logits[r + c]!);
+      let z = 0;
+      for (let c = 0; c < V; c++) {
+        p[c] = Math.exp(logits[r + c]! - max);
+        z += p[c]!;
+      }
+      const nll = Math.log(z) + max - logits[r + tgt]!;
+      sum += nll;
+      if (rowLoss) rowLoss[i] = nll;
+      if (dlogits) {
+        const g = gradScale / count;
+        for (let c = 0; c < V; c++) dlogits[r + c] = g * (p[c]! / z - (c === tgt ? 1 : 0));
+      }
+    }
+    const mean = count > 0 ? sum / count : 0;
+    if (loss) loss[0] = mean;
+    return mean;
+  },
+} satisfies Pick<Kernels, "causalAttentionPattern" | "causalAttentionBackward" | "geluTanhForward" | "geluTanhBackward" | "crossEntropy">;
+
+/** Rows of targets [N] that count (not -1); throws on ids outside [0, V) other than -1. */
+export function countTargets(targets: Int32Array, N: number, V: number): number {
+  let count = 0;
+  for (let i = 0; i < N; i++) {
+    const t = targets[i]!;
+    if (t === -1) continue;
+    if (!(t >= 0 && t < V)) throw new RangeError(`crossEntropy: target ${t} at row ${i} outside [0, ${V}) (and not -1)`);
+    count++;
+  }
+  return count;
+}
 
 export const refKernels: Kernels = {
   name: "ref",
@@ -413,6 +595,7 @@ export const refKernels: Kernels = {
       param[i] -= (stepSize * m[i]!) / (Math.sqrt(v[i]!) / bc2Sqrt + eps);
     }
   },
+  ...refGptKernels,
 };
 
 function checkAttention(qkv: F32, B: number, T: number, C: number, H: number): void {

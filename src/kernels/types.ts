@@ -22,6 +22,9 @@ export type F32 = Float32Array;
 
 export type BackendName = "ref" | "cpu" | "webgpu";
 
+/** Causal attention patterns (the GPT): softmax, or the reference's linear variant. */
+export type AttentionKind = "softmax" | "linear";
+
 export interface Kernels<Buf = F32> {
   readonly name: BackendName;
 
@@ -128,11 +131,35 @@ export interface Kernels<Buf = F32> {
    */
   attentionBackward(dqkv: Buf, datt: Buf, dout: Buf, qkv: Buf, att: Buf, B: number, T: number, C: number, H: number): void;
 
+  /**
+   * Causal attention (the GPT), per sample and head, hs = C/H, s[t,k] = q_t·k_k / sqrt(hs):
+   * "softmax": att[b,h,t,k] = softmax over k <= t of s[t,k];
+   * "linear":  att[b,h,t,k] = s[t,k] (no softmax; the reference's linear variant);
+   * att[b,h,t,k] = 0 for k > t in both. qkv as in attentionPattern; apply the
+   * pattern with attentionApply.
+   */
+  causalAttentionPattern(att: Buf, qkv: Buf, B: number, T: number, C: number, H: number, kind: AttentionKind): void;
+
+  /**
+   * Backward of attentionApply∘causalAttentionPattern (the same kind):
+   * dqkv[B,T,3C] overwritten; datt[B,H,T,T] is scratch.
+   */
+  causalAttentionBackward(dqkv: Buf, datt: Buf, dout: Buf, qkv: Buf, att: Buf, B: number, T: number, C: number, H: number, kind: AttentionKind): void;
+
   /** out[i] = x * Phi(x) (exact erf GELU). out may alias inp. */
   geluForward(out: Buf, inp: Buf, n: number): void;
 
   /** dinp[i] = dout[i] * gelu'(inp[i]). dinp may alias dout. */
   geluBackward(dinp: Buf, inp: Buf, dout: Buf, n: number): void;
+
+  /**
+   * GELU in the tanh form (minGPT's NewGELU, GPT-2):
+   * out[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out may alias inp.
+   */
+  geluTanhForward(out: Buf, inp: Buf, n: number): void;
+
+  /** dinp[i] = dout[i] * d/dx of geluTanhForward at inp[i]. dinp may alias dout. */
+  geluTanhBackward(dinp: Buf, inp: Buf, dout: Buf, n: number): void;
 
   /** out[i] = a[i] + b[i]. out may alias a or b. */
   add(out: Buf, a: Buf, b: Buf, n: number): void;
@@ -144,6 +171,22 @@ export interface Kernels<Buf = F32> {
    * NaN (its sum stays on the device until sse is downloaded).
    */
   mse(dpred: Buf | null, pred: Buf, target: Buf, n: number, gradScale: number, sse?: Buf | null): number;
+
+  /**
+   * Softmax cross-entropy of logits [N,V] against class ids targets [N]; a
+   * target of -1 leaves its row out (PyTorch's ignore_index=-1), any other id
+   * outside [0, V) is an error. With `count` the rows not left out:
+   * loss = (1/count) sum_i (logsumexp(logits_i) - logits_i[targets_i]) (0 if count = 0).
+   * dlogits [N,V] (skipped if null; may alias logits) = gradScale * dloss/dlogits,
+   * i.e. gradScale (softmax(logits_i) - onehot(targets_i)) / count, 0 on rows left out.
+   * rowLoss [N] (skipped if null): each row's term before the mean, 0 on rows left out.
+   * The loss is written to loss[0] when loss is given, and returned as a double on
+   * host backends; webgpu returns NaN (as mse).
+   */
+  crossEntropy(
+    dlogits: Buf | null, rowLoss: Buf | null, logits: Buf, targets: Int32Array,
+    N: number, V: number, gradScale: number, loss?: Buf | null,
+  ): number;
 
   /**
    * One Adam step with PyTorch semantics (torch.optim.Adam, no weight decay):

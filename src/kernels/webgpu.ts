@@ -45,7 +45,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DeviceError } from "../errors.js";
 import { repoRoot } from "./cpu.js";
-import type { F32, Kernels } from "./types.js";
+import { countTargets } from "./ref.js";
+import type { AttentionKind, F32, Kernels } from "./types.js";
 
 /** A tensor on the GPU: elements [off, off + len) of buf. */
 export interface GpuTensor {
@@ -517,6 +518,202 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
     st_dqkv(q_at(b, t, h) + j, sq * P.scale);
     st_dqkv(k_at(b, t, h) + j, sk * P.scale);
   }
+}`,
+};
+
+// ---------------------------------------------------------------- the GPT's kernels
+
+// Causal attention, one workgroup per (b, h) as above. SOFTMAX: softmax over
+// k <= t; otherwise the scaled scores (linear variant). Entries k > t are 0.
+function causalPatternDef(softmax: boolean): KernelDef {
+  return {
+    name: `causal_attention_pattern_${softmax ? "softmax" : "linear"}`,
+    tensors: [["att", "rw"], ["qkv", "r"]],
+    ints: ["T", "C", "H", "hs"], floats: ["scale"],
+    code: `${ATT_COMMON}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3u) {
+  let h = wid.x;
+  let b = wid.y;
+  let a0 = (b * P.H + h) * P.T * P.T;
+  for (var e = li; e < P.T * P.T; e += 256u) {
+    let t = e / P.T;
+    let kk = e % P.T;
+    var s = 0.0;
+    if (kk <= t) {
+      let q = q_at(b, t, h);
+      let k = k_at(b, kk, h);
+      for (var j = 0u; j < P.hs; j++) { s = fma(ld_qkv(q + j), ld_qkv(k + j), s); }
+    }
+    st_att(a0 + e, s * P.scale);
+  }
+  ${softmax ? `storageBarrier();
+  for (var t = li; t < P.T; t += 256u) {
+    let r = a0 + t * P.T;
+    var mx = ld_att(r);
+    for (var k = 1u; k <= t; k++) { mx = max(mx, ld_att(r + k)); }
+    var sum = 0.0;
+    for (var k = 0u; k <= t; k++) { let x = exp(ld_att(r + k) - mx); st_att(r + k, x); sum += x; }
+    let inv = 1.0 / sum;
+    for (var k = 0u; k <= t; k++) { st_att(r + k, ld_att(r + k) * inv); }
+  }` : ""}
+}`,
+  };
+}
+
+function causalBackwardDef(softmax: boolean): KernelDef {
+  return {
+    name: `causal_attention_backward_${softmax ? "softmax" : "linear"}`,
+    tensors: [["dqkv", "w"], ["datt", "rw"], ["dout", "r"], ["qkv", "r"], ["att", "r"]],
+    ints: ["T", "C", "H", "hs"], floats: ["scale"],
+    code: `${ATT_COMMON}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3u) {
+  let h = wid.x;
+  let b = wid.y;
+  let a0 = (b * P.H + h) * P.T * P.T;
+  // datt[t,k] = dout[t] . v[k] for k <= t, 0 above;  dv[k,j] = sum_{t>=k} att[t,k] dout[t,j]
+  for (var e = li; e < P.T * P.T; e += 256u) {
+    let t = e / P.T;
+    let kk = e % P.T;
+    var s = 0.0;
+    if (kk <= t) {
+      let o = o_at(b, t, h);
+      let v = v_at(b, kk, h);
+      for (var j = 0u; j < P.hs; j++) { s = fma(ld_dout(o + j), ld_qkv(v + j), s); }
+    }
+    st_datt(a0 + e, s);
+  }
+  for (var e = li; e < P.T * P.hs; e += 256u) {
+    let k = e / P.hs;
+    let j = e % P.hs;
+    var s = 0.0;
+    for (var t = k; t < P.T; t++) { s = fma(ld_att(a0 + t * P.T + k), ld_dout(o_at(b, t, h) + j), s); }
+    st_dqkv(v_at(b, k, h) + j, s);
+  }
+  storageBarrier();
+  ${softmax ? `// softmax backward in place: datt = att (datt - sum_{k<=t} att datt)
+  for (var t = li; t < P.T; t += 256u) {
+    let r = a0 + t * P.T;
+    var ad = 0.0;
+    for (var k = 0u; k <= t; k++) { ad = fma(ld_att(r + k), ld_datt(r + k), ad); }
+    for (var k = 0u; k <= t; k++) { st_datt(r + k, ld_att(r + k) * (ld_datt(r + k) - ad)); }
+  }
+  storageBarrier();` : ""}
+  // dq[t] = scale sum_{k<=t} datt[t,k] k[k];  dk[t] = scale sum_{k>=t} datt[k,t] q[k]
+  for (var e = li; e < P.T * P.hs; e += 256u) {
+    let t = e / P.hs;
+    let j = e % P.hs;
+    var sq = 0.0;
+    var sk = 0.0;
+    for (var k = 0u; k <= t; k++) { sq = fma(ld_datt(a0 + t * P.T + k), ld_qkv(k_at(b, k, h) + j), sq); }
+    for (var k = t; k < P.T; k++) { sk = fma(ld_datt(a0 + k * P.T + t), ld_qkv(q_at(b, k, h) + j), sk); }
+    st_dqkv(q_at(b, t, h) + j, sq * P.scale);
+    st_dqkv(k_at(b, t, h) + j, sk * P.scale);
+  }
+}`,
+  };
+}
+
+const K_CAUSAL = {
+  pattern: { softmax: causalPatternDef(true), linear: causalPatternDef(false) },
+  backward: { softmax: causalBackwardDef(true), linear: causalBackwardDef(false) },
+};
+
+// GELU, tanh form, as x sigma(2u) (no cancellation for x << 0).
+const GELU_TANH = `
+fn gelu_tanh_u(x: f32) -> f32 { return 0.7978845608028654 * (x + 0.044715 * x * x * x); }`;
+
+const K_GELU_TANH_FWD: KernelDef = {
+  name: "gelu_tanh_forward",
+  tensors: [["out", "w"], ["inp", "r"]],
+  ints: ["n"], floats: [],
+  code: `${ELEMENTWISE_GRID}${GELU_TANH}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  for (var i = gid.x; i < P.n; i += stride_of(nwg)) { let x = ld_inp(i); st_out(i, x / (1.0 + exp(-2.0 * gelu_tanh_u(x)))); }
+}`,
+};
+
+const K_GELU_TANH_BWD: KernelDef = {
+  name: "gelu_tanh_backward",
+  tensors: [["dinp", "w"], ["inp", "r"], ["dout", "r"]],
+  ints: ["n"], floats: [],
+  code: `${ELEMENTWISE_GRID}${GELU_TANH}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  for (var i = gid.x; i < P.n; i += stride_of(nwg)) {
+    let x = ld_inp(i);
+    let s = 1.0 / (1.0 + exp(-2.0 * gelu_tanh_u(x)));
+    let du = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+    st_dinp(i, ld_dout(i) * (s + 2.0 * x * s * (1.0 - s) * du));
+  }
+}`,
+};
+
+// Cross-entropy, one workgroup per row: rowloss[n] = logsumexp - logit[target],
+// dlogits = g (softmax - onehot); a target >= V (the host's -1) leaves the row
+// out (zeros). dlogits may alias logits: every read of a row comes before
+// the barrier that precedes its writes.
+const K_CE: KernelDef = {
+  name: "cross_entropy",
+  tensors: [["dlogits", "w"], ["rowloss", "w"], ["logits", "r"], ["targets", "r", "u32"]],
+  ints: ["N", "V"], floats: ["g"],
+  code: `${ROW_REDUCE}
+fn wg_max(li: u32, v: f32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (li < w) { red[li] = max(red[li], red[li + w]); }
+    workgroupBarrier();
+  }
+  let s = red[0];
+  workgroupBarrier();
+  return s;
+}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3u) {
+  let n = row_of(wid);
+  if (n >= P.N) { return; }
+  let r = n * P.V;
+  let tgt = ld_targets(n);
+  let valid = tgt < P.V;
+  let lt = ld_logits(r + select(0u, tgt, valid));
+  var m = -3.0e38;
+  for (var c = li; c < P.V; c += 256u) { m = max(m, ld_logits(r + c)); }
+  let mx = wg_max(li, m);
+  var z = 0.0;
+  for (var c = li; c < P.V; c += 256u) { z += exp(ld_logits(r + c) - mx); }
+  let lse = mx + log(wg_sum(li, z));
+  storageBarrier();
+  if (li == 0u) { st_rowloss(n, select(0.0, lse - lt, valid)); }
+  if (HAS_dlogits) {
+    for (var c = li; c < P.V; c += 256u) {
+      let p = exp(ld_logits(r + c) - lse);
+      st_dlogits(r + c, select(0.0, P.g * (p - select(0.0, 1.0, c == tgt)), valid));
+    }
+  }
+}`,
+};
+
+// loss[0] = scale * sum_i x[i] (one workgroup; the mean of the row losses).
+const K_SUM_SCALED: KernelDef = {
+  name: "sum_scaled",
+  tensors: [["out", "w"], ["x", "r"]],
+  ints: ["n"], floats: ["scale"],
+  code: `
+var<workgroup> part: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) li: u32) {
+  var s = 0.0;
+  for (var i = li; i < P.n; i += 256u) { s += ld_x(i); }
+  part[li] = s;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (li < w) { part[li] += part[li + w]; }
+    workgroupBarrier();
+  }
+  if (li == 0u) { st_out(0u, P.scale * part[0]); }
 }`,
 };
 
@@ -1113,5 +1310,64 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     const stepSize = lr / (1 - beta1 ** step);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
     this.run(K_ADAM, [param, grad, m, v], [n], [beta1, 1 - beta1, beta2, 1 - beta2, stepSize, bc2Sqrt, eps], this.gridFor(n));
+  }
+
+  // ------------------------------------------------------ the GPT's kernels
+
+  private kindOf(kind: AttentionKind): AttentionKind {
+    if (kind !== "softmax" && kind !== "linear") throw new RangeError(`causal attention: kind must be "softmax" or "linear", got ${String(kind)}`);
+    return kind;
+  }
+
+  causalAttentionPattern(att: GpuTensor, qkv: GpuTensor, B: number, T: number, C: number, H: number, kind: AttentionKind): void {
+    this.checkAttention(qkv, B, T, C, H);
+    this.need(att, B * H * T * T, "causalAttentionPattern att");
+    this.noOverlap("causalAttentionPattern", att, qkv);
+    const hs = C / H;
+    this.run(K_CAUSAL.pattern[this.kindOf(kind)], [att, qkv], [T, C, H, hs], [1 / Math.sqrt(hs)], [H, B]);
+  }
+
+  causalAttentionBackward(dqkv: GpuTensor, datt: GpuTensor, dout: GpuTensor, qkv: GpuTensor, att: GpuTensor, B: number, T: number, C: number, H: number, kind: AttentionKind): void {
+    this.checkAttention(qkv, B, T, C, H);
+    this.need(att, B * H * T * T, "causalAttentionBackward att");
+    this.need(datt, B * H * T * T, "causalAttentionBackward datt");
+    this.need(dout, B * T * C, "causalAttentionBackward dout");
+    this.need(dqkv, B * T * 3 * C, "causalAttentionBackward dqkv");
+    this.noOverlap("causalAttentionBackward", dqkv, datt, dout, qkv, att);
+    const hs = C / H;
+    this.run(K_CAUSAL.backward[this.kindOf(kind)], [dqkv, datt, dout, qkv, att], [T, C, H, hs], [1 / Math.sqrt(hs)], [H, B]);
+  }
+
+  geluTanhForward(out: GpuTensor, inp: GpuTensor, n: number): void {
+    this.need(inp, n, "geluTanhForward inp");
+    this.need(out, n, "geluTanhForward out");
+    this.run(K_GELU_TANH_FWD, [out, inp], [n], [], this.gridFor(n));
+  }
+
+  geluTanhBackward(dinp: GpuTensor, inp: GpuTensor, dout: GpuTensor, n: number): void {
+    this.need(inp, n, "geluTanhBackward inp");
+    this.need(dout, n, "geluTanhBackward dout");
+    this.need(dinp, n, "geluTanhBackward dinp");
+    this.run(K_GELU_TANH_BWD, [dinp, inp, dout], [n], [], this.gridFor(n));
+  }
+
+  crossEntropy(dlogits: GpuTensor | null, rowLoss: GpuTensor | null, logits: GpuTensor, targets: Int32Array, N: number, V: number, gradScale: number, loss?: GpuTensor | null): number {
+    this.need(logits, N * V, "crossEntropy logits");
+    if (targets.length < N) throw new RangeError(`crossEntropy targets: length ${targets.length} < required ${N}`);
+    this.need(dlogits, N * V, "crossEntropy dlogits");
+    this.need(rowLoss, N, "crossEntropy rowLoss");
+    this.need(loss ?? null, 1, "crossEntropy loss");
+    if (rowLoss) this.noOverlap("crossEntropy", rowLoss, logits, dlogits);
+    const count = countTargets(targets, N, V);
+    if (N === 0) {
+      if (loss) this.upload(loss, Float32Array.of(0));
+      return NaN;
+    }
+    const tgt = this.scratchOf("targets", N);
+    this.uploadU32(tgt, new Uint32Array(targets.buffer, targets.byteOffset, N));
+    const rows = rowLoss ?? (loss ? this.scratchOf("rowloss", N) : null);
+    this.run(K_CE, [dlogits, rows, logits, this.view(tgt, 0, N)], [N, V], [count > 0 ? gradScale / count : 0], this.rowsGrid(N));
+    if (loss && rows) this.run(K_SUM_SCALED, [loss, rows], [N], [count > 0 ? 1 / count : 0], [1]);
+    return NaN;
   }
 }
