@@ -23,6 +23,9 @@ import type { F32 } from "../src/kernels/types.js";
 import { assertClose as assertCloseTo, mulberry32, rand as randFrom } from "./helpers/numeric.js";
 import { type GpuTensor, type KernelDef, type WebGpuKernels, loadWebGpuKernels } from "../src/kernels/webgpu.js";
 import { loadCheckpoint } from "../src/store/checkpoint.js";
+import { Gpt } from "../src/model/gpt.js";
+import { loadGptCheckpoint } from "../src/store/gpt-checkpoint.js";
+import { getFloat32, readSafetensors } from "../src/store/safetensors.js";
 import { resolveConfig } from "../src/train/config.js";
 import { readMetrics } from "../src/train/metrics.js";
 import { listCheckpoints, train } from "../src/train/train.js";
@@ -504,3 +507,37 @@ describe("webgpu == ref: GPT kernels (1e-4 relative)", () => {
     });
   }
 });
+
+for (const attn of ["softmax", "linear"] as const) {
+  test(`webgpu: the GPT (${attn}) matches PyTorch's minGPT (logits, loss, every gradient to 1e-4; greedy completions exactly)`, async () => {
+    const dir = fileURLToPath(new URL("../../test/fixtures/", import.meta.url));
+    const fx = JSON.parse(readFileSync(join(dir, "gpt_tiny.json"), "utf8")) as {
+      B: number; T: number; inputs: number[]; targets: number[]; prompts: number[];
+    } & Record<typeof attn, { logits: number[]; loss: number; completions: number[] }>;
+    const st = readSafetensors(join(dir, "gpt_tiny.safetensors"));
+    const ck = loadGptCheckpoint(join(dir, "gpt_tiny.safetensors"), { heads: 2, attn });
+    const model = new Gpt(ck.cfg, k);
+    model.setParams(ck.params);
+    const relErr = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+      let scale = 1e-3, worst = 0;
+      for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]!));
+      for (let i = 0; i < b.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / scale);
+      return worst;
+    };
+    model.zeroGrad();
+    model.forward(Int32Array.from(fx.inputs), fx.B, fx.T);
+    const loss = model.loss(Int32Array.from(fx.targets));
+    model.backward(loss.dlogits!);
+    const e = relErr(await model.actHost("logits"), fx[attn].logits);
+    assert.ok(e < 1e-4, `logits: ${e}`);
+    const l = (await k.download(loss.mean))[0]!;
+    assert.ok(Math.abs(l - fx[attn].loss) <= 1e-5 * fx[attn].loss, `loss ${l} vs ${fx[attn].loss}`);
+    const grads = await k.download(model.grads);
+    for (const s of model.specs) {
+      const err = relErr(grads.subarray(s.offset, s.offset + s.size), getFloat32(st, `grad.${attn}.${s.name}`));
+      assert.ok(err < 1e-4, `grad of ${s.name}: ${err}`);
+    }
+    const got = await model.generate(Int32Array.from(fx.prompts), fx.prompts.length / 10, 10, 9);
+    assert.deepEqual([...got], fx[attn].completions);
+  });
+}
