@@ -3,7 +3,7 @@
 // writes <run>/analysis/<experiment>[-step-N].json with figures beside it;
 // `all` also writes <run>/report.md.
 
-import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { type AnalysisContext, type AnalysisOutput, type RunHandle, type Source, dataOfRun, makeContext, openRun, writeOutput } from "../analysis/context.js";
 import { detectPhases, phasesOutput, pickSteps } from "../analysis/phases.js";
@@ -23,6 +23,9 @@ import { validateDataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import { loadKernels } from "../kernels/index.js";
 import type { BackendName } from "../kernels/types.js";
+import { checkMemory, inferenceBytes } from "../model/memory.js";
+import type { ModelConfig } from "../model/params.js";
+import { ensureDir, writeFileAtomic } from "../store/files.js";
 
 export interface AnalyzeFlags {
   checkpoint?: string;
@@ -302,6 +305,8 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
   const results: AnalyzeResult[] = [];
   const report = (r: AnalyzeResult, seconds: number | null) => {
     results.push(r);
+  if (f.seed < 0 || !Number.isInteger(f.seed)) throw new AbruptError(`--seed must be a non-negative integer (got ${f.seed})`);
+  ensureDir(outDir, "output folder");
     f.onProgress?.({ kind: "done", result: r, done, total, seconds });
   };
   for (const { def, steps, spec, skip } of plan) {
@@ -346,7 +351,6 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
 
 function writeReport(run: RunHandle | null, source: Source, outDir: string, results: AnalyzeResult[]): void {
   const root = run ? run.dir : outDir;
-  mkdirSync(root, { recursive: true });
   const lines: string[] = [];
   const title = run ? basename(run.dir) : basename(source.kind === "checkpoint" ? source.file : outDir);
   lines.push(`# abrupt report: ${title}`, "");
@@ -364,7 +368,5 @@ function writeReport(run: RunHandle | null, source: Source, outDir: string, resu
       else if (file.endsWith(".json")) lines.push(`Numbers: [${rel}](${rel})`, "");
     }
   }
-  const file = join(root, "report.md");
-  writeFileSync(file + `.tmp-${process.pid}`, lines.join("\n") + "\n");
-  renameSync(file + `.tmp-${process.pid}`, file);
+  writeFileAtomic(join(root, "report.md"), lines.join("\n") + "\n");
 }

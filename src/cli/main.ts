@@ -11,7 +11,9 @@ import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, readConfi
 import { readMetrics } from "../train/metrics.js";
 import { lossCurveSpec, writeFigure } from "../train/plot.js";
 import { summarizeDrop } from "../train/summary.js";
-import { train, writeJsonAtomic } from "../train/train.js";
+import { checkTrainMemory, train } from "../train/train.js";
+import { resumeConfig } from "../train/resume.js";
+import { checkWritableFile, ensureDir, writeJsonAtomic } from "../store/files.js";
 import { EXPERIMENTS, analyze } from "./analyze.js";
 import { benchInProcess, measureMatmul, runBench } from "./bench.js";
 import { loadModel, predict, readPredictInput } from "./predict.js";
@@ -169,8 +171,10 @@ export function buildProgram(): Command {
       }
       mkdirSync(outDir, { recursive: true });
       const m = cfg.model, d = cfg.data, t = cfg.train;
-      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps · backend ${t.backend} → ${outDir}`);
-      const res = await train(cfg, { outDir, resume: !!f.resume, quiet: !!f.quiet });
+      const res = await train(cfg, {
+        outDir, resume: !!f.resume, quiet: !!f.quiet,
+        onStart: () => console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps · backend ${t.backend} → ${outDir}`),
+      });
       const s = await finishRun(outDir, cfg);
       const fmt = (x: number) => x.toPrecision(3);
       console.error(
@@ -329,7 +333,12 @@ export function buildProgram(): Command {
         console.log(JSON.stringify(res));
         return;
       }
-      const backends = f.device ? [f.device] : f.backends.map(backendOpt);
+      const backends = f.device ? [f.device] : f.backends.map((b) => {
+        if (b !== "cpu" && b !== "ref" && b !== "webgpu") throw new AbruptError(`--backends: unknown backend "${b}" (backends: cpu, ref, webgpu)`);
+        return b as BackendName;
+      });
+      checkBenchOptions(f.sizes, f.steps);
+      if (f.json) checkWritableFile(f.json, "--json file");
       const res = runBench({ backends, sizes: f.sizes, steps: f.steps, threads: f.threads, matmul: f.matmul });
       if (f.json) writeJsonAtomic(f.json, res);
     });
