@@ -160,11 +160,7 @@ export function buildProgram(): Command {
       if (f.resume) {
         if (!f.out) throw new AbruptError("--resume needs --out <run directory>");
         outDir = resolve(f.out);
-        const saved = join(outDir, "config.json");
-        if (!existsSync(saved)) throw new AbruptError(`cannot resume: ${saved} does not exist`);
-        const base = readConfigFile(saved);
-        // only the length of the run may change on resume
-        cfg = resolveConfig(base.preset, base, { train: f.steps !== undefined ? { steps: f.steps } : {} });
+        cfg = resumeConfig(outDir, { preset: f.preset, file: fileCfg, fileName: f.config, flags: overridesOf(f) });
       } else {
         cfg = resolveConfig(f.preset, fileCfg, overridesOf(f));
         outDir = resolve(f.out ?? join("runs", `${cfg.preset}-${stamp()}`));
