@@ -5,7 +5,7 @@
 
 import { existsSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
-import { type AnalysisContext, type AnalysisOutput, type RunHandle, type Source, dataOfRun, makeContext, openRun, writeOutput } from "../analysis/context.js";
+import { type AnalysisContext, type AnalysisOutput, CHUNK, type RunHandle, type Source, dataOfRun, makeContext, openRun, writeOutput } from "../analysis/context.js";
 import { detectPhases, phasesOutput, pickSteps } from "../analysis/phases.js";
 import { ABLATE_DEFAULTS, ablate } from "../analysis/ablate.js";
 import { ATTENTION_DEFAULTS, attention } from "../analysis/attention.js";
@@ -204,6 +204,11 @@ function coerce(experiment: string, key: string, dflt: unknown, raw: string): un
   }
 }
 
+/** Options that count matrices or iterations: integers in [min, max] (the memory check comes on top). */
+const COUNTS: Record<string, [number, number]> = {
+  batch: [1, 2 ** 24], matrices: [1, 2 ** 24], train: [1, 2 ** 24], test: [1, 2 ** 24], permutations: [0, 10_000], tsneIterations: [1, 1_000_000],
+};
+
 /**
  * Experiment options: defaults overridden by --opt key=value. A key no
  * experiment knows is an error; with `all`, each experiment takes its keys.
@@ -214,8 +219,31 @@ export function withDefaults(def: ExperimentDef, given: Record<string, string>, 
   for (const [k, v] of Object.entries(given)) {
     if (known.includes(k)) out[k] = coerce(def.name, k, (def.defaults as Record<string, unknown>)[k], v);
     else if (!all) throw new AbruptError(`${def.name}: unknown option "${k}" (options: ${known.join(", ") || "none"})`);
+    const range = COUNTS[k];
+    const x = out[k];
+    if (range && known.includes(k) && !(typeof x === "number" && Number.isInteger(x) && x >= range[0] && x <= range[1])) {
+      throw new AbruptError(`${def.name}: option ${k} must be an integer in ${range[0]}..${range[1]} (got ${v})`);
+    }
   }
   return out;
+}
+
+/** Experiments whose `batch` option is the number of matrices per forward pass (the others pass CHUNK at a time). */
+const BATCH_IS_CHUNK = new Set(["probe", "embeddings", "progress"]);
+
+/**
+ * Fails with one line when an experiment's options need more memory than is
+ * free: the two models a context holds, their activations per forward pass,
+ * and what it keeps per matrix.
+ */
+export function checkAnalysisMemory(def: ExperimentDef, opts: Record<string, unknown>, cfg: ModelConfig, data: DataConfig, backend: BackendName): void {
+  if (!def.defaults) return;
+  const count = (k: string) => (typeof opts[k] === "number" ? (opts[k] as number) : 0);
+  const samples = Math.max(1, count("batch"), count("matrices"), count("train") + count("test"));
+  const chunk = BATCH_IS_CHUNK.has(def.name) ? Math.max(1, count("batch")) : CHUNK;
+  const T = data.m * data.n;
+  checkMemory(inferenceBytes(cfg, T, { samples, chunk, models: 2 }, backend === "webgpu"),
+    `${def.name} on ${samples} ${data.m}×${data.n} matrices with BERT L${cfg.L} d${cfg.d} ff${cfg.ff}`);
 }
 
 /** Parses --opt key=value pairs into raw strings (typed later against the experiment's defaults). */
@@ -274,6 +302,8 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
   const kernels = await loadKernels(f.backend);
   const outDir = resolve(f.out ?? (run ? join(run.dir, "analysis") : join(resolve(f.checkpoint!, ".."), "analysis")));
   const opts = parseOpts(f.opt);
+  if (f.seed < 0 || !Number.isInteger(f.seed)) throw new AbruptError(`--seed must be a non-negative integer (got ${f.seed})`);
+  ensureDir(outDir, "output folder");
   if (experiment === "all") {
     for (const k of Object.keys(opts)) {
       if (!defs.some((d) => Object.keys(d.defaults ?? {}).includes(k))) throw new AbruptError(`unknown option "${k}" (no experiment takes it)`);
@@ -305,8 +335,6 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
   const results: AnalyzeResult[] = [];
   const report = (r: AnalyzeResult, seconds: number | null) => {
     results.push(r);
-  if (f.seed < 0 || !Number.isInteger(f.seed)) throw new AbruptError(`--seed must be a non-negative integer (got ${f.seed})`);
-  ensureDir(outDir, "output folder");
     f.onProgress?.({ kind: "done", result: r, done, total, seconds });
   };
   for (const { def, steps, spec, skip } of plan) {
@@ -323,6 +351,7 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       let out: AnalysisOutput;
       try {
         resolved = withDefaults(def, opts, experiment === "all");
+        checkAnalysisMemory(def, resolved, run ? run.cfg.model : ctx.model().cfg, data, f.backend);
         out = await def.run(ctx, resolved, run);
       } catch (e) {
         // with `all`, one experiment that cannot run here (e.g. swap without a

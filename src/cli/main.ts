@@ -165,7 +165,8 @@ export function buildProgram(): Command {
         cfg = resolveConfig(f.preset, fileCfg, overridesOf(f));
         outDir = resolve(f.out ?? join("runs", `${cfg.preset}-${stamp()}`));
       }
-      mkdirSync(outDir, { recursive: true });
+      checkTrainMemory(cfg);
+      ensureDir(outDir, "run folder");
       const m = cfg.model, d = cfg.data, t = cfg.train;
       const res = await train(cfg, {
         outDir, resume: !!f.resume, quiet: !!f.quiet,

@@ -10,10 +10,11 @@ import { Rng, type RngState } from "../data/rng.js";
 import { AbruptError, DeviceError } from "../errors.js";
 import { loadKernels } from "../kernels/index.js";
 import { Bert } from "../model/bert.js";
+import { checkMemory, trainingBytes } from "../model/memory.js";
 import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramCount, paramSpecs } from "../model/params.js";
 import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
-import { lockRun } from "../store/lock.js";
 import { ensureDir, removeStaleTemps, writeJsonAtomic } from "../store/files.js";
+import { lockRun } from "../store/lock.js";
 import { type RunConfig, checkpointSteps, lastStepOf, lrAt } from "./config.js";
 import { EventTracker } from "./events.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
@@ -64,9 +65,9 @@ export interface TrainOptions {
   quiet?: boolean;
   /** stop after this step without finishing (tests of resume) */
   stopAfter?: number;
-  /** called after every step */
   /** called once the run folder is set up, before the first step */
   onStart?: () => void;
+  /** called after every step */
   onStep?: (line: MetricsLine) => void;
 }
 
@@ -118,8 +119,8 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   checkTrainMemory(cfg);
   ensureDir(outDir, "run folder");
   const lock = lockRun(outDir);
-  try {
   removeStaleTemps(outDir, ["checkpoints", "analysis"]);
+  try {
     return await trainLocked(cfg, opts, lock);
   } finally {
     lock.release();
@@ -176,8 +177,8 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   ensureDir(ckptDir, "checkpoint folder");
   writeJsonAtomic(join(outDir, "config.json"), cfg);
   writeJsonAtomic(join(outDir, "status.json"), { status: "running", step: startStep, pid: process.pid, updated: new Date().toISOString() });
-
   opts.onStart?.();
+
   const data = dataConfigOf(cfg);
   const B = t.batch;
   const batch: Batch = allocBatch(B, data.m, data.n);
