@@ -15,10 +15,10 @@ import { checkTrainMemory, train } from "../train/train.js";
 import { resumeConfig } from "../train/resume.js";
 import { checkWritableFile, ensureDir, writeJsonAtomic } from "../store/files.js";
 import { EXPERIMENTS, analyze } from "./analyze.js";
-import { benchInProcess, measureMatmul, runBench } from "./bench.js";
-import { loadModel, predict, readPredictInput } from "./predict.js";
+import { benchInProcess, checkBenchOptions, measureMatmul, runBench } from "./bench.js";
+import { loadPredictor, predict, readPredictInput, sizeWarning } from "./predict.js";
 import { writeReport } from "./report.js";
-import { startServer } from "../server/server.js";
+import { isLoopback, startServer } from "../server/server.js";
 import { runLocal } from "../sweep/local.js";
 import { prepareSweepDir } from "../sweep/runs.js";
 import { analyzeSweep, sweepFindings } from "../sweep/results.js";
@@ -346,9 +346,12 @@ export function buildProgram(): Command {
     .argument("[runs_dir]", "folder holding run folders", "runs")
     .option("--port <n>", "port (0 = any free port)", int("--port"), 8080)
     .option("--host <addr>", "address to listen on", "127.0.0.1")
-    .action(async (runsDir: string, f: { port: number; host: string }) => {
+    .option("--job-timeout <s>", "the longest one analysis may run, in seconds", num("--job-timeout"), 300)
+    .action(async (runsDir: string, f: { port: number; host: string; jobTimeout: number }) => {
       if (f.port < 0 || f.port > 65535) throw new AbruptError(`--port must be in 0..65535 (got ${f.port})`);
-      const srv = await startServer({ runsDir, port: f.port, host: f.host });
+      if (!(f.jobTimeout > 0)) throw new AbruptError(`--job-timeout must be positive (got ${f.jobTimeout})`);
+      if (!isLoopback(f.host)) console.error(`abrupt serve: warning: listening on ${f.host} with no authentication: anyone who can reach this port can read the runs and start analyses`);
+      const srv = await startServer({ runsDir, port: f.port, host: f.host, jobTimeoutMs: f.jobTimeout * 1000 });
       process.stdout.write(`abrupt serve: ${srv.url} (runs: ${resolve(runsDir)}; Ctrl-C stops)\n`);
       await new Promise<void>((done) => {
         const stop = () => { void srv.close().then(done); };
