@@ -35,6 +35,8 @@ export interface AnalyzeFlags {
   backend: BackendName;
   out?: string;
   m?: number; n?: number; rank?: number; pMask?: number; factor?: string;
+  /** clamp values outside [-10, 10] instead of failing */
+  clamp?: boolean;
   /** experiment options as key=value pairs (values: numbers, lists a,b,c, or JSON) */
   opt: string[];
   /** called when a job (an experiment on one checkpoint) starts and when a result is ready */
@@ -270,6 +272,7 @@ function dataFromFlags(base: DataConfig | null, f: AnalyzeFlags): DataConfig {
   if (f.n !== undefined) out.n = f.n;
   if (f.rank !== undefined) out.rank = f.rank;
   if (f.pMask !== undefined) out.pMask = f.pMask;
+  if (f.clamp) out.clamp = true;
   if (f.factor !== undefined) {
     if (!["uniform", "gaussian", "laplace"].includes(f.factor)) throw new AbruptError(`--factor must be uniform, gaussian or laplace (got "${f.factor}")`);
     out.factor = f.factor as DataConfig["factor"];
