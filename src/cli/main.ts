@@ -267,9 +267,9 @@ export function buildProgram(): Command {
     .action(async (f: { checkpoint: string; input: string; heads?: number; backend: BackendName; device?: BackendName; clamp?: boolean }) => {
       const matrices = readPredictInput(f.input);
       const { model, trainedOn } = loadPredictor(f.checkpoint, await loadKernels(f.device ?? f.backend), f.heads);
+      const predictions = await predict(model, matrices, !!f.clamp);
       const warning = sizeWarning(trainedOn, matrices);
       if (warning) console.error(`abrupt: ${warning}`);
-      const predictions = await predict(model, matrices, !!f.clamp);
       process.stdout.write(JSON.stringify({ predictions }) + "\n");
     });
 

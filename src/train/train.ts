@@ -176,8 +176,6 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   }
   ensureDir(ckptDir, "checkpoint folder");
   writeJsonAtomic(join(outDir, "config.json"), cfg);
-  writeJsonAtomic(join(outDir, "status.json"), { status: "running", step: startStep, pid: process.pid, updated: new Date().toISOString() });
-  opts.onStart?.();
 
   const data = dataConfigOf(cfg);
   const B = t.batch;
@@ -196,6 +194,9 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   const end = lastStepOf(t);
   // a sweep's runs stop (and keep their checkpoint) when the sweep process is gone
   const parent = process.env["ABRUPT_STOP_WITH_PARENT"] === "1" ? process.ppid : null;
+  // "running" only once everything the loop needs is there (a failure before it leaves no stale status)
+  writeJsonAtomic(join(outDir, "status.json"), { status: "running", step: startStep, pid: process.pid, updated: new Date().toISOString() });
+  opts.onStart?.();
 
   let interrupted = false;
   const onSigint = () => {
