@@ -111,6 +111,13 @@ test("traversal and absolute paths: 400 or 404, never a file outside the runs fo
   assert.equal(JSON.parse(ok.body).data.m, 4);
 });
 
+test("GET /api/sweep on a plain runs folder: no sweep", async () => {
+  const r = await get("/api/sweep");
+  assert.equal(r.status, 200);
+  assert.deepEqual(JSON.parse(r.body), { sweep: null });
+  assert.equal((await get("/api/sweep/cells")).status, 404);
+});
+
 test("runs list: malformed folders are listed with what is wrong, non-runs and escaping links are not", async () => {
   const r = await get("/api/runs");
   assert.equal(r.status, 200);

@@ -148,3 +148,20 @@ test("sweep: runs every (cell, seed), skips finished runs, and continues bit-ide
   assert.match(e.stderr, /^abrupt: .*holds a different sweep/);
   assert.equal(e.stderr.trim().split("\n").length, 1);
 });
+
+test("sweep: a larger stop.max_steps (with --force) continues the censored runs to it, as if they had run straight there", () => {
+  const dir = tmp();
+  const short = join(dir, "short.json"), long = join(dir, "long.json");
+  writeFileSync(short, JSON.stringify(spec({ seeds: 1, stop: { max_steps: 300 } })));
+  writeFileSync(long, JSON.stringify(spec({ seeds: 1, stop: { max_steps: 700 } })));
+  const names = planSweep(spec({ seeds: 1 })).runs.map((r) => r.name);
+  const straight = join(dir, "straight");
+  assert.equal(runCli("sweep", long, "--out", straight, "--quiet").status, 0);
+  const out = join(dir, "out");
+  assert.equal(runCli("sweep", short, "--out", out, "--quiet").status, 0);
+  for (const n of names) assert.equal(readMetrics(join(out, "runs", n, "metrics.jsonl")).lines.length, 300);
+  const r = runCli("sweep", long, "--out", out, "--quiet", "--force");
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(results(out, names), results(straight, names));
+  for (const n of names) assert.deepEqual(finalCkpt(out, n, 700), finalCkpt(straight, n, 700), n);
+});

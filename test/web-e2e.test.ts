@@ -3,7 +3,9 @@
 // small finished run made here and a "live" run whose metrics the test
 // appends. Checks: the page loads, the loss chart has points, moving the
 // checkpoint scrubber redraws the attention grid with another checkpoint,
-// appended metrics reach the chart without a reload. Screenshots go to
+// appended metrics reach the chart without a reload; on a sweep folder (a
+// real tiny `abrupt sweep`), the Sweep panel's cells, a click on a cell
+// listing its runs, and a run's drop reaching the panel without a reload. Screenshots go to
 // test-output/ (git-ignored). Needs /usr/bin/chromium (scripts/install-system.sh
 // installs it) and the built page (npm run build): without them it fails.
 import { after, before, test } from "node:test";
@@ -15,12 +17,15 @@ import { join } from "node:path";
 import { type Browser, type Page, chromium } from "playwright-core";
 import { spawnServe } from "../src/server/child.js";
 import { bin, root } from "./helpers/cli.js";
+import { dropLines, makeTinySweep } from "./helpers/sweep.js";
+import { wilson } from "../src/sweep/stats.js";
 
 const shots = join(root, "test-output");
 const chromiumPath = process.env["ABRUPT_CHROMIUM"] ?? "/usr/bin/chromium";
 const top = mkdtempSync(join(tmpdir(), "abrupt-e2e-"));
 const runs = join(top, "runs");
 let server: ChildProcess | null = null;
+let sweepServer: ChildProcess | null = null;
 let browser: Browser | null = null;
 let page: Page;
 let url = "";
@@ -57,9 +62,11 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    server.kill("SIGTERM");
-    await new Promise((r) => server!.once("exit", r));
+  for (const s of [server, sweepServer]) {
+    if (s && s.exitCode === null) {
+      s.kill("SIGTERM");
+      await new Promise((r) => s.once("exit", r));
+    }
   }
   rmSync(top, { recursive: true, force: true });
 });
@@ -137,5 +144,61 @@ test("a live run adds points to the loss chart without a reload", async () => {
   assert.equal(await page.evaluate(() => (window as unknown as { __sameDocument?: number }).__sameDocument), 42, "the page was reloaded");
   assert.ok(await page.locator("#live").isVisible());
   await page.screenshot({ path: join(shots, "e2e-live.png"), fullPage: true });
+  assert.deepEqual((page as Page & { _errors?: string[] })._errors, []);
+});
+
+test("a sweep folder: the Sweep panel lists its cells as sweep.json has them; a click on a cell lists and compares its runs; a drop reaches the panel live", async () => {
+  const dir = makeTinySweep(top);
+  const sw = JSON.parse(readFileSync(join(dir, "sweep.json"), "utf8")) as { cells: Array<{ key: string; n_ended: number; n_drop: number; p_drop: number; p_drop_ci: [number, number]; runs: Array<{ dir: string }> }> };
+  const served = await spawnServe(dir);
+  sweepServer = served.child;
+  await page.goto(served.url);
+  await page.waitForSelector("body[data-ready='1']", { timeout: 30000 });
+  await page.waitForSelector("#sweep-section:not([hidden]) #sweep-table tr[data-cell]", { timeout: 20000 });
+  const pText = (p: number, ci: [number, number]) => `${p.toFixed(2)} [${ci[0].toFixed(2)}, ${ci[1].toFixed(2)}]`;
+  const rows = page.locator("#sweep-table tr[data-cell]");
+  assert.equal(await rows.count(), 4);
+  assert.deepEqual(await page.locator("#sweep-table tr[data-cell] .cell-name").allTextContents(), sw.cells.map((c) => c.key));
+  for (let i = 0; i < 4; i++) {
+    const c = sw.cells[i]!;
+    assert.equal(await rows.nth(i).locator(".p-drop").innerText(), pText(c.p_drop, c.p_drop_ci));
+    assert.equal(await rows.nth(i).locator(".ended").innerText(), `${c.n_ended} / 2`);
+  }
+  assert.equal((await page.locator("#runs-table .run-name").allTextContents()).length, 8);
+  await page.waitForSelector("#sweep-km[data-cells='4'] svg", { timeout: 20000 });
+  await page.waitForSelector("#sweep-phase[data-cells='4'] svg", { timeout: 20000 });
+  assert.match(await page.locator("#sweep-phase").innerText(), /train\.lr/);
+  await page.locator("#sweep-section").screenshot({ path: join(shots, "e2e-sweep.png") });
+
+  // a click on a cell's row: only its runs, compared, the first studied
+  const cell = sw.cells[1]!;
+  const names = cell.runs.map((r) => r.dir.split("/").pop()!);
+  await rows.nth(1).locator(".cell-name").click();
+  await page.waitForFunction((n) => document.querySelectorAll("#runs-table .run-name").length === n, names.length, { timeout: 20000 });
+  assert.deepEqual(await page.locator("#runs-table .run-name").allTextContents(), names);
+  assert.deepEqual(await page.locator("#runs-table .cmp").evaluateAll((els) => els.map((e) => (e as HTMLInputElement).checked)), [true, true]);
+  assert.equal(await page.locator("#runs-table tr.focus").getAttribute("data-run"), names[0]);
+  assert.match(await page.locator("#cell-filter").innerText(), new RegExp(`the 2 runs of cell ${cell.key.replace(/\./g, "\\.")}`));
+  assert.match(await page.evaluate(() => decodeURIComponent(location.hash)), new RegExp(`cell=${cell.key.replace(/\./g, "\\.")}`));
+  await page.waitForFunction(() => document.querySelector("#loss-chart")?.getAttribute("data-steps") === "200", null, { timeout: 20000 });
+  // a square of the phase diagram selects its cell too (cell 2: the grid's third)
+  const squares = page.locator("#sweep-phase svg g.mark-rect").nth(1).locator("path");
+  assert.equal(await squares.count(), 4);
+  const box = (await squares.nth(2).boundingBox())!;
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  const names2 = sw.cells[2]!.runs.map((r) => r.dir.split("/").pop()!);
+  await page.waitForFunction((n) => [...document.querySelectorAll("#runs-table .run-name")].map((e) => e.textContent).join() === n, names2.join(), { timeout: 20000 });
+  assert.equal(await page.locator("#sweep-table tr.selected").getAttribute("data-cell"), sw.cells[2]!.key);
+  await page.selectOption("#km-x", "seconds");
+  await page.waitForSelector("#sweep-km[data-x='seconds'] svg", { timeout: 20000 });
+  await page.locator("#btn-all-runs").click();
+  await page.waitForFunction(() => document.querySelectorAll("#runs-table .run-name").length === 8, null, { timeout: 20000 });
+
+  // one run drops (its metrics appended): the cell's P(drop) changes without a reload
+  const c3 = sw.cells[3]!;
+  appendFileSync(join(dir, c3.runs[1]!.dir, "metrics.jsonl"), dropLines(200, 200));
+  const want = pText((c3.n_drop + 1) / 2, wilson(c3.n_drop + 1, 2));
+  await page.waitForFunction(([k, w]) => document.querySelector(`#sweep-table tr[data-cell="${k}"] .p-drop`)?.textContent === w, [c3.key, want], { timeout: 20000 });
+  await page.screenshot({ path: join(shots, "e2e-sweep-page.png"), fullPage: true });
   assert.deepEqual((page as Page & { _errors?: string[] })._errors, []);
 });

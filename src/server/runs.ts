@@ -12,7 +12,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { detectPhases, type Phases } from "../analysis/phases.js";
-import { PartialRunConfigSchema, type RunConfig, checkpointSteps, resolveConfig } from "../train/config.js";
+import { PartialRunConfigSchema, type RunConfig, checkpointSteps, lastStepOf, resolveConfig } from "../train/config.js";
 import { type MetricsLine, parseMetricsLine } from "../train/metrics.js";
 import { listCheckpoints } from "../train/train.js";
 
@@ -263,7 +263,7 @@ export function summarizeRun(root: string, name: string, metrics: MetricsCache):
   }
   return {
     name, status, problems, config: cfg,
-    steps: cfg ? cfg.train.steps : null,
+    steps: cfg ? lastStepOf(cfg.train) : null,
     stepsDone: last ? last.step : 0,
     last, lastEval, checkpoints,
     phases: cfg && lines.length > 0 ? detectPhases(lines, cfg.data.rank, cfg.data.p_mask) : null,

@@ -13,6 +13,8 @@
 //                                          from the checkpoint on first request and cached under
 //                                          <run>/analysis/ (header X-Abrupt-Cache: hit | miss)
 //   GET /api/runs/<run>/files/<path>       a file of the run (json, jsonl, svg, png, md, html)
+//   GET /api/sweep                         { sweep: SweepResults | null } (sweep.ts); RUNS_DIR may be a
+//                                          sweep folder, whose runs are RUNS_DIR/runs/*
 //
 // Only files inside the runs folder (and the page's own assets) are served:
 // `..`, absolute paths, backslashes, NUL and their percent-encoded forms are
@@ -33,6 +35,7 @@ import { gzipSync } from "node:zlib";
 import { AbruptError } from "../errors.js";
 import type { MetricsLine } from "../train/metrics.js";
 import { type ComputeRequest, type Kind, boundOptions, cacheName, isKind, lookupCache } from "./compute.js";
+import { SweepResultsCache, isSweepDir } from "./sweep.js";
 import { MetricsCache, type MetricsItem, PathError, type RunSummary, isInside, listRunNames, readMetricsFrom, runDir, runFile, summarizeRun } from "./runs.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -366,8 +369,9 @@ function sendFile(req: IncomingMessage, res: ServerResponse, file: string, cache
 }
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
-  const root = resolve(opts.runsDir);
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new AbruptError(`runs folder ${opts.runsDir} does not exist`);
+  const top = resolve(opts.runsDir);
+  if (!existsSync(top) || !statSync(top).isDirectory()) throw new AbruptError(`runs folder ${opts.runsDir} does not exist`);
+  const root = isSweepDir(top) ? join(top, "runs") : top;
   const webDir = resolve(opts.webDir ?? DEFAULT_WEB_DIR);
   const host = opts.host ?? "127.0.0.1";
   const pollMs = opts.pollMs ?? 1000;
@@ -385,6 +389,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     }
     return w;
   };
+  const sweep = root !== top ? new SweepResultsCache(top, (name) => watchOf(name).metrics) : null;
 
   const api = async (req: IncomingMessage, res: ServerResponse, segs: string[], query: URLSearchParams): Promise<void> => {
     if (segs.length === 1) {
@@ -460,6 +465,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const { segs, query } = pathSegments(req.url ?? "/");
       checkCaller(req, host, port, segs.length === 0 || (segs.length === 1 && segs[0] === "index.html"));
       if (segs[0] === "api" && segs[1] === "runs") { await api(req, res, segs.slice(1), query); return; }
+      if (segs[0] === "api" && segs[1] === "sweep" && segs.length === 2) { sendJson(req, res, 200, { sweep: sweep?.results() ?? null }); return; }
       if (segs.length === 0 || (segs.length === 1 && segs[0] === "index.html")) {
         const index = join(webDir, "index.html");
         if (!existsSync(index)) {

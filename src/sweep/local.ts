@@ -103,7 +103,7 @@ export async function runLocal(plan: SweepPlan, dir: string, opts: { workers: nu
   let done = 0, drops = 0, skipped = 0;
   for (const r of plan.runs) {
     const rd = runDirOf(dir, r.name);
-    if (runState(rd) === "finished") {
+    if (runState(rd, r.config) === "finished") {
       done++;
       skipped++;
       if (runDropped(rd, r.config.data.rank)) drops++;
@@ -148,7 +148,7 @@ export async function runLocal(plan: SweepPlan, dir: string, opts: { workers: nu
             running.delete(run.name);
             const step = currentStep(rd);
             eta.finish(run, step);
-            if (code === 0 && runState(rd) === "finished") {
+            if (code === 0 && runState(rd, run.config) === "finished") {
               done++;
               if (runDropped(rd, run.config.data.rank)) drops++;
             } else if (!interrupted) {

@@ -74,7 +74,7 @@ export async function enqueueSweep(url: string, plan: SweepPlan, dir: string): P
   const queue = new Queue<JobData>(QUEUE_NAME, { connection: connectionOf(url) });
   try {
     const jobs = plan.runs
-      .filter((r) => runState(runDirOf(dir, r.name)) !== "finished")
+      .filter((r) => runState(runDirOf(dir, r.name), r.config) !== "finished")
       .map((r) => ({
         name: r.name,
         data: { dir, run: r.name },
@@ -100,7 +100,7 @@ export async function followSweep(url: string, plan: SweepPlan, dir: string, qui
       const unfinished: PlannedRun[] = [];
       for (const r of plan.runs) {
         const rd = runDirOf(dir, r.name);
-        const s = runState(rd);
+        const s = runState(rd, r.config);
         if (s === "finished") {
           done++;
           if (runDropped(rd, r.config.data.rank)) drops++;
@@ -145,12 +145,13 @@ export async function runWorker(url: string, concurrency: number, log: (line: st
     QUEUE_NAME,
     async (job: Job<JobData>) => {
       const { dir, run } = job.data;
-      const exec = executeRun(dir, plannedRun(dir, run));
+      const planned = plannedRun(dir, run);
+      const exec = executeRun(dir, planned);
       children.add(exec.child);
       log(`worker ${process.pid}: ${run} from step ${currentStep(runDirOf(dir, run))}`);
       const res = await exec.done;
       children.delete(exec.child);
-      if (res.code === 0 && runState(runDirOf(dir, run)) === "finished") {
+      if (res.code === 0 && runState(runDirOf(dir, run), planned.config) === "finished") {
         log(`worker ${process.pid}: ${run} finished at step ${currentStep(runDirOf(dir, run))}`);
         return { step: currentStep(runDirOf(dir, run)) };
       }

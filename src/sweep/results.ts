@@ -16,11 +16,12 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { AbruptError } from "../errors.js";
 import { detectEvents } from "../train/events.js";
-import { readMetrics } from "../train/metrics.js";
-import { type VlSpec, writeFigure } from "../train/plot.js";
+import { type MetricsLine, readMetrics } from "../train/metrics.js";
+import { writeFigure } from "../train/plot.js";
 import { writeJsonAtomic } from "../train/train.js";
 import { readStatus, runDirOf } from "./runs.js";
 import { type KaplanMeier, type Observation, kaplanMeier, wilson } from "./stats.js";
+import { kmSpec, pDropSpec, phaseSpec } from "../viz/sweep.js";
 
 export interface SweepRun {
   seed: number;
@@ -77,10 +78,10 @@ export function readSpecFile(dir: string): SpecFile {
   }
 }
 
-/** One run's events and times, by the one definition (src/train/events.ts). */
-export function runResult(dir: string, name: string, seed: number, rank: number): SweepRun {
+/** One run's events and times, by the one definition (src/train/events.ts); `lines`: its metrics if already read. */
+export function runResult(dir: string, name: string, seed: number, rank: number, lines?: MetricsLine[]): SweepRun {
   const rd = runDirOf(dir, name);
-  const lines = readMetrics(join(rd, "metrics.jsonl")).lines;
+  lines ??= readMetrics(join(rd, "metrics.jsonl")).lines;
   const ev = detectEvents(lines, rank);
   let cum = 0, pes: number | null = null;
   for (const l of lines) {
@@ -127,12 +128,13 @@ export function cellResult(key: string, overrides: Record<string, unknown>, runs
   };
 }
 
-export function sweepResults(dir: string): SweepResults {
+/** The results of every cell; `run` gives one run's (the dashboard passes a cached runResult). */
+export function sweepResults(dir: string, run: typeof runResult = runResult): SweepResults {
   const spec = readSpecFile(dir);
   const cells = spec.cells.map((c) => {
     const runs = c.runs.map((name) => {
       const plan = JSON.parse(readFileSync(join(dir, "plan", `${name}.json`), "utf8")) as { train: { seed: number }; data: { rank: number } };
-      return runResult(dir, name, plan.train.seed, plan.data.rank);
+      return run(dir, name, plan.train.seed, plan.data.rank);
     });
     return cellResult(c.key, c.overrides, runs);
   });
@@ -140,64 +142,6 @@ export function sweepResults(dir: string): SweepResults {
 }
 
 // ----------------------------------------------------------------- figures
-
-function kmSpec(res: SweepResults, x: "step" | "seconds"): VlSpec {
-  const rows: Array<{ x: number; s: number; cell: string; event: string }> = [];
-  for (const c of res.cells) {
-    for (const [t, s] of x === "step" ? c.survival : c.survival_seconds) rows.push({ x: t, s, cell: c.key, event: "still on the plateau" });
-    for (const [t, s] of x === "step" ? c.survival_drop : c.survival_drop_seconds) rows.push({ x: t, s, cell: c.key, event: "not yet dropped" });
-    // carry each curve to the end of observation
-    const end = Math.max(0, ...c.runs.map((r) => (x === "step" ? r.steps : r.seconds)));
-    const lastOf = (cv: Array<[number, number]>) => cv[cv.length - 1]![1];
-    rows.push({ x: end, s: lastOf(x === "step" ? c.survival : c.survival_seconds), cell: c.key, event: "still on the plateau" });
-    rows.push({ x: end, s: lastOf(x === "step" ? c.survival_drop : c.survival_drop_seconds), cell: c.key, event: "not yet dropped" });
-  }
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: `Kaplan–Meier: fraction of seeds still on the plateau / not yet dropped, against ${x === "step" ? "step" : "wall seconds"}`,
-    width: 560, height: 300,
-    data: { values: rows },
-    mark: { type: "line", interpolate: "step-after", strokeWidth: 1.5 },
-    encoding: {
-      x: { field: "x", type: "quantitative", title: x === "step" ? "step" : "seconds of training" },
-      y: { field: "s", type: "quantitative", scale: { domain: [0, 1] }, title: "fraction of seeds" },
-      color: { field: "cell", type: "nominal", title: "cell" },
-      strokeDash: { field: "event", type: "nominal", title: null },
-    },
-  } as VlSpec;
-}
-
-function pDropSpec(res: SweepResults): VlSpec {
-  const rows = res.cells.filter((c) => c.p_drop !== null).map((c) => ({ cell: c.key, p: c.p_drop, lo: c.p_drop_ci![0], hi: c.p_drop_ci![1], n: c.n_ended }));
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: "P(drop by the end of the run), 95% Wilson intervals",
-    width: 560, height: { step: 22 } as unknown as number,
-    data: { values: rows },
-    layer: [
-      { mark: { type: "rule" }, encoding: { y: { field: "cell", type: "nominal", sort: null, title: null }, x: { field: "lo", type: "quantitative", scale: { domain: [0, 1] }, title: "P(drop)" }, x2: { field: "hi" } } },
-      { mark: { type: "point", filled: true }, encoding: { y: { field: "cell", type: "nominal", sort: null }, x: { field: "p", type: "quantitative" }, tooltip: [{ field: "cell" }, { field: "p" }, { field: "n", title: "runs ended" }] } },
-    ],
-  } as VlSpec;
-}
-
-function phaseSpec(res: SweepResults, xKey: string, yKey: string, metric: "p_drop" | "median_plateau_end"): VlSpec {
-  const rows = res.cells.map((c) => ({
-    x: String(c.overrides[xKey]), y: String(c.overrides[yKey]),
-    v: metric === "p_drop" ? c.p_drop : c.median_plateau_end,
-    label: metric === "p_drop" ? (c.p_drop === null ? "–" : c.p_drop.toFixed(2)) : c.median_plateau_end === null ? "not reached" : String(c.median_plateau_end),
-  }));
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: `${metric === "p_drop" ? "P(drop)" : "median plateau end (steps)"} over ${xKey} × ${yKey}`,
-    width: { step: 70 } as unknown as number, height: { step: 40 } as unknown as number,
-    data: { values: rows },
-    layer: [
-      { mark: "rect", encoding: { x: { field: "x", type: "ordinal", title: xKey, sort: null }, y: { field: "y", type: "ordinal", title: yKey, sort: null }, color: { field: "v", type: "quantitative", title: metric, ...(metric === "p_drop" ? { scale: { domain: [0, 1] } } : {}) } } },
-      { mark: { type: "text", fontSize: 11 }, encoding: { x: { field: "x", type: "ordinal", sort: null }, y: { field: "y", type: "ordinal", sort: null }, text: { field: "label" } } },
-    ],
-  } as VlSpec;
-}
 
 export interface AnalyzeSweepOptions {
   out?: string;
@@ -215,15 +159,15 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
   const out = o.out ?? join(dir, "analysis");
   mkdirSync(out, { recursive: true });
   if (res.cells.some((c) => c.runs.some((r) => r.status !== "queued"))) {
-    files.push(...(await writeFigure(kmSpec(res, "step"), join(out, "km-steps"))));
-    files.push(...(await writeFigure(kmSpec(res, "seconds"), join(out, "km-seconds"))));
+    files.push(...(await writeFigure(kmSpec(res.cells, "step"), join(out, "km-steps"))));
+    files.push(...(await writeFigure(kmSpec(res.cells, "seconds"), join(out, "km-seconds"))));
   }
-  if (res.cells.some((c) => c.p_drop !== null)) files.push(...(await writeFigure(pDropSpec(res), join(out, "p-drop"))));
+  if (res.cells.some((c) => c.p_drop !== null)) files.push(...(await writeFigure(pDropSpec(res.cells), join(out, "p-drop"))));
   const xKey = o.x ?? res.axes[0], yKey = o.y ?? res.axes[1];
   for (const k of [o.x, o.y]) if (k !== undefined && !res.axes.includes(k)) throw new AbruptError(`--${k === o.x ? "x" : "y"} ${k} is not a grid axis of this sweep (axes: ${res.axes.join(", ") || "none"})`);
   if (xKey && yKey && xKey !== yKey) {
     for (const m of o.metric ? [o.metric] : (["p_drop", "median_plateau_end"] as const)) {
-      files.push(...(await writeFigure(phaseSpec(res, xKey, yKey, m), join(out, `phase-${m}`))));
+      files.push(...(await writeFigure(phaseSpec(res.cells, xKey, yKey, m), join(out, `phase-${m}`))));
     }
   }
   return { results: res, files };

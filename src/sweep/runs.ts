@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { AbruptError } from "../errors.js";
 import { lockOwner } from "../store/lock.js";
 import { writeJsonAtomic } from "../train/train.js";
+import { lastStepOf } from "../train/config.js";
 import { type PlannedRun, type SweepPlan, canonical } from "./spec.js";
 
 const BIN = join(resolve(fileURLToPath(new URL("../../..", import.meta.url))), "bin", "abrupt.js");
@@ -61,9 +62,18 @@ export function readStatus(runDir: string): Status | null {
   }
 }
 
-export function runState(runDir: string): RunState {
+/**
+ * The state of a run folder. With its planned config, a run that stopped at
+ * its max_steps is resumable again when the plan now allows more steps (a
+ * sweep continued with a larger stop.max_steps).
+ */
+export function runState(runDir: string, planned?: PlannedRun["config"]): RunState {
   if (lockOwner(runDir)) return "running";
-  if (readStatus(runDir)?.status === "finished" && existsSync(join(runDir, "summary.json"))) return "finished";
+  const st = readStatus(runDir);
+  if (st?.status === "finished" && existsSync(join(runDir, "summary.json"))) {
+    const more = planned && st.reason === "max_steps" && typeof st.step === "number" && lastStepOf(planned.train) > st.step;
+    if (!more) return "finished";
+  }
   const ck = join(runDir, "checkpoints");
   if (existsSync(ck) && readdirSync(ck).some((f) => f.endsWith(".adam.safetensors"))) return "resumable";
   return "fresh";
@@ -77,11 +87,16 @@ export interface Execution {
 /** Starts (or resumes) one run as a child `abrupt train`; `fresh` runs start from a clean folder. */
 export function executeRun(dir: string, run: PlannedRun, opts: { stopWithParent?: boolean } = {}): Execution {
   const runDir = runDirOf(dir, run.name);
-  const state = runState(runDir);
+  const state = runState(runDir, run.config);
   if (state === "running") throw new AbruptError(`run ${run.name} is already running (${runDir})`);
   const args = [BIN, "train", "--quiet", "--out", runDir];
-  if (state === "resumable" || state === "finished") args.push("--resume");
-  else {
+  if (state === "resumable" || state === "finished") {
+    // the plan's stop rules (a continued sweep may have raised max_steps)
+    const t = run.config.train;
+    args.push("--resume", "--steps", String(t.steps));
+    if (t.max_steps !== null) args.push("--max-steps", String(t.max_steps));
+    if (t.stop_after_drop !== null) args.push("--stop-after-drop", String(t.stop_after_drop));
+  } else {
     // killed before its first checkpoint: start again from step 0
     for (const f of ["metrics.jsonl", "status.json", "summary.json", "config.json"]) rmSync(join(runDir, f), { force: true });
     args.push("--config", join(dir, "plan", `${run.name}.json`));

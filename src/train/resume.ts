@@ -2,7 +2,8 @@
 // so it keeps every setting of its config.json; only its length may change:
 // `steps` (and `max_steps`), never below the step it resumes from. Any other
 // setting given again (a flag, a --config file, --preset) must equal the
-// run's, or the resume is refused with one line naming it.
+// run's, or the resume is refused with one line naming it. The stop rule
+// `stop_after_drop` may change too (it decides when to stop, not how to train).
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -17,8 +18,10 @@ const FLAGS: Record<string, string> = {
 };
 const flagOf = (key: string) => FLAGS[key] ?? (key.startsWith("train.") ? `--${key.slice(6).replace(/_/g, "-")}` : key);
 
-/** Settings that set the run's length: these may change on resume. */
-const LENGTH = new Set(["train.steps", "train.max_steps"]);
+/** Settings that set the run's length or when it stops: these may change on resume. */
+const LENGTH = new Set(["train.steps", "train.max_steps", "train.stop_after_drop"]);
+/** Of those, the ones that may not fall below the step the run resumes from. */
+const AT_LEAST_NOW = new Set(["train.steps", "train.max_steps"]);
 
 /** The step a resume starts from: the newest checkpoint with its Adam state (null if none). */
 export function resumeStep(outDir: string): number | null {
@@ -48,7 +51,7 @@ export function resumeConfig(outDir: string, given: { preset?: string; file?: Pa
   const run = resolveConfig(stored.preset, stored, {});
   const preset = given.preset ?? given.file?.preset;
   if (preset !== undefined && preset !== run.preset) {
-    throw new AbruptError(`cannot resume with ${given.preset !== undefined ? "--preset" : `preset in ${given.fileName}`} ${preset}: the run was made with preset ${run.preset} (a resumed run keeps its settings; only --steps may change)`);
+    throw new AbruptError(`cannot resume with ${given.preset !== undefined ? "--preset" : `preset in ${given.fileName}`} ${preset}: the run was made with preset ${run.preset} (a resumed run keeps its settings; only --steps, --max-steps and --stop-after-drop may change)`);
   }
   const fromFlags = new Map(entries(given.flags));
   const wanted = new Map([...entries(given.file ?? {}), ...fromFlags]);
@@ -59,10 +62,10 @@ export function resumeConfig(outDir: string, given: { preset?: string; file?: Pa
     if (JSON.stringify(have) === JSON.stringify(v)) continue;
     const name = fromFlags.has(key) ? `${flagOf(key)} ${show(v)}` : `${key} = ${show(v)} in ${given.fileName}`;
     if (!LENGTH.has(key)) {
-      throw new AbruptError(`cannot resume with ${name}: the run has ${key} = ${show(have)} (a resumed run keeps its settings; only --steps may change)`);
+      throw new AbruptError(`cannot resume with ${name}: the run has ${key} = ${show(have)} (a resumed run keeps its settings; only --steps, --max-steps and --stop-after-drop may change)`);
     }
     const at = resumeStep(outDir);
-    if (typeof v === "number" && at !== null && v < at) {
+    if (AT_LEAST_NOW.has(key) && typeof v === "number" && at !== null && v < at) {
       throw new AbruptError(`cannot resume with ${name}: the run is at step ${at}, and a resumed run can only be extended`);
     }
     (cfg.train as Record<string, unknown>)[k] = v;

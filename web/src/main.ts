@@ -1,10 +1,13 @@
 // The dashboard page: runs table, live loss curves (server-sent events), a
 // checkpoint scrubber driving the attention, matrix, embedding, probe and
-// progress panels. Charts are Vega-Lite (vega-embed); the specs are shared
-// with `abrupt report` (src/viz/specs.ts).
+// progress panels; for a sweep folder, the sweep's cells, Kaplan–Meier
+// curves and phase diagram above them. Charts are Vega-Lite (vega-embed); the
+// specs are shared with `abrupt report` (src/viz/specs.ts) and `abrupt
+// analyze sweep` (src/viz/sweep.ts).
 
 import embed, { type Result, vega } from "vega-embed";
 import * as S from "../../src/viz/specs.js";
+import * as SW from "../../src/viz/sweep.js";
 import { PANEL_TEXT, changeTableHtml, esc, headsOf, storyHtml } from "../../src/viz/text.js";
 import "./style.css";
 
@@ -30,6 +33,18 @@ interface RunSummary {
   copyLevel: { loss: number; loss_mask: number } | null;
   error: string | null;
 }
+type Ci = [number | null, number | null];
+/** GET /api/sweep: sweep.json (src/sweep/results.ts) */
+interface SweepCell extends SW.SweepCellView {
+  runs: Array<{ seed: number; dir: string; steps: number; plateau_end: number | null; drop: number | null; seconds: number; status: string }>;
+  n_drop: number;
+  median_plateau_end_ci: Ci;
+  median_drop: number | null;
+  median_drop_ci: Ci;
+  median_drop_seconds: number | null;
+  median_drop_seconds_ci: Ci;
+}
+interface Sweep { id: string; axes: string[]; updated: string; cells: SweepCell[] }
 type Row = Array<number | null>;
 interface Live { rows: Row[]; offset: number; es: EventSource | null }
 
@@ -51,6 +66,11 @@ const st = {
   att: null as S.AttentionJson | null,
   lossView: null as Result | null,
   lossKey: "",
+  sweep: null as Sweep | null,
+  /** the sweep cell whose runs the runs table lists (null: all) */
+  cell: null as string | null,
+  kmX: "step" as "step" | "seconds",
+  phase: { x: "", y: "", metric: "p_drop" as SW.PhaseMetric, fixed: {} as Record<string, string> },
 };
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -86,8 +106,14 @@ function statusBadge(s: RunSummary): string {
 }
 
 function renderTable(): void {
-  const runs = [...st.runs.values()];
+  const only = st.cell ? new Set(cellRuns(st.cell)) : null;
+  const runs = [...st.runs.values()].filter((r) => !only || only.has(r.name));
+  renderCellFilter(runs.length);
   $("live").hidden = ![...st.compare].some((n) => st.runs.get(n)?.status === "running");
+  if (runs.length === 0 && only) {
+    $("runs-table").innerHTML = `<p class="muted">No run of this cell has started yet.</p>`;
+    return;
+  }
   if (runs.length === 0) {
     $("runs-table").innerHTML = `<p class="muted">No runs in this folder yet. Start one with <code>abrupt train --out &lt;folder&gt;/NAME</code>; it appears here.</p>`;
     return;
@@ -129,7 +155,7 @@ function renderTable(): void {
 async function refreshRuns(): Promise<void> {
   try {
     const res = await getJson<{ root: string; runs: RunSummary[] }>("api/runs");
-    $("root-dir").textContent = `runs folder: ${res.root}`;
+    $("root-dir").textContent = `${st.sweep ? `sweep ${st.sweep.id} · ` : ""}runs folder: ${res.root}`;
     const seen = new Set<string>();
     for (const r of res.runs) {
       seen.add(r.name);
@@ -142,6 +168,155 @@ async function refreshRuns(): Promise<void> {
   } catch (e) {
     $("runs-table").innerHTML = `<p class="error">cannot list runs: ${esc((e as Error).message)}</p>`;
   }
+}
+
+// ------------------------------------------------------------------ sweep
+
+/** Run folder names of a cell (those of its runs that have started are in st.runs). */
+function cellRuns(key: string): string[] {
+  const c = st.sweep?.cells.find((x) => x.key === key);
+  return c ? c.runs.map((r) => r.dir.split(/[\\/]/).pop()!) : [];
+}
+
+let sweepPoll = true;
+/** Polled with the runs list; redraws only when the server's results changed. */
+async function refreshSweep(): Promise<void> {
+  if (!sweepPoll) return;
+  try {
+    const { sweep } = await getJson<{ sweep: Sweep | null }>("api/sweep");
+    if (!sweep) { sweepPoll = false; return; } // a plain runs folder
+    const changed = sweep.updated !== st.sweep?.updated;
+    const axesChanged = sweep.axes.join("\n") !== st.sweep?.axes.join("\n");
+    st.sweep = sweep;
+    $("sweep-section").hidden = false;
+    if (st.cell && !sweep.cells.some((c) => c.key === st.cell)) st.cell = null;
+    if (axesChanged) initPhaseControls();
+    if (changed) {
+      renderSweepTable();
+      renderTable();
+      await Promise.all([renderKm(), renderPhase()]);
+    }
+  } catch (e) {
+    status("sweep-id", `cannot read the sweep: ${(e as Error).message}`, "error");
+  }
+}
+
+const int = (x: number | null) => (x === null ? "–" : String(Math.round(x)));
+const secs = (x: number | null) => (x === null ? "–" : x < 10 ? x.toFixed(1) : String(Math.round(x)));
+/** A median with its interval; a null end of the interval is ∞ (it does not close within the steps run). */
+function median(m: number | null, ci: Ci, f: (x: number | null) => string): string {
+  if (m === null && ci[0] === null) return `<span class="muted">not reached</span>`;
+  return `${m === null ? "not reached" : f(m)} <span class="muted">[${f(ci[0])}, ${ci[1] === null ? "∞" : f(ci[1])}]</span>`;
+}
+function pDropText(c: Pick<SweepCell, "p_drop" | "p_drop_ci">): string {
+  return c.p_drop === null ? "–" : `${c.p_drop.toFixed(2)} [${c.p_drop_ci![0].toFixed(2)}, ${c.p_drop_ci![1].toFixed(2)}]`;
+}
+
+function renderSweepTable(): void {
+  const sw = st.sweep!;
+  const running = (c: SweepCell) => c.runs.filter((r) => r.status === "running").length;
+  status("sweep-id", `${sw.id} · ${sw.cells.length} cells · ${sw.cells.reduce((a, c) => a + c.runs.length, 0)} runs${sw.axes.length ? ` over ${sw.axes.join(" × ")}` : ""}`);
+  const rows = sw.cells.map((c) => `<tr data-cell="${esc(c.key)}" class="${c.key === st.cell ? "selected" : ""}">
+      <td><button class="linkish cell-name" type="button">${esc(c.key)}</button></td>
+      <td class="num ended">${c.n_ended} / ${c.runs.length}${running(c) ? ` <span class="badge st-running">${running(c)} running</span>` : ""}</td>
+      <td class="num">${c.n_drop}</td>
+      <td class="num p-drop">${pDropText(c)}</td>
+      <td class="num">${median(c.median_plateau_end, c.median_plateau_end_ci, int)}</td>
+      <td class="num">${median(c.median_drop, c.median_drop_ci, int)}</td>
+      <td class="num">${median(c.median_drop_seconds, c.median_drop_seconds_ci, secs)}</td>
+    </tr>`);
+  $("sweep-table").innerHTML = `<table>
+    <thead><tr><th>cell</th><th title="runs ended (finished, or stopped at the step limit) / runs">ended / runs</th><th>dropped</th><th>P(drop) [95%]</th><th>median plateau end [95%]</th><th>median drop, steps [95%]</th><th>median drop, seconds [95%]</th></tr></thead>
+    <tbody>${rows.join("")}</tbody></table>`;
+  for (const tr of $("sweep-table").querySelectorAll<HTMLTableRowElement>("tbody tr")) {
+    tr.addEventListener("click", () => void selectCell(tr.dataset["cell"]!));
+  }
+}
+
+function renderCellFilter(shown: number): void {
+  const el = $("cell-filter");
+  el.hidden = !st.cell;
+  if (!st.cell) return;
+  el.innerHTML = `<span>the ${shown} run${shown === 1 ? "" : "s"} of cell <b>${esc(st.cell)}</b></span> <button id="btn-all-runs" type="button">show all runs</button>`;
+  $("btn-all-runs").addEventListener("click", () => void selectCell(null));
+}
+
+async function renderKm(): Promise<void> {
+  const sw = st.sweep;
+  if (!sw) return;
+  const el = $("sweep-km");
+  const res = await draw(el, SW.kmSpec(sw.cells, st.kmX, { width: 520, height: 260, selected: st.cell }));
+  el.dataset["cells"] = String(sw.cells.length);
+  el.dataset["x"] = st.kmX;
+  res.view.addEventListener("click", (_e, item) => {
+    const cell = (item as { datum?: { cell?: string } } | null)?.datum?.cell;
+    if (typeof cell === "string") void selectCell(cell);
+  });
+}
+
+/** Axis pickers of the phase diagram; the axes not drawn are held at one value each. */
+function initPhaseControls(): void {
+  const axes = st.sweep!.axes;
+  $("phase-wrap").hidden = axes.length < 2;
+  if (axes.length < 2) return;
+  if (!axes.includes(st.phase.x)) st.phase.x = axes[0]!;
+  if (!axes.includes(st.phase.y) || st.phase.y === st.phase.x) st.phase.y = axes.find((a) => a !== st.phase.x)!;
+  for (const [id, which] of [["phase-x", "x"], ["phase-y", "y"]] as const) {
+    const sel = $<HTMLSelectElement>(id);
+    sel.innerHTML = axes.map((a) => `<option value="${esc(a)}">${esc(a)}</option>`).join("");
+    sel.value = st.phase[which];
+  }
+  renderPhaseFixed();
+}
+
+function axisValues(axis: string): string[] {
+  return [...new Set(st.sweep!.cells.map((c) => String(c.overrides[axis])))];
+}
+
+function renderPhaseFixed(): void {
+  const others = st.sweep!.axes.filter((a) => a !== st.phase.x && a !== st.phase.y);
+  for (const k of Object.keys(st.phase.fixed)) if (!others.includes(k)) delete st.phase.fixed[k];
+  for (const a of others) {
+    const vals = axisValues(a);
+    if (!vals.includes(st.phase.fixed[a] ?? "")) st.phase.fixed[a] = vals[0]!;
+  }
+  const el = $("phase-fixed");
+  el.innerHTML = others.map((a) => `<label>${esc(a)} <select data-axis="${esc(a)}">${axisValues(a).map((v) => `<option value="${esc(v)}">${esc(v)}</option>`).join("")}</select></label>`).join("");
+  for (const sel of el.querySelectorAll<HTMLSelectElement>("select")) {
+    sel.value = st.phase.fixed[sel.dataset["axis"]!]!;
+    sel.addEventListener("change", () => { st.phase.fixed[sel.dataset["axis"]!] = sel.value; void renderPhase(); });
+  }
+}
+
+async function renderPhase(): Promise<void> {
+  const sw = st.sweep;
+  if (!sw || sw.axes.length < 2) return;
+  const { x, y, metric, fixed } = st.phase;
+  const cells = sw.cells.filter((c) => Object.entries(fixed).every(([a, v]) => String(c.overrides[a]) === v));
+  const el = $("sweep-phase");
+  const res = await draw(el, SW.phaseSpec(cells, x, y, metric, { selected: st.cell }));
+  el.dataset["cells"] = String(cells.length);
+  el.dataset["metric"] = metric;
+  res.view.addEventListener("click", (_e, item) => {
+    const cell = (item as { datum?: { cell?: string } } | null)?.datum?.cell;
+    if (typeof cell === "string") void selectCell(cell);
+  });
+}
+
+/** Lists only the cell's runs, compares their loss curves and studies one of them, `prefer` if it is (null: every run again). */
+async function selectCell(key: string | null, prefer = st.focus): Promise<void> {
+  st.cell = key;
+  renderSweepTable();
+  renderTable();
+  void renderKm();
+  void renderPhase();
+  if (!key) { if (st.focus) history.replaceState(null, "", `#run=${encodeURIComponent(st.focus)}`); return; }
+  const names = cellRuns(key).filter((n) => st.runs.has(n));
+  if (names.length === 0) { history.replaceState(null, "", `#cell=${encodeURIComponent(key)}`); return; }
+  const first = prefer && names.includes(prefer) ? prefer : names[0]!;
+  st.compare = new Set(names);
+  st.focus = null; // setFocus keeps the compared runs
+  await setFocus(first);
 }
 
 // --------------------------------------------------- metrics and live updates
@@ -557,7 +732,7 @@ async function setFocus(name: string): Promise<void> {
   progressData = null;
   progressRun = null;
   progressFor = null;
-  history.replaceState(null, "", `#run=${encodeURIComponent(name)}`);
+  history.replaceState(null, "", `#${st.cell ? `cell=${encodeURIComponent(st.cell)}&` : ""}run=${encodeURIComponent(name)}`);
   renderTable();
   renderStory();
   await syncLive();
@@ -616,17 +791,33 @@ function initControls(): void {
     });
   }
   $("btn-sample").addEventListener("click", () => { st.sampleSeed++; void loadSample(); });
+  $<HTMLSelectElement>("km-x").addEventListener("change", (e) => { st.kmX = (e.target as HTMLSelectElement).value as "step" | "seconds"; void renderKm(); });
+  for (const [id, which] of [["phase-x", "x"], ["phase-y", "y"]] as const) {
+    const sel = $<HTMLSelectElement>(id);
+    sel.addEventListener("change", () => {
+      const other = which === "x" ? "y" : "x";
+      if (sel.value === st.phase[other]) st.phase[other] = st.phase[which]; // swap
+      st.phase[which] = sel.value;
+      initPhaseControls();
+      void renderPhase();
+    });
+  }
+  $<HTMLSelectElement>("phase-metric").addEventListener("change", (e) => { st.phase.metric = (e.target as HTMLSelectElement).value as SW.PhaseMetric; void renderPhase(); });
 }
 
 async function init(): Promise<void> {
   initControls();
+  await refreshSweep();
   await refreshRuns();
-  const fromHash = new URLSearchParams(location.hash.slice(1)).get("run");
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const fromHash = hash.get("run"), cell = hash.get("cell");
+  if (cell && st.sweep?.cells.some((c) => c.key === cell)) st.cell = cell;
   const runs = [...st.runs.values()];
   const first = (fromHash && st.runs.has(fromHash) ? fromHash : null)
     ?? runs.find((r) => r.status === "running")?.name ?? runs.find((r) => r.config && r.checkpoints.length > 0)?.name ?? runs[0]?.name;
-  if (first) await setFocus(first);
-  window.setInterval(() => void refreshRuns(), 5000);
+  if (st.cell) await selectCell(st.cell, fromHash);
+  else if (first) await setFocus(first);
+  window.setInterval(() => { void refreshSweep(); void refreshRuns(); }, 5000);
   document.body.dataset["ready"] = "1";
 }
 
