@@ -122,7 +122,7 @@ export function removeStaleTemps(dir: string, subdirs: string[] = []): string[] 
 export function checkWritableFile(file: string, what = "output file"): void {
   const abs = resolve(file);
   const dir = dirname(abs);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AbruptError(`cannot write ${what} ${file}: its folder ${dir} does not exist`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AbruptError(`cannot write ${what} ${file}: its folder does not exist (${dir})`);
   if (existsSync(abs) && statSync(abs).isDirectory()) throw new AbruptError(`cannot write ${what} ${file}: it is a folder`);
   try {
     accessSync(dir, constants.W_OK);
