@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { AbruptError } from "../errors.js";
 import { loadKernels } from "../kernels/index.js";
-import type { BackendName } from "../kernels/types.js";
+import type { AttentionKind, BackendName } from "../kernels/types.js";
 import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, readConfigFile, resolveConfig } from "../train/config.js";
 import { readMetrics } from "../train/metrics.js";
 import { lossCurveSpec, writeFigure } from "../train/plot.js";
@@ -18,6 +18,9 @@ import { checkWritableFile, ensureDir, writeJsonAtomic } from "../store/files.js
 import { EXPERIMENTS, analyze } from "./analyze.js";
 import { benchInProcess, checkBenchOptions, measureMatmul, runBench } from "./bench.js";
 import { loadPredictor, predict, readPredictInput, sizeWarning } from "./predict.js";
+import { loadGptPredictor, predictGpt } from "./predict-gpt.js";
+import { Gpt } from "../model/gpt.js";
+import { checkpointFamily } from "../store/gpt-checkpoint.js";
 import { writeReport } from "./report.js";
 import { isLoopback, startServer } from "../server/server.js";
 import { runLocal } from "../sweep/local.js";
@@ -44,6 +47,10 @@ const seedOpt = (name: string) => (v: string) => {
 };
 const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
 const intList = (name: string) => (v: string) => list(v).map((s) => int(name)(s));
+const attnOpt = (v: string): AttentionKind => {
+  if (v !== "softmax" && v !== "linear") throw new InvalidArgumentError(`attention must be softmax or linear (got "${v}")`);
+  return v;
+};
 const backendOpt = (v: string): BackendName => {
   if (v !== "cpu" && v !== "ref" && v !== "webgpu") throw new InvalidArgumentError(`backend must be cpu, ref or webgpu (got "${v}")`);
   return v;
@@ -260,14 +267,21 @@ export function buildProgram(): Command {
     .description("complete masked matrices with a checkpoint; prints {\"predictions\": ...}")
     .requiredOption("--checkpoint <file>", "safetensors checkpoint")
     .requiredOption("--input <file>", "JSON {\"matrices\": [[[v or null, ...], ...], ...]} (null = hidden)")
-    .option("--heads <n>", "heads, when the checkpoint has no config (default 8)", int("--heads"))
+    .option("--heads <n>", "heads, when the checkpoint has no config (default 8; a GPT's 2)", int("--heads"))
+    .option("--attn <kind>", "a GPT's attention, when the checkpoint has no config: softmax or linear (default softmax)", attnOpt)
     .option("--backend <name>", "cpu, ref or webgpu", backendOpt, "cpu" as BackendName)
     .option("--device <name>", "same as --backend", backendOpt)
-    .option("--clamp", "clamp values outside [-10, 10] instead of failing")
-    .action(async (f: { checkpoint: string; input: string; heads?: number; backend: BackendName; device?: BackendName; clamp?: boolean }) => {
+    .option("--clamp", "clamp values outside the vocabulary's range ([-10, 10]; a GPT's [-2, 2]) instead of failing")
+    .action(async (f: { checkpoint: string; input: string; heads?: number; attn?: AttentionKind; backend: BackendName; device?: BackendName; clamp?: boolean }) => {
       const matrices = readPredictInput(f.input);
-      const { model, trainedOn } = loadPredictor(f.checkpoint, await loadKernels(f.device ?? f.backend), f.heads);
-      const predictions = await predict(model, matrices, !!f.clamp);
+      const kernels = await loadKernels(f.device ?? f.backend);
+      // a GPT checkpoint (minGPT names) generates the cells; a BERT one regresses them
+      const gpt = checkpointFamily(f.checkpoint) === "gpt";
+      if (!gpt && f.attn !== undefined) throw new AbruptError("--attn is for GPT checkpoints");
+      const { model, trainedOn } = gpt
+        ? loadGptPredictor(f.checkpoint, kernels, { ...(f.heads !== undefined ? { heads: f.heads } : {}), ...(f.attn ? { attn: f.attn } : {}) })
+        : loadPredictor(f.checkpoint, kernels, f.heads);
+      const predictions = model instanceof Gpt ? await predictGpt(model, matrices, !!f.clamp) : await predict(model, matrices, !!f.clamp);
       const warning = sizeWarning(trainedOn, matrices);
       if (warning) console.error(`abrupt: ${warning}`);
       process.stdout.write(JSON.stringify({ predictions }) + "\n");

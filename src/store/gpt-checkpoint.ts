@@ -11,6 +11,7 @@
 // the attention kind given by the caller (default 2 heads, as SPEC's GPT,
 // and softmax attention) and LayerNorm eps 1e-5.
 
+import { closeSync, openSync, readSync } from "node:fs";
 import { z } from "zod";
 import { AbruptError } from "../errors.js";
 import { type GptConfig, gptParamCount, gptParamSpecs, validateGptConfig } from "../model/gpt.js";
@@ -34,9 +35,29 @@ function fail(file: string, problem: string): never {
 const shapeText = (s: readonly number[]) => `[${s.join(",")}]`;
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-/** "gpt" for a file with minGPT's tensor names (transformer.wte.weight), "bert" otherwise. */
+/**
+ * "gpt" for a safetensors file with minGPT's tensor names
+ * (transformer.wte.weight), else "bert" (also for a file that cannot be read
+ * or parsed, so that the BERT loader reports what is wrong with it). Reads
+ * only the header.
+ */
 export function checkpointFamily(file: string): "bert" | "gpt" {
-  return familyOf(readSafetensors(file));
+  let fd: number | null = null;
+  try {
+    fd = openSync(file, "r");
+    const len = Buffer.alloc(8);
+    if (readSync(fd, len, 0, 8, 0) !== 8) return "bert";
+    const n = len.readBigUInt64LE(0);
+    if (n > 100n * 1024n * 1024n) return "bert";
+    const header = Buffer.alloc(Number(n));
+    if (readSync(fd, header, 0, header.length, 8) !== header.length) return "bert";
+    const h = JSON.parse(header.toString("utf8")) as unknown;
+    return typeof h === "object" && h !== null && Object.prototype.hasOwnProperty.call(h, WTE) ? "gpt" : "bert";
+  } catch {
+    return "bert";
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
 }
 
 function familyOf(st: StFile): "bert" | "gpt" {
