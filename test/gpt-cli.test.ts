@@ -11,6 +11,7 @@ import { getKernels } from "../src/kernels/index.js";
 import { GPT_DEFAULT, Gpt } from "../src/model/gpt.js";
 import { saveGptCheckpoint } from "../src/store/gpt-checkpoint.js";
 import { getFloat32, readSafetensors, writeSafetensors } from "../src/store/safetensors.js";
+import { BENCH_SIZES, benchInProcess, stepFlops } from "../src/cli/bench.js";
 import { root, runCli } from "./helpers/cli.js";
 
 const dir = mkdtempSync(join(tmpdir(), "abrupt-gpt-cli-"));
@@ -107,4 +108,19 @@ test("gpt predict: bad checkpoints and inputs are one line", () => {
   oneLineError(runCli("predict", "--checkpoint", fixture, "--input", input, "--heads", "3"), /heads 3 does not divide d=32/);
   oneLineError(runCli("predict", "--checkpoint", fixture, "--input", input, "--attn", "cosine"), /attention must be softmax or linear/, 2); // a usage error
   oneLineError(runCli("predict", "--checkpoint", join(root, "test", "fixtures", "bert_tiny.safetensors"), "--input", input, "--attn", "linear"), /--attn is for GPT checkpoints/);
+});
+
+test("bench: the GPT size G is SPEC's GPT step; a small GPT size runs in process", async () => {
+  assert.deepEqual(BENCH_SIZES["G"], { L: 2, H: 2, d: 256, ff: 1024, B: 256, m: 7, n: 7, gpt: true });
+  // 3× the forward products: 2 layers on 256·98 positions, the 405-way head
+  const N = 256 * 98;
+  assert.equal(stepFlops(BENCH_SIZES["G"]!), 3 * (2 * (2 * N * (4 * 256 * 256 + 2 * 256 * 1024) + 4 * 256 * 98 * 98 * 256) + 2 * N * 256 * 405));
+  BENCH_SIZES["g-test"] = { L: 1, H: 2, d: 16, ff: 64, B: 4, m: 3, n: 3, gpt: true };
+  try {
+    const r = await benchInProcess("g-test", "cpu", 2, 1);
+    assert.equal(r.msAll.length, 2);
+    assert.ok(r.msPerStep > 0);
+  } finally {
+    delete BENCH_SIZES["g-test"];
+  }
 });

@@ -13,25 +13,31 @@ import { AbruptError } from "../errors.js";
 import { getKernels, loadKernels } from "../kernels/index.js";
 import type { BackendName, Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
-import { checkMemory, trainingBytes } from "../model/memory.js";
+import { checkMemory, gptTrainingBytes, trainingBytes } from "../model/memory.js";
+import { GPT_DEFAULT, Gpt, type GptConfig } from "../model/gpt.js";
+import { GPT_VOCAB, allocGptBatch, sampleGptBatch } from "../data/sequence.js";
 import { paramCount } from "../model/params.js";
 
 export interface BenchSize {
   L: number; H: number; d: number; ff: number; B: number; m: number; n: number;
+  /** the GPT variant (sequences of 2·m·n tokens, vocabulary 405) instead of the BERT */
+  gpt?: boolean;
 }
 
 export const BENCH_SIZES: Record<string, BenchSize> = {
   S: { L: 2, H: 4, d: 128, ff: 512, B: 128, m: 7, n: 7 },
   M: { L: 4, H: 8, d: 256, ff: 1024, B: 256, m: 7, n: 7 },
   P: { L: 4, H: 8, d: 768, ff: 3072, B: 256, m: 7, n: 7 },
+  /** SPEC §2's GPT (not among the default sizes) */
+  G: { L: 2, H: 2, d: 256, ff: 1024, B: 256, m: 7, n: 7, gpt: true },
 };
 
 /** FLOPs of one training step (forward + backward ≈ 3× the forward products). */
 export function stepFlops(s: BenchSize): number {
-  const T = s.m * s.n;
+  const T = s.gpt ? 2 * s.m * s.n : s.m * s.n;
   const N = s.B * T;
   const perLayer = 2 * N * (3 * s.d * s.d + s.d * s.d + 2 * s.d * s.ff) + 4 * s.B * T * T * s.d;
-  return 3 * (s.L * perLayer + 2 * N * s.d);
+  return 3 * (s.L * perLayer + 2 * N * s.d * (s.gpt ? GPT_VOCAB : 1));
 }
 
 /** Fails with one line on an unknown size or a step count below 1. */
@@ -54,6 +60,7 @@ export async function benchInProcess(size: string, backend: BackendName, steps: 
   const s = BENCH_SIZES[size];
   if (!s) throw new AbruptError(`unknown bench size "${size}" (sizes: ${Object.keys(BENCH_SIZES).join(", ")})`);
   checkBenchOptions([size], steps);
+  if (s.gpt) return benchGpt(size, s, backend, steps, threads);
   const cfg = { vocab: 2002, positions: 512, L: s.L, H: s.H, d: s.d, ff: s.ff, lnEps: 1e-12 };
   checkMemory(trainingBytes(cfg, s.B, s.m * s.n, 0, backend === "webgpu"), `bench size ${size} (batch ${s.B} of ${s.m}×${s.n} matrices with BERT L${s.L} d${s.d} ff${s.ff})`);
   const k = await loadKernels(backend);
@@ -80,6 +87,46 @@ export async function benchInProcess(size: string, backend: BackendName, steps: 
     model.backward(dpred);
     k.adam(model.params, model.grads, m, v, n, 1e-4, 0.9, 0.999, 1e-8, i + 1);
     await outHost;
+    await k.finish();
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  return {
+    size, backend, steps,
+    msPerStep: sorted[Math.floor(sorted.length / 2)]!,
+    msAll: times.map((t) => Math.round(t * 10) / 10),
+    maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+}
+
+/**
+ * The GPT's training step as a trainer would run it: sample a batch of
+ * sequences, forward, next-token loss (the per-position losses come back
+ * for the metrics), backward, Adam over all parameters.
+ */
+async function benchGpt(size: string, s: BenchSize, backend: BackendName, steps: number, threads: number): Promise<ChildResult> {
+  const T = 2 * s.m * s.n;
+  const cfg: GptConfig = { ...GPT_DEFAULT, block: T + 1, L: s.L, H: s.H, d: s.d, ff: s.ff };
+  checkMemory(gptTrainingBytes(cfg, s.B, T, backend === "webgpu"), `bench size ${size} (batch ${s.B} of ${s.m}×${s.n} matrices with GPT L${s.L} d${s.d} ff${s.ff})`);
+  const k = await loadKernels(backend);
+  if (threads > 0) k.setThreads?.(threads);
+  const model = new Gpt(cfg, k);
+  model.init(1);
+  const m = k.alloc(model.size), v = k.alloc(model.size);
+  const rng = new Rng(7);
+  const data = { m: s.m, n: s.n, rank: 2, pMask: 0.3, prec: 2, factor: "uniform" as const, clamp: false };
+  const batch = allocGptBatch(s.B, s.m, s.n);
+  const times: number[] = [];
+  for (let i = 0; i <= steps; i++) {
+    const t0 = performance.now();
+    sampleGptBatch(rng, data, s.B, batch);
+    model.zeroGrad();
+    model.forward(batch.inputs, s.B, T);
+    const loss = model.loss(batch.targets);
+    const rows = k.download(loss.rowLoss);
+    model.backward(loss.dlogits!);
+    k.adam(model.params, model.grads, m, v, model.size, 1e-4, 0.9, 0.999, 1e-8, i + 1);
+    await rows;
     await k.finish();
     if (i > 0) times.push(performance.now() - t0);
   }

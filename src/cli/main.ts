@@ -345,7 +345,7 @@ export function buildProgram(): Command {
     .description("ms/step of the S, M (and P) sizes per backend, sgemm GFLOP/s, peak RSS")
     .option("--backends <list>", "backends", list, ["cpu", "ref"])
     .option("--device <name>", "one backend (e.g. webgpu), instead of --backends", backendOpt)
-    .option("--sizes <list>", "sizes among S, M, P", list, ["S", "M", "P"])
+    .option("--sizes <list>", "sizes among S, M, P and G (the GPT: L2 H2 d256, batch 256 of 7×7)", list, ["S", "M", "P"])
     .option("--steps <n>", "timed steps per size (median reported)", int("--steps"), 5)
     .option("--threads <n>", "threads (0 = all cores)", int("--threads"), 0)
     .option("--matmul <n>", "webgpu: also time an n×n×n matmul (0 = skip)", int("--matmul"), 4096)

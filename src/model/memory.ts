@@ -6,6 +6,7 @@
 
 import { freemem, totalmem } from "node:os";
 import { AbruptError } from "../errors.js";
+import type { GptConfig } from "./gpt.js";
 import type { ModelConfig } from "./params.js";
 
 const F32 = 4;
@@ -102,4 +103,21 @@ export function checkMemory(need: MemoryNeed, what: string): void {
   if (need.host > free) {
     throw new AbruptError(`${what} needs about ${formatBytes(need.host)} of memory; ${formatBytes(free)} is free (of ${formatBytes(total)})`);
   }
+}
+
+/**
+ * The GPT (gpt.ts) in training on [B,T]: parameters, gradients, Adam m and v
+ * and a checkpoint's host copy, the activations with the logits and their
+ * gradient ([B,T,V] each), the backward scratch, and the batches.
+ */
+export function gptTrainingBytes(c: GptConfig, B: number, T: number, onDevice: boolean): MemoryNeed {
+  const { vocab: V, block, d: C, ff: F, L, H } = c;
+  const N = B * T;
+  const P = 2 * V * C + block * C + L * (12 * C * C + 13 * C + 2 * F * C + F) + 2 * C;
+  const att = B * H * T * T;
+  const acts = N * C + L * (10 * N * C + 2 * N * F + 4 * N + att) + N * C + 2 * N + 2 * N * V + N + 1;
+  const grads = 7 * N * C + N * F + att;
+  const model = F32 * (4 * P + acts + grads);
+  const host = F32 * 4 * P + 16 * B * (T + 1);
+  return { host: onDevice ? host : host + model, device: onDevice ? model : 0, largest: Math.max(P, 3 * N * C, N * F, att, N * V) };
 }
