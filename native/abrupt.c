@@ -228,8 +228,9 @@ static void layernorm_backward(float* dinp, float* dweight, float* dbias, const 
 //   B=128 T=49 C=768 H=8:  fused 25.7 / 30.6 / 110  sgemm per head 11.7 / 8.5 / 32.3
 // (its accumulators round-trip through memory; OpenBLAS's micro-kernels don't).
 
-// att[B,H,T,T] = softmax_k(q_t . k_k / sqrt(hs))
-static void attention_pattern(float* att, const float* qkv, int B, int T, int C, int H) {
+// att[B,H,T,T] = softmax_k(q_t . k_k / sqrt(hs) + bias[b,t,k]); bias [B,T,T]
+// (shared by the heads) may be NULL.
+static void attention_pattern(float* att, const float* qkv, const float* bias, int B, int T, int C, int H) {
   if (B == 0 || T == 0) return;  // (BLAS rejects leading dimension 0)
   int hs = C / H;
   float scale = (float)(1.0 / sqrt((double)hs));
@@ -243,6 +244,10 @@ static void attention_pattern(float* att, const float* qkv, int B, int T, int C,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C, C3, 0.0f, a, T);
     for (int t = 0; t < T; t++) {
       float* s = a + (i64)t * T;
+      if (bias) {
+        const float* br = bias + (b * T + t) * (i64)T;
+        for (int k = 0; k < T; k++) s[k] += br[k];
+      }
       float mx = -INFINITY;
       for (int k = 0; k < T; k++) mx = s[k] > mx ? s[k] : mx;
       float sum = 0.0f;
@@ -688,18 +693,20 @@ static napi_value js_layernorm_backward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// attentionPattern(att, qkv, B, T, C, H)
+// attentionPattern(att, qkv, B, T, C, H, bias|null|undefined)
 static napi_value js_attention_pattern(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "attentionPattern", 6)) return NULL;
   FArr att = arg_f32(&a, 0, "att"), qkv = arg_f32(&a, 1, "qkv");
   int B = arg_int(&a, 2, "B", 0), T = arg_int(&a, 3, "T", 0), C = arg_int(&a, 4, "C", 1);
   int H = arg_int(&a, 5, "H", 1);
+  FArr bias = arg_f32_or_null(&a, 6, "bias");  // argv past argc reads as undefined
   check_heads(&a, C, H);
   need(&a, att.n, mul4(B, H, T, T), "att");
   need(&a, qkv.n, mul4(B, T, 3, C), "qkv");
+  if (bias.p) need(&a, bias.n, mul3(B, T, T), "bias");
   if (a.bad) return NULL;
-  attention_pattern(att.p, qkv.p, B, T, C, H);
+  attention_pattern(att.p, qkv.p, bias.p, B, T, C, H);
   return undefined(env);
 }
 

@@ -278,6 +278,29 @@ describe("webgpu == ref (1e-4 relative)", () => {
     });
   }
 
+  for (const [B, T, C, H] of [[3, 7, 8, 2], [2, 49, 64, 4]] as const) {
+    it(`attentionPattern with a logit bias, then attentionBackward (B${B} T${T} C${C} H${H})`, async () => {
+      const qkv = rand(B * T * 3 * C, -2, 2);
+      const bias = rand(B * T * T, -2.5, 2.5);
+      for (let i = 0; i < bias.length; i += 3) bias[i] = 0;
+      const att = new Float32Array(B * H * T * T);
+      ref.attentionPattern(att, qkv, B, T, C, H, bias);
+      // qkv, att and the bias share one buffer (the bias is read-only beside the written att)
+      const acts = new Packed(qkv, new Float32Array(B * H * T * T), bias);
+      const [gq, ga, gb] = acts.views as [GpuTensor, GpuTensor, GpuTensor];
+      k.attentionPattern(ga, gq, B, T, C, H, gb);
+      const [, a2, b2] = await acts.read("attention forward with bias");
+      assertClose(a2!, att, "att");
+      assert.deepEqual(b2, bias, "bias unchanged");
+      const dout = rand(B * T * C);
+      const dqkv = new Float32Array(B * T * 3 * C), datt = new Float32Array(B * H * T * T);
+      ref.attentionBackward(dqkv, datt, dout, qkv, att, B, T, C, H);
+      const g = new Packed(rand(B * T * 3 * C), new Float32Array(B * H * T * T), dout);
+      k.attentionBackward(g.views[0]!, g.views[1]!, g.views[2]!, gq, ga, B, T, C, H);
+      assertClose((await g.read("attentionBackward after a biased pattern"))[0]!, dqkv, "dqkv");
+    });
+  }
+
   it("gelu forward and backward over [-8, 8], also in place (out = inp, dinp = dout)", async () => {
     const n = 3001;
     const x = rand(n, -8, 8), dout = rand(n);

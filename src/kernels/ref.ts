@@ -256,9 +256,10 @@ export const refKernels: Kernels = {
     if (dbias) for (let c = 0; c < C; c++) dbias[c] += db[c]!;
   },
 
-  attentionPattern(att, qkv, B, T, C, H) {
+  attentionPattern(att, qkv, B, T, C, H, bias) {
     checkAttention(qkv, B, T, C, H);
     need(att, B * H * T * T, "attentionPattern att");
+    if (bias) need(bias, B * T * T, "attentionPattern bias");
     const hs = C / H;
     const scale = 1 / Math.sqrt(hs);
     const row = new Float64Array(T);
@@ -271,7 +272,7 @@ export const refKernels: Kernels = {
             const key = (b * T + k) * 3 * C + C + h * hs;
             let s = 0;
             for (let j = 0; j < hs; j++) s += qkv[q + j]! * qkv[key + j]!;
-            row[k] = s * scale;
+            row[k] = s * scale + (bias ? bias[(b * T + t) * T + k]! : 0);
             if (row[k]! > max) max = row[k]!;
           }
           let sum = 0;

@@ -420,7 +420,7 @@ fn o_at(b: u32, t: u32, h: u32) -> u32 { return (b * P.T + t) * P.C + h * P.hs; 
 
 const K_ATT_PATTERN: KernelDef = {
   name: "attention_pattern",
-  tensors: [["att", "rw"], ["qkv", "r"]],
+  tensors: [["att", "rw"], ["qkv", "r"], ["bias", "r"]],
   ints: ["T", "C", "H", "hs"], floats: ["scale"],
   code: `${ATT_COMMON}
 @compute @workgroup_size(256)
@@ -433,7 +433,9 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
     let k = k_at(b, e % P.T, h);
     var s = 0.0;
     for (var j = 0u; j < P.hs; j++) { s = fma(ld_qkv(q + j), ld_qkv(k + j), s); }
-    st_att(a0 + e, s * P.scale);
+    var x = s * P.scale;
+    if (HAS_bias) { x += ld_bias(b * P.T * P.T + e); } // bias [B,T,T], shared by the heads
+    st_att(a0 + e, x);
   }
   storageBarrier();
   for (var t = li; t < P.T; t += 256u) {
@@ -1049,11 +1051,13 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     if (B > MAX_GROUPS || H > MAX_GROUPS) throw new RangeError(`attention: B=${B}, H=${H} too large`);
   }
 
-  attentionPattern(att: GpuTensor, qkv: GpuTensor, B: number, T: number, C: number, H: number): void {
+  attentionPattern(att: GpuTensor, qkv: GpuTensor, B: number, T: number, C: number, H: number, bias?: GpuTensor | null): void {
     this.checkAttention(qkv, B, T, C, H);
     this.need(att, B * H * T * T, "attentionPattern att");
+    this.need(bias ?? null, B * T * T, "attentionPattern bias");
+    if (bias) this.noOverlap("attentionPattern", att, bias);
     const hs = C / H;
-    this.run(K_ATT_PATTERN, [att, qkv], [T, C, H, hs], [1 / Math.sqrt(hs)], [H, B]);
+    this.run(K_ATT_PATTERN, [att, qkv, bias ?? null], [T, C, H, hs], [1 / Math.sqrt(hs)], [H, B]);
   }
 
   attentionApply(out: GpuTensor, att: GpuTensor, qkv: GpuTensor, B: number, T: number, C: number, H: number): void {
