@@ -17,6 +17,7 @@ import { type RunConfig, checkpointSteps, lastStepOf, lrAt } from "./config.js";
 import { EventTracker } from "./events.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
 import { Progress } from "./progress.js";
+import { stepMeasures } from "../analysis/measures.js";
 
 export function modelConfigOf(c: RunConfig): ModelConfig {
   return { ...c.model };
@@ -183,6 +184,9 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   if (opts.resume) for (const l of readMetrics(metricsFile).lines) if (l.step <= startStep) events.push(l.step, l.loss_mask, l.ms);
   if (opts.resume) writer.write({ resume_from: startStep, time: new Date().toISOString() });
   const end = lastStepOf(t);
+  // the attention intervention, on from its step (training forward, evaluation and the measures alike)
+  const attnBias = t.attn_bias ? { c: t.attn_bias.c, layers: t.attn_bias.layers, m: data.m, n: data.n } : null;
+  const measureEvery = model.cfg.L > 0 ? t.progress_every : 0;
   // a sweep's runs stop (and keep their checkpoint) when the sweep process is gone
   const parent = process.env["ABRUPT_STOP_WITH_PARENT"] === "1" ? process.ppid : null;
 
@@ -222,6 +226,7 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
       sampleBatch(rng, data, B, batch);
       kernels.upload(targets, batch.targets);
       model.zeroGrad();
+      if (attnBias) model.setAttnBias(step >= t.attn_bias!.from ? attnBias : null);
       const out = model.forward(batch.tokens, B, T);
       const outHost = kernels.download(out); // awaited after the step is queued
       kernels.mse(dpred, out, targets, B * T, 1 / (B * T));
@@ -236,6 +241,8 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
         throw new AbruptError(`loss became ${m.loss} at step ${step}; stopped (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`);
       }
       const line: MetricsLine = { step, ...m, lr, ms: 0 };
+      // from this step's forward activations (before the eval pass, which may reuse them)
+      if (measureEvery > 0 && step % measureEvery === 0) Object.assign(line, await stepMeasures(model, batch, await outHost, cfg.data.prec));
       if (evalBatch && step % t.eval_every === 0) {
         const eo = model.forward(evalBatch.tokens, evalBatch.B, T);
         const em = batchMetrics(await kernels.download(eo), evalBatch);
