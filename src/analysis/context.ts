@@ -5,13 +5,14 @@
 // CLI (`abrupt analyze`) writes it to <run>/analysis/<experiment>.json with
 // its figures beside it.
 
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Batch, DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
+import { ensureDir, writeFileAtomic } from "../store/files.js";
 import { type AttnBiasConfig, PartialRunConfigSchema, type RunConfig, resolveConfig } from "../train/config.js";
 import { type MetricsLine, readMetrics, splitMetrics } from "../train/metrics.js";
 import { type VlSpec, writeFigure } from "../train/plot.js";
@@ -128,12 +129,10 @@ export interface AnalysisOutput {
 export async function writeOutput(
   ctx: AnalysisContext, experiment: string, out: AnalysisOutput, suffix = "", options?: Record<string, unknown>,
 ): Promise<string[]> {
-  mkdirSync(ctx.outDir, { recursive: true });
+  ensureDir(ctx.outDir, "output folder");
   const base = join(ctx.outDir, experiment + suffix);
   const json = { experiment, step: ctx.step, seed: ctx.seed, ...(options ? { options } : {}), ...out.json, findings: out.findings };
-  const tmp = `${base}.json.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 1) + "\n");
-  renameSync(tmp, `${base}.json`);
+  writeFileAtomic(`${base}.json`, JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 1) + "\n");
   const files = [`${base}.json`];
   for (const f of out.figures) files.push(...(await writeFigure(f.spec, `${base}-${f.name}`)));
   return files;

@@ -72,7 +72,7 @@ function observedCopy(out: Float32Array, targets: Float32Array, hidden: Uint8Arr
 export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<AnalysisOutput> {
   if (opts.values.length === 0) throw new AbruptError("copy: give at least one value");
   checkCount("batch", opts.batch);
-  const tokens = opts.values.map((v) => tokenOf(v));
+  const tokens = opts.values.map((v) => tokenOf(v, ctx.data.clamp));
   const values = tokens.map(valueOf);
   const model = ctx.model();
   const rng = new Rng(ctx.seed);

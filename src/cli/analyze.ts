@@ -3,9 +3,9 @@
 // writes <run>/analysis/<experiment>[-step-N].json with figures beside it;
 // `all` also writes <run>/report.md.
 
-import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
-import { type AnalysisContext, type AnalysisOutput, type RunHandle, type Source, dataOfRun, makeContext, openRun, writeOutput } from "../analysis/context.js";
+import { type AnalysisContext, type AnalysisOutput, CHUNK, type RunHandle, type Source, dataOfRun, makeContext, openRun, writeOutput } from "../analysis/context.js";
 import { detectPhases, phasesOutput, pickSteps } from "../analysis/phases.js";
 import { ABLATE_DEFAULTS, ablate } from "../analysis/ablate.js";
 import { ATTENTION_DEFAULTS, attention } from "../analysis/attention.js";
@@ -24,6 +24,9 @@ import { AbruptError } from "../errors.js";
 import { type AttnBiasConfig, parseAttnBias } from "../train/config.js";
 import { loadKernels } from "../kernels/index.js";
 import type { BackendName } from "../kernels/types.js";
+import { checkMemory, inferenceBytes } from "../model/memory.js";
+import type { ModelConfig } from "../model/params.js";
+import { ensureDir, writeFileAtomic } from "../store/files.js";
 
 export interface AnalyzeFlags {
   checkpoint?: string;
@@ -33,6 +36,8 @@ export interface AnalyzeFlags {
   backend: BackendName;
   out?: string;
   m?: number; n?: number; rank?: number; pMask?: number; factor?: string;
+  /** clamp values outside [-10, 10] instead of failing */
+  clamp?: boolean;
   /** experiment options as key=value pairs (values: numbers, lists a,b,c, or JSON) */
   opt: string[];
   /** the attention intervention for the model's forwards, C[@STEP][:LAYERS] as `train --attn-bias` */
@@ -204,6 +209,11 @@ function coerce(experiment: string, key: string, dflt: unknown, raw: string): un
   }
 }
 
+/** Options that count matrices or iterations: integers in [min, max] (the memory check comes on top). */
+const COUNTS: Record<string, [number, number]> = {
+  batch: [1, 2 ** 24], matrices: [1, 2 ** 24], train: [1, 2 ** 24], test: [1, 2 ** 24], permutations: [0, 10_000], tsneIterations: [1, 1_000_000],
+};
+
 /**
  * Experiment options: defaults overridden by --opt key=value. A key no
  * experiment knows is an error; with `all`, each experiment takes its keys.
@@ -214,8 +224,31 @@ export function withDefaults(def: ExperimentDef, given: Record<string, string>, 
   for (const [k, v] of Object.entries(given)) {
     if (known.includes(k)) out[k] = coerce(def.name, k, (def.defaults as Record<string, unknown>)[k], v);
     else if (!all) throw new AbruptError(`${def.name}: unknown option "${k}" (options: ${known.join(", ") || "none"})`);
+    const range = COUNTS[k];
+    const x = out[k];
+    if (range && known.includes(k) && !(typeof x === "number" && Number.isInteger(x) && x >= range[0] && x <= range[1])) {
+      throw new AbruptError(`${def.name}: option ${k} must be an integer in ${range[0]}..${range[1]} (got ${v})`);
+    }
   }
   return out;
+}
+
+/** Experiments whose `batch` option is the number of matrices per forward pass (the others pass CHUNK at a time). */
+const BATCH_IS_CHUNK = new Set(["probe", "embeddings", "progress"]);
+
+/**
+ * Fails with one line when an experiment's options need more memory than is
+ * free: the two models a context holds, their activations per forward pass,
+ * and what it keeps per matrix.
+ */
+export function checkAnalysisMemory(def: ExperimentDef, opts: Record<string, unknown>, cfg: ModelConfig, data: DataConfig, backend: BackendName): void {
+  if (!def.defaults) return;
+  const count = (k: string) => (typeof opts[k] === "number" ? (opts[k] as number) : 0);
+  const samples = Math.max(1, count("batch"), count("matrices"), count("train") + count("test"));
+  const chunk = BATCH_IS_CHUNK.has(def.name) ? Math.max(1, count("batch")) : CHUNK;
+  const T = data.m * data.n;
+  checkMemory(inferenceBytes(cfg, T, { samples, chunk, models: 2 }, backend === "webgpu"),
+    `${def.name} on ${samples} ${data.m}×${data.n} matrices with BERT L${cfg.L} d${cfg.d} ff${cfg.ff}`);
 }
 
 /** Parses --opt key=value pairs into raw strings (typed later against the experiment's defaults). */
@@ -242,6 +275,7 @@ function dataFromFlags(base: DataConfig | null, f: AnalyzeFlags): DataConfig {
   if (f.n !== undefined) out.n = f.n;
   if (f.rank !== undefined) out.rank = f.rank;
   if (f.pMask !== undefined) out.pMask = f.pMask;
+  if (f.clamp) out.clamp = true;
   if (f.factor !== undefined) {
     if (!["uniform", "gaussian", "laplace"].includes(f.factor)) throw new AbruptError(`--factor must be uniform, gaussian or laplace (got "${f.factor}")`);
     out.factor = f.factor as DataConfig["factor"];
@@ -281,6 +315,8 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
   const kernels = await loadKernels(f.backend);
   const outDir = resolve(f.out ?? (run ? join(run.dir, "analysis") : join(resolve(f.checkpoint!, ".."), "analysis")));
   const opts = parseOpts(f.opt);
+  if (f.seed < 0 || !Number.isInteger(f.seed)) throw new AbruptError(`--seed must be a non-negative integer (got ${f.seed})`);
+  ensureDir(outDir, "output folder");
   if (experiment === "all") {
     for (const k of Object.keys(opts)) {
       if (!defs.some((d) => Object.keys(d.defaults ?? {}).includes(k))) throw new AbruptError(`unknown option "${k}" (no experiment takes it)`);
@@ -328,6 +364,7 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       let out: AnalysisOutput;
       try {
         resolved = withDefaults(def, opts, experiment === "all");
+        checkAnalysisMemory(def, resolved, run ? run.cfg.model : ctx.model().cfg, data, f.backend);
         out = await def.run(ctx, resolved, run);
       } catch (e) {
         // with `all`, one experiment that cannot run here (e.g. swap without a
@@ -362,7 +399,6 @@ function attnBiasTag(b: AttnBiasConfig | null): string {
 
 function writeReport(run: RunHandle | null, source: Source, outDir: string, results: AnalyzeResult[]): void {
   const root = run ? run.dir : outDir;
-  mkdirSync(root, { recursive: true });
   const lines: string[] = [];
   const title = run ? basename(run.dir) : basename(source.kind === "checkpoint" ? source.file : outDir);
   lines.push(`# abrupt report: ${title}`, "");
@@ -380,7 +416,5 @@ function writeReport(run: RunHandle | null, source: Source, outDir: string, resu
       else if (file.endsWith(".json")) lines.push(`Numbers: [${rel}](${rel})`, "");
     }
   }
-  const file = join(root, "report.md");
-  writeFileSync(file + `.tmp-${process.pid}`, lines.join("\n") + "\n");
-  renameSync(file + `.tmp-${process.pid}`, file);
+  writeFileAtomic(join(root, "report.md"), lines.join("\n") + "\n");
 }

@@ -13,6 +13,7 @@ import { AbruptError } from "../errors.js";
 import { getKernels, loadKernels } from "../kernels/index.js";
 import type { BackendName, Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
+import { checkMemory, trainingBytes } from "../model/memory.js";
 import { paramCount } from "../model/params.js";
 
 export interface BenchSize {
@@ -33,6 +34,12 @@ export function stepFlops(s: BenchSize): number {
   return 3 * (s.L * perLayer + 2 * N * s.d);
 }
 
+/** Fails with one line on an unknown size or a step count below 1. */
+export function checkBenchOptions(sizes: string[], steps: number): void {
+  for (const s of sizes) if (!BENCH_SIZES[s]) throw new AbruptError(`unknown bench size "${s}" (sizes: ${Object.keys(BENCH_SIZES).join(", ")})`);
+  if (!Number.isInteger(steps) || steps < 1) throw new AbruptError(`--steps must be at least 1 (got ${steps})`);
+}
+
 export interface ChildResult {
   size: string;
   backend: BackendName;
@@ -46,9 +53,12 @@ export interface ChildResult {
 export async function benchInProcess(size: string, backend: BackendName, steps: number, threads: number): Promise<ChildResult> {
   const s = BENCH_SIZES[size];
   if (!s) throw new AbruptError(`unknown bench size "${size}" (sizes: ${Object.keys(BENCH_SIZES).join(", ")})`);
+  checkBenchOptions([size], steps);
+  const cfg = { vocab: 2002, positions: 512, L: s.L, H: s.H, d: s.d, ff: s.ff, lnEps: 1e-12 };
+  checkMemory(trainingBytes(cfg, s.B, s.m * s.n, 0, backend === "webgpu"), `bench size ${size} (batch ${s.B} of ${s.m}×${s.n} matrices with BERT L${s.L} d${s.d} ff${s.ff})`);
   const k = await loadKernels(backend);
   if (threads > 0) k.setThreads?.(threads);
-  const model = new Bert({ vocab: 2002, positions: 512, L: s.L, H: s.H, d: s.d, ff: s.ff, lnEps: 1e-12 }, k);
+  const model = new Bert(cfg, k);
   model.init(1);
   const n = paramCount(model.cfg);
   const m = k.alloc(n), v = k.alloc(n);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `abrupt` command line: train, predict, bench.
 
-import { existsSync, mkdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { AbruptError } from "../errors.js";
@@ -11,12 +12,14 @@ import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, parseAttn
 import { readMetrics } from "../train/metrics.js";
 import { lossCurveSpec, writeFigure } from "../train/plot.js";
 import { summarizeDrop } from "../train/summary.js";
-import { train, writeJsonAtomic } from "../train/train.js";
+import { checkTrainMemory, train } from "../train/train.js";
+import { resumeConfig } from "../train/resume.js";
+import { checkWritableFile, ensureDir, writeJsonAtomic } from "../store/files.js";
 import { EXPERIMENTS, analyze } from "./analyze.js";
-import { benchInProcess, measureMatmul, runBench } from "./bench.js";
-import { loadModel, predict, readPredictInput } from "./predict.js";
+import { benchInProcess, checkBenchOptions, measureMatmul, runBench } from "./bench.js";
+import { loadPredictor, predict, readPredictInput, sizeWarning } from "./predict.js";
 import { writeReport } from "./report.js";
-import { startServer } from "../server/server.js";
+import { isLoopback, startServer } from "../server/server.js";
 import { runLocal } from "../sweep/local.js";
 import { prepareSweepDir } from "../sweep/runs.js";
 import { analyzeSweep, sweepFindings } from "../sweep/results.js";
@@ -32,6 +35,11 @@ const num = (name: string) => (v: string) => {
 const int = (name: string) => (v: string) => {
   const x = num(name)(v);
   if (!Number.isInteger(x)) throw new InvalidArgumentError(`${name} must be an integer (got "${v}")`);
+  return x;
+};
+const seedOpt = (name: string) => (v: string) => {
+  const x = int(name)(v);
+  if (x < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer (got ${v})`);
   return x;
 };
 const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
@@ -70,6 +78,11 @@ function overridesOf(f: TrainFlags): PartialRunConfig {
   };
 }
 
+function packageVersion(): string {
+  const file = fileURLToPath(new URL("../../../package.json", import.meta.url));
+  return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+}
+
 function stamp(): string {
   return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
 }
@@ -101,7 +114,8 @@ export async function finishRun(outDir: string, cfg: RunConfig): Promise<ReturnT
 export function buildProgram(): Command {
   const program = new Command();
   program.name("abrupt").description("Abrupt learning in transformers: BERT on low-rank matrix completion").showHelpAfterError(false);
-  program.configureOutput({ outputError: (str, write) => write(str.split("\n")[0] + "\n") });
+  program.version(packageVersion(), "--version", "print the version");
+  program.configureOutput({ outputError: (str, write) => write(`abrupt: ${str.split("\n")[0]!.replace(/^error: /, "")}\n`) });
   program.exitOverride();
 
   program
@@ -162,26 +176,20 @@ export function buildProgram(): Command {
       if (f.resume) {
         if (!f.out) throw new AbruptError("--resume needs --out <run directory>");
         outDir = resolve(f.out);
-        const saved = join(outDir, "config.json");
-        if (!existsSync(saved)) throw new AbruptError(`cannot resume: ${saved} does not exist`);
-        const base = readConfigFile(saved);
-        // only the length of the run and its stop rules may change on resume
-        const stops = {
-          ...(f.steps !== undefined ? { steps: f.steps } : {}),
-          ...(f.maxSteps !== undefined ? { max_steps: f.maxSteps } : {}),
-          ...(f.stopAfterDrop !== undefined ? { stop_after_drop: f.stopAfterDrop } : {}),
-        };
-        cfg = resolveConfig(base.preset, base, { train: stops });
+        cfg = resumeConfig(outDir, { preset: f.preset, file: fileCfg, fileName: f.config, flags: overridesOf(f) });
       } else {
         cfg = resolveConfig(f.preset, fileCfg, overridesOf(f));
         outDir = resolve(f.out ?? join("runs", `${cfg.preset}-${stamp()}`));
       }
-      mkdirSync(outDir, { recursive: true });
+      checkTrainMemory(cfg);
+      ensureDir(outDir, "run folder");
       const m = cfg.model, d = cfg.data, t = cfg.train;
-      console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps${t.max_steps !== null && t.max_steps < t.steps ? ` (stop at ${t.max_steps})` : ""}${t.stop_after_drop !== null ? ` · stop ${t.stop_after_drop} steps after the drop` : ""} · backend ${t.backend} → ${outDir}`);
-      const res = await train(cfg, { outDir, resume: !!f.resume, quiet: !!f.quiet });
+      const res = await train(cfg, {
+        outDir, resume: !!f.resume, quiet: !!f.quiet,
+        onStart: () => console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps${t.max_steps !== null && t.max_steps < t.steps ? ` (stop at ${t.max_steps})` : ""}${t.stop_after_drop !== null ? ` · stop ${t.stop_after_drop} steps after the drop` : ""} · backend ${t.backend} → ${outDir}`),
+      });
       const s = await finishRun(outDir, cfg);
-      const fmt = (x: number) => x.toPrecision(3);
+      const fmt = (x: number | null) => (typeof x === "number" && Number.isFinite(x) ? x.toPrecision(3) : "n/a");
       console.error(
         `${res.status}${res.reason === "after_drop" ? " (stopped after the drop)" : res.reason === "max_steps" ? " (max steps)" : ""} at step ${res.step} (${s.seconds} s).` +
           (s.plateau ? ` Plateau: steps ${s.plateau.start}–${s.plateau.end}, L_mask ≈ ${fmt(s.plateau.meanLossMask)} (copy level r/9 = ${fmt(s.copyLevel)}).` : " No plateau at the copy level.") +
@@ -262,8 +270,10 @@ export function buildProgram(): Command {
     .option("--clamp", "clamp values outside [-10, 10] instead of failing")
     .action(async (f: { checkpoint: string; input: string; heads?: number; backend: BackendName; device?: BackendName; clamp?: boolean }) => {
       const matrices = readPredictInput(f.input);
-      const model = loadModel(f.checkpoint, await loadKernels(f.device ?? f.backend), f.heads);
+      const { model, trainedOn } = loadPredictor(f.checkpoint, await loadKernels(f.device ?? f.backend), f.heads);
       const predictions = await predict(model, matrices, !!f.clamp);
+      const warning = sizeWarning(trainedOn, matrices);
+      if (warning) console.error(`abrupt: ${warning}`);
       process.stdout.write(JSON.stringify({ predictions }) + "\n");
     });
 
@@ -280,7 +290,8 @@ export function buildProgram(): Command {
     .option("--rank <r>", "rank", int("--rank"))
     .option("--p-mask <p>", "probability that a cell is hidden", num("--p-mask"))
     .option("--factor <dist>", "uniform, gaussian or laplace")
-    .option("--seed <n>", "seed of the analysis data", int("--seed"), 0)
+    .option("--seed <n>", "seed of the analysis data", seedOpt("--seed"), 0)
+    .option("--clamp", "clamp values outside [-10, 10] instead of failing")
     .option("--backend <name>", "cpu, ref or webgpu", backendOpt, "cpu" as BackendName)
     .option("--device <name>", "same as --backend", backendOpt)
     .option("--out <dir>", "output folder (default RUN/analysis)")
@@ -334,12 +345,18 @@ export function buildProgram(): Command {
     .option("--backend <name>", "(internal) backend of --child", backendOpt, "cpu" as BackendName)
     .action(async (f: { backends: string[]; device?: BackendName; sizes: string[]; steps: number; threads: number; matmul: number; json?: string; child?: string; backend: BackendName }) => {
       if (f.child) {
+        if (!f.child.startsWith("matmul:")) checkBenchOptions([f.child], f.steps);
         const mm = /^matmul:(\d+)$/.exec(f.child);
         const res = mm ? await measureMatmul(f.backend, Number(mm[1])) : await benchInProcess(f.child, f.backend, f.steps, f.threads);
         console.log(JSON.stringify(res));
         return;
       }
-      const backends = f.device ? [f.device] : f.backends.map(backendOpt);
+      const backends = f.device ? [f.device] : f.backends.map((b) => {
+        if (b !== "cpu" && b !== "ref" && b !== "webgpu") throw new AbruptError(`--backends: unknown backend "${b}" (backends: cpu, ref, webgpu)`);
+        return b as BackendName;
+      });
+      checkBenchOptions(f.sizes, f.steps);
+      if (f.json) checkWritableFile(f.json, "--json file");
       const res = runBench({ backends, sizes: f.sizes, steps: f.steps, threads: f.threads, matmul: f.matmul });
       if (f.json) writeJsonAtomic(f.json, res);
     });
@@ -350,9 +367,12 @@ export function buildProgram(): Command {
     .argument("[runs_dir]", "folder holding run folders", "runs")
     .option("--port <n>", "port (0 = any free port)", int("--port"), 8080)
     .option("--host <addr>", "address to listen on", "127.0.0.1")
-    .action(async (runsDir: string, f: { port: number; host: string }) => {
+    .option("--job-timeout <s>", "the longest one analysis may run, in seconds", num("--job-timeout"), 300)
+    .action(async (runsDir: string, f: { port: number; host: string; jobTimeout: number }) => {
       if (f.port < 0 || f.port > 65535) throw new AbruptError(`--port must be in 0..65535 (got ${f.port})`);
-      const srv = await startServer({ runsDir, port: f.port, host: f.host });
+      if (!(f.jobTimeout > 0)) throw new AbruptError(`--job-timeout must be positive (got ${f.jobTimeout})`);
+      if (!isLoopback(f.host)) console.error(`abrupt serve: warning: listening on ${f.host} with no authentication: anyone who can reach this port can read the runs and start analyses`);
+      const srv = await startServer({ runsDir, port: f.port, host: f.host, jobTimeoutMs: f.jobTimeout * 1000 });
       process.stdout.write(`abrupt serve: ${srv.url} (runs: ${resolve(runsDir)}; Ctrl-C stops)\n`);
       await new Promise<void>((done) => {
         const stop = () => { void srv.close().then(done); };
@@ -368,7 +388,7 @@ export function buildProgram(): Command {
     .option("--out <file>", "output file (default RUN/report.html)")
     .option("--pre <step>", "checkpoint for 'before' (default: the last on the plateau)", int("--pre"))
     .option("--post <step>", "checkpoint for 'after' (default: the last, if after the drop)", int("--post"))
-    .option("--seed <n>", "seed of the analysis data", int("--seed"), 0)
+    .option("--seed <n>", "seed of the analysis data", seedOpt("--seed"), 0)
     .option("--opt <key=value>", "experiment option (repeatable), as for analyze", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .action(async (runDir: string, f: { out?: string; pre?: number; post?: number; seed: number; opt: string[] }) => {
       const file = await writeReport(runDir, f);
@@ -386,7 +406,7 @@ export async function main(argv: string[]): Promise<number> {
     const err = e as Error & { code?: string; exitCode?: number };
     if (err.code && err.code.startsWith("commander.")) {
       // help and version are not errors; commander already printed the message
-      return err.code === "commander.helpDisplayed" || err.code === "commander.version" ? 0 : 2;
+      return ["commander.helpDisplayed", "commander.help", "commander.version"].includes(err.code) ? (err.exitCode ?? 0) : 2;
     }
     if (e instanceof AbruptError) {
       process.stderr.write(`abrupt: ${err.message}\n`);

@@ -7,6 +7,8 @@ import { batchFromMatrices } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
+import { checkMemory, inferenceBytes } from "../model/memory.js";
+import { paramSpecs } from "../model/params.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
 
 const InputSchema = z.object({
@@ -34,7 +36,10 @@ export async function predict<Buf>(
   clamp = false,
 ): Promise<number[][][]> {
   const batch = batchFromMatrices(matrices, clamp);
+  checkMemory(inferenceBytes(model.cfg, batch.T, { samples: batch.B, chunk: batch.B }, !model.k.host), `${batch.B} ${batch.m}×${batch.n} matrices with BERT L${model.cfg.L} d${model.cfg.d} ff${model.cfg.ff}`);
   const out = await model.run(batch.tokens, batch.B, batch.T);
+  const bad = out.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) throw new AbruptError(`the model's output is ${out[bad]} at matrix ${Math.floor(bad / batch.T)}, cell (${Math.floor((bad % batch.T) / batch.n)}, ${bad % batch.n})`);
   const res: number[][][] = [];
   for (let b = 0; b < batch.B; b++) {
     const M: number[][] = [];
@@ -49,8 +54,36 @@ export async function predict<Buf>(
 }
 
 export function loadModel<Buf>(file: string, kernels: Kernels<Buf>, heads?: number): Bert<Buf> {
+  return loadPredictor(file, kernels, heads).model;
+}
+
+/**
+ * The model of a checkpoint, refused if a weight is NaN or infinite (the
+ * checkpoint of a run that diverged), and the matrix size it was trained on
+ * (from its run config; null for a checkpoint without one).
+ */
+export function loadPredictor<Buf>(file: string, kernels: Kernels<Buf>, heads?: number): { model: Bert<Buf>; trainedOn: { m: number; n: number } | null } {
   const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
+  const bad = ck.params.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) {
+    const spec = paramSpecs(ck.cfg).find((s) => bad >= s.offset && bad < s.offset + s.size)!;
+    throw new AbruptError(`checkpoint ${file} holds ${ck.params[bad]} in ${spec.name} (a run that diverged?); it cannot predict`);
+  }
   const model = new Bert(ck.cfg, kernels);
   model.setParams(ck.params);
-  return model;
+  let trainedOn: { m: number; n: number } | null = null;
+  try {
+    const d = (JSON.parse(ck.meta["run_config"] ?? "null") as { data?: { m?: unknown; n?: unknown } } | null)?.data;
+    if (typeof d?.m === "number" && typeof d.n === "number") trainedOn = { m: d.m, n: d.n };
+  } catch {
+    /* no run config: nothing to compare with */
+  }
+  return { model, trainedOn };
+}
+
+/** A warning when the input's matrices are not the size the checkpoint was trained on, else null. */
+export function sizeWarning(trainedOn: { m: number; n: number } | null, matrices: Array<Array<Array<number | null>>>): string | null {
+  const m = matrices[0]?.length ?? 0, n = matrices[0]?.[0]?.length ?? 0;
+  if (!trainedOn || (trainedOn.m === m && trainedOn.n === n)) return null;
+  return `warning: the checkpoint was trained on ${trainedOn.m}×${trainedOn.n} matrices, the input's are ${m}×${n}; the predictions may mean little`;
 }

@@ -7,12 +7,12 @@
 // Analyses come from the run's cache (<run>/analysis/, as the dashboard and
 // `abrupt analyze` write it) or are computed and cached.
 
-import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { openRun } from "../analysis/context.js";
 import { detectPhases, pickSteps } from "../analysis/phases.js";
 import { AbruptError } from "../errors.js";
-import { type ComputeRequest, type Kind, compute, writeFileAtomic } from "../server/compute.js";
+import { type ComputeRequest, type Kind, compute } from "../server/compute.js";
+import { checkWritableFile, writeFileAtomic } from "../store/files.js";
 import { MetricsCache, summarizeRun } from "../server/runs.js";
 import { renderSvg } from "../train/plot.js";
 import * as S from "../viz/specs.js";
@@ -52,6 +52,8 @@ async function svg(spec: S.Spec): Promise<string> {
 export async function writeReport(runDirArg: string, f: ReportFlags): Promise<string> {
   const run = openRun(runDirArg);
   const dir = run.dir;
+  const out = resolve(f.out ?? join(dir, "report.html"));
+  checkWritableFile(out, "report");
   const cfg = run.cfg;
   const opts = parseOpts(f.opt);
   const kinds: Kind[] = ["attention", "sample", "embeddings", "probe", "progress"];
@@ -165,8 +167,6 @@ ${parts.join("\n")}
 <p class="muted">abrupt · Gopalani, Lubana &amp; Hu, "Abrupt Learning in Transformers: A Case Study on Matrix Completion" (NeurIPS 2024, arXiv 2410.22244). Numbers behind every figure: ${esc(join(dir, "analysis"))}/*.json.</p>
 </body></html>
 `;
-  const out = resolve(f.out ?? join(dir, "report.html"));
-  if (!existsSync(resolve(out, ".."))) throw new AbruptError(`cannot write ${out}: its folder does not exist`);
   writeFileAtomic(out, html);
   return out;
 }

@@ -17,7 +17,8 @@
 // page and the report draw them from the JSON.
 
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { ensureDir, writeFileAtomic } from "../store/files.js";
 import { join } from "node:path";
 import { type AnalysisOutput, dataOfRun, forwardBatch, lossSplit, makeContext, openRun, writeOutput } from "../analysis/context.js";
 import { defaultStructuredSpec } from "../analysis/attention.js";
@@ -25,7 +26,7 @@ import { structuredMask, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { getKernels } from "../kernels/index.js";
-import { findExperiment, withDefaults } from "../cli/analyze.js";
+import { checkAnalysisMemory, findExperiment, withDefaults } from "../cli/analyze.js";
 import { listCheckpoints } from "../train/train.js";
 
 /** Experiments the dashboard computes per checkpoint (plus "sample"), and over the run. */
@@ -164,9 +165,10 @@ export async function compute(req: ComputeRequest): Promise<ComputeResult> {
   } else {
     const def = findExperiment(req.kind);
     options = withDefaults(def, req.opts, false);
+    checkAnalysisMemory(def, options, run.cfg.model, data, "cpu");
     out = await def.run(ctx, options, run);
   }
-  mkdirSync(outDir, { recursive: true });
+  ensureDir(outDir, "analysis folder");
   const base = cacheName(req).replace(/\.json$/, "");
   await writeOutput(ctx, req.kind, { ...out, figures: [] }, base.slice(req.kind.length), options);
   const json = readCached(file);
@@ -174,9 +176,27 @@ export async function compute(req: ComputeRequest): Promise<ComputeResult> {
   return { json, file, cached: false };
 }
 
-/** Writes a JSON file atomically (temp + rename). */
-export function writeFileAtomic(file: string, text: string | Buffer): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
+/**
+ * The most a dashboard request may ask for (counts of matrices and
+ * iterations, list lengths, option lengths); beyond it the server answers
+ * 400. `abrupt analyze` and `abrupt report` have only the memory check.
+ */
+export const SERVER_LIMITS: Record<string, number> = { batch: 1024, matrices: 1024, train: 8192, test: 2048, permutations: 20, tsneIterations: 2000 };
+const MAX_LIST = 64;
+const MAX_RAW = 2000;
+
+export function boundOptions(req: ComputeRequest): void {
+  for (const [k, raw] of Object.entries(req.opts)) {
+    if (raw.length > MAX_RAW) throw new AbruptError(`${req.kind}: option ${k} is ${raw.length} characters long; the dashboard takes at most ${MAX_RAW}`);
+  }
+  if (req.kind === "sample") return;
+  for (const [k, v] of Object.entries(withDefaults(findExperiment(req.kind), req.opts, false))) {
+    const max = SERVER_LIMITS[k];
+    if (max !== undefined && typeof v === "number" && v > max) {
+      throw new AbruptError(`${req.kind}: ${k}=${v} is more than the dashboard allows (${max}); use abrupt analyze for larger analyses`);
+    }
+    if (Array.isArray(v) && v.length > MAX_LIST) throw new AbruptError(`${req.kind}: ${k} has ${v.length} entries; the dashboard takes at most ${MAX_LIST}`);
+  }
 }
+
+export { writeFileAtomic };

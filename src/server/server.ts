@@ -18,9 +18,13 @@
 //
 // Only files inside the runs folder (and the page's own assets) are served:
 // `..`, absolute paths, backslashes, NUL and their percent-encoded forms are
-// rejected with 400, unknown runs and files give 404. Analyses run in one
-// child process (worker.ts), one at a time, in request order; a queued
-// request whose clients all went away is dropped.
+// rejected with 400, unknown runs and files give 404. Run files are served
+// sandboxed (Content-Security-Policy: sandbox), so an .html or .svg in a run
+// folder runs no script on the dashboard's origin. Requests with another
+// Host (DNS rebinding) or Origin, or cross-site fetches, get 403. Analyses
+// run in one child process (worker.ts), one at a time, in request order,
+// with bounded options (compute.ts boundOptions) and a time limit; a job
+// whose clients all went away is dropped, or stopped if it is running.
 
 import { type ChildProcess, fork } from "node:child_process";
 import { createReadStream, existsSync, readFileSync, statSync, watch, type FSWatcher } from "node:fs";
@@ -30,7 +34,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { AbruptError } from "../errors.js";
 import type { MetricsLine } from "../train/metrics.js";
-import { type ComputeRequest, type Kind, cacheName, isKind, lookupCache } from "./compute.js";
+import { type ComputeRequest, type Kind, boundOptions, cacheName, isKind, lookupCache } from "./compute.js";
 import { SweepResultsCache, isSweepDir } from "./sweep.js";
 import { MetricsCache, type MetricsItem, PathError, type RunSummary, isInside, listRunNames, readMetricsFrom, runDir, runFile, summarizeRun } from "./runs.js";
 
@@ -52,6 +56,45 @@ export interface ServeOptions {
   webDir?: string;
   /** ms between checks of a watched run (fs.watch also triggers them) */
   pollMs?: number;
+  /** the longest an analysis may run before its worker is stopped (default 300 s) */
+  jobTimeoutMs?: number;
+  /** called for each job of the analysis queue (start, done, cancelled, timeout) */
+  onJob?: (ev: JobEvent) => void;
+}
+
+/**
+ * Run files are data, never part of the page: an .html or .svg in a run
+ * folder is served sandboxed (a unique origin, no scripts, no requests).
+ */
+const RUN_FILE_HEADERS = {
+  "content-security-policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'",
+  "x-content-type-options": "nosniff",
+};
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "::1"]);
+export const isLoopback = (host: string) => LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+const isWildcard = (host: string) => host === "0.0.0.0" || host === "::" || host === "";
+
+/**
+ * Refuses requests another web page makes the browser send (403): a Host
+ * header that is not this server's (DNS rebinding), an Origin that is not
+ * its own, and cross-site fetches (Sec-Fetch-Site), except a plain link to
+ * the dashboard page.
+ */
+function checkCaller(req: IncomingMessage, listenHost: string, port: number, isPage: boolean): void {
+  const hostHeader = req.headers.host;
+  if (hostHeader !== undefined && !isWildcard(listenHost)) {
+    const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(hostHeader);
+    const name = (m?.[1] ?? m?.[2] ?? "").toLowerCase();
+    const ok = m && Number(m[3] ?? 80) === port && (name === listenHost.toLowerCase() || (isLoopback(listenHost) && isLoopback(name)));
+    if (!ok) throw new HttpError(403, `host ${hostHeader} is not this server`);
+  }
+  const origin = req.headers.origin;
+  if (origin !== undefined && origin !== `http://${hostHeader}`) throw new HttpError(403, `requests from ${origin} are not allowed`);
+  const site = req.headers["sec-fetch-site"];
+  if ((site === "cross-site" || site === "same-site") && !(isPage && req.headers["sec-fetch-mode"] === "navigate")) {
+    throw new HttpError(403, "requests from other sites are not allowed");
+  }
 }
 
 export interface RunningServer {
@@ -160,14 +203,30 @@ function send(res: ServerResponse, event: string, data: unknown): void {
   res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 }
 
-/** The analysis queue: one child process, one job at a time, identical requests shared. */
+/** What the analysis queue did with a job (ServeOptions.onJob: for logs and tests). */
+export interface JobEvent {
+  event: "start" | "done" | "cancelled" | "timeout";
+  /** the analysis, e.g. "attention" */
+  analysis: string;
+  /** the worker process the job ran in (start, done, cancelled, timeout) */
+  pid: number | null;
+}
+
+interface Job { req: ComputeRequest; waiters: number; resolve: (f: string) => void; reject: (e: Error) => void; promise: Promise<string> }
+
+/**
+ * The analysis queue: one child process, one job at a time, identical
+ * requests shared. A job runs at most `timeoutMs`; a job whose clients all
+ * went away is dropped from the queue, or, when it is running, stopped by
+ * killing its worker (the next job starts a fresh one).
+ */
 class Analyses {
   private child: ChildProcess | null = null;
-  private jobs = new Map<string, { req: ComputeRequest; waiters: number; resolve: (f: string) => void; reject: (e: Error) => void; promise: Promise<string> }>();
+  private jobs = new Map<string, Job>();
   private pending: string[] = [];
-  private running: { key: string; id: number } | null = null;
+  private running: { key: string; id: number; child: ChildProcess; timer: NodeJS.Timeout } | null = null;
   private nextId = 1;
-  constructor(private workerFile: string) {}
+  constructor(private workerFile: string, private timeoutMs: number, private onJob?: (ev: JobEvent) => void) {}
 
   /** Resolves with the file holding the result. `signal` aborts the wait (and the job if nobody else waits). */
   request(req: ComputeRequest, signal: AbortSignal): Promise<string> {
@@ -185,14 +244,61 @@ class Analyses {
     j.waiters++;
     signal.addEventListener("abort", () => {
       j.waiters--;
+      if (j.waiters > 0 || this.jobs.get(key) !== j) return;
       const i = this.pending.indexOf(key);
-      if (j.waiters === 0 && i >= 0) {
+      if (i >= 0) {
         this.pending.splice(i, 1);
         this.jobs.delete(key);
         j.reject(new HttpError(499, "request cancelled"));
+        this.onJob?.({ event: "cancelled", analysis: j.req.kind, pid: null });
+      } else if (this.running?.key === key) {
+        this.stopRunning(new HttpError(499, "request cancelled"), "cancelled");
       }
     }, { once: true });
     return j.promise;
+  }
+
+  /** Ends the running job with `err` and kills its worker. */
+  private stopRunning(err: HttpError, event: "cancelled" | "timeout"): void {
+    const r = this.running;
+    if (!r) return;
+    clearTimeout(r.timer);
+    this.running = null;
+    const job = this.jobs.get(r.key);
+    this.jobs.delete(r.key);
+    if (this.child === r.child) this.child = null;
+    r.child.kill("SIGKILL");
+    job?.reject(err);
+    this.onJob?.({ event, analysis: job?.req.kind ?? "", pid: r.child.pid ?? null });
+    setImmediate(() => this.pump());
+  }
+
+  private finish(child: ChildProcess, id: number, outcome: { file: string } | { error: HttpError }): void {
+    const r = this.running;
+    if (!r || r.child !== child || r.id !== id) return;
+    clearTimeout(r.timer);
+    this.running = null;
+    const job = this.jobs.get(r.key);
+    this.jobs.delete(r.key);
+    if (job) {
+      if ("file" in outcome) job.resolve(outcome.file);
+      else job.reject(outcome.error);
+      this.onJob?.({ event: "done", analysis: job.req.kind, pid: child.pid ?? null });
+    }
+    this.pump();
+  }
+
+  private spawn(): ChildProcess {
+    const child = fork(this.workerFile, [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    child.on("message", (msg: { id: number; ok: boolean; file?: string; error?: string; user?: boolean }) => {
+      const error = msg.user ? new HttpError(/does not exist/.test(msg.error ?? "") ? 404 : 400, msg.error!) : new HttpError(500, msg.error ?? "analysis failed");
+      this.finish(child, msg.id, msg.ok ? { file: msg.file! } : { error });
+    });
+    child.on("exit", (code, sig) => {
+      if (this.child === child) this.child = null;
+      if (this.running?.child === child) this.finish(child, this.running.id, { error: new HttpError(500, `analysis process ended (${sig ?? `exit ${code}`})`) });
+    });
+    return child;
   }
 
   private pump(): void {
@@ -200,37 +306,17 @@ class Analyses {
     const key = this.pending.shift()!;
     const job = this.jobs.get(key)!;
     const id = this.nextId++;
-    this.running = { key, id };
-    if (!this.child || this.child.exitCode !== null || !this.child.connected) {
-      this.child = fork(this.workerFile, [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-      const child = this.child;
-      child.on("message", (msg: { id: number; ok: boolean; file?: string; error?: string; user?: boolean }) => {
-        if (!this.running || msg.id !== this.running.id) return;
-        const k = this.running.key;
-        const jb = this.jobs.get(k);
-        this.jobs.delete(k);
-        this.running = null;
-        if (jb) {
-          if (msg.ok) jb.resolve(msg.file!);
-          else jb.reject(msg.user ? new HttpError(/does not exist/.test(msg.error ?? "") ? 404 : 400, msg.error!) : new HttpError(500, msg.error!));
-        }
-        this.pump();
-      });
-      child.on("exit", (code, sig) => {
-        if (this.child === child) this.child = null;
-        if (this.running) {
-          const jb = this.jobs.get(this.running.key);
-          this.jobs.delete(this.running.key);
-          this.running = null;
-          jb?.reject(new HttpError(500, `analysis process ended (${sig ?? `exit ${code}`})`));
-          this.pump();
-        }
-      });
-    }
+    if (!this.child || this.child.exitCode !== null || !this.child.connected) this.child = this.spawn();
+    const limit = this.timeoutMs;
+    const timer = setTimeout(() => this.stopRunning(new HttpError(503, `analysis stopped after ${limit / 1000} s, the server's time limit (abrupt serve --job-timeout S; or run it with abrupt analyze)`), "timeout"), limit);
+    this.running = { key, id, child: this.child, timer };
+    this.onJob?.({ event: "start", analysis: job.req.kind, pid: this.child.pid ?? null });
     this.child.send({ id, req: job.req });
   }
 
   close(): void {
+    if (this.running) clearTimeout(this.running.timer);
+    this.running = null;
     for (const [, j] of this.jobs) j.reject(new HttpError(503, "server closing"));
     this.jobs.clear();
     this.pending = [];
@@ -271,13 +357,13 @@ function sendBody(req: IncomingMessage, res: ServerResponse, status: number, bod
   res.end(req.method === "HEAD" ? undefined : out);
 }
 
-function sendFile(req: IncomingMessage, res: ServerResponse, file: string, cache: boolean): void {
+function sendFile(req: IncomingMessage, res: ServerResponse, file: string, cache: boolean, headers: Record<string, string> = {}): void {
   const type = TYPES[extname(file)] ?? "application/octet-stream";
   if (type.startsWith("text/") || type.startsWith("application/json") || type === "image/svg+xml") {
-    sendBody(req, res, 200, readFileSync(file), type, cache ? { "cache-control": "max-age=3600" } : {});
+    sendBody(req, res, 200, readFileSync(file), type, { ...(cache ? { "cache-control": "max-age=3600" } : {}), ...headers });
     return;
   }
-  res.writeHead(200, { "content-type": type, "content-length": statSync(file).size, "cache-control": cache ? "max-age=3600" : "no-store" });
+  res.writeHead(200, { "content-type": type, "content-length": statSync(file).size, "cache-control": cache ? "max-age=3600" : "no-store", ...headers });
   if (req.method === "HEAD") { res.end(); return; }
   createReadStream(file).pipe(res);
 }
@@ -290,7 +376,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const host = opts.host ?? "127.0.0.1";
   const pollMs = opts.pollMs ?? 1000;
   const watches = new Map<string, RunWatch>();
-  const analyses = new Analyses(join(HERE, "worker.js"));
+  const analyses = new Analyses(join(HERE, "worker.js"), opts.jobTimeoutMs ?? 300_000, opts.onJob);
+  let port = 0;
   const sseClients = new Set<ServerResponse>();
 
   const watchOf = (name: string): RunWatch => {
@@ -345,7 +432,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const step = stepRaw === null ? -1 : Number(stepRaw);
       if (kind !== "progress" && (!Number.isInteger(step) || step < 0)) throw new HttpError(400, "step must be a checkpoint step number");
       const seed = Number(query.get("seed") ?? "0");
-      if (!Number.isInteger(seed) || seed < 0) throw new HttpError(400, "seed must be a non-negative integer");
+      if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new HttpError(400, "seed must be an integer in 0..4294967295");
       const o: Record<string, string> = {};
       for (const p of query.getAll("opt")) {
         const i = p.indexOf("=");
@@ -353,7 +440,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         o[p.slice(0, i)] = p.slice(i + 1);
       }
       const creq: ComputeRequest = { dir: w.dir, kind: kind as Kind, step: kind === "progress" ? -1 : step, seed, opts: o };
-      try { cacheName(creq); } catch (e) { throw new HttpError(400, (e as Error).message); }
+      try { cacheName(creq); boundOptions(creq); } catch (e) { throw new HttpError(400, (e as Error).message); }
       const hit = lookupCache(creq);
       if (hit) { sendBody(req, res, 200, readFileSync(hit.file), TYPES[".json"]!, { "x-abrupt-cache": "hit" }); return; }
       const ac = new AbortController();
@@ -366,7 +453,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     if (what === "files" && segs.length >= 4) {
       const rel = segs.slice(3).join("/");
       if (!RUN_FILE_TYPES.has(extname(rel))) throw new HttpError(404, `files of type ${extname(rel) || "(none)"} are not served`);
-      sendFile(req, res, runFile(root, name, rel), false);
+      sendFile(req, res, runFile(root, name, rel), false, RUN_FILE_HEADERS);
       return;
     }
     throw new HttpError(404, "no such API route");
@@ -376,6 +463,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     try {
       if (req.method !== "GET" && req.method !== "HEAD") throw new HttpError(405, "only GET");
       const { segs, query } = pathSegments(req.url ?? "/");
+      checkCaller(req, host, port, segs.length === 0 || (segs.length === 1 && segs[0] === "index.html"));
       if (segs[0] === "api" && segs[1] === "runs") { await api(req, res, segs.slice(1), query); return; }
       if (segs[0] === "api" && segs[1] === "sweep" && segs.length === 2) { sendJson(req, res, 200, { sweep: sweep?.results() ?? null }); return; }
       if (segs.length === 0 || (segs.length === 1 && segs[0] === "index.html")) {
@@ -413,7 +501,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     server.listen(opts.port ?? 8080, host, () => ok());
   });
   const addr = server.address();
-  const port = typeof addr === "object" && addr ? addr.port : opts.port;
+  port = typeof addr === "object" && addr ? addr.port : opts.port ?? 8080;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/`;
   return {
     url,

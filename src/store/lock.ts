@@ -13,6 +13,7 @@ import { closeSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeS
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { AbruptError } from "../errors.js";
+import { fsReason } from "./files.js";
 
 export const LOCK_NAME = "train.lock";
 const HEARTBEAT_MS = 10_000;
@@ -67,13 +68,17 @@ function createExclusive(file: string, text: string): boolean {
     fd = openSync(file, "wx");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw new AbruptError(`cannot create ${file}: ${(e as Error).message}`);
+    throw new AbruptError(`cannot create ${file}: ${fsReason(e)}`);
   }
   try {
     writeSync(fd, text);
-  } finally {
+  } catch (e) {
+    // e.g. a full disk: an empty lock file would block the folder until it is stale
     closeSync(fd);
+    rmSync(file, { force: true });
+    throw new AbruptError(`cannot create ${file}: ${fsReason(e)}`);
   }
+  closeSync(fd);
   return true;
 }
 

@@ -1,6 +1,8 @@
 // Per-batch metrics of SPEC §3 and the metrics.jsonl file.
 
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
+import { AbruptError } from "../errors.js";
+import { fsReason } from "../store/files.js";
 import type { Batch } from "../data/matrix.js";
 
 export interface BatchMetrics {
@@ -64,18 +66,56 @@ export interface MetricsLine {
   repetition?: number;
 }
 
-/** Append-only writer: each line is written (and reaches the OS) at once. */
+/**
+ * Append-only writer: each line is written (and reaches the OS) at once. A
+ * file that ends without a newline (a run killed mid-write) is repaired
+ * first, so the next line starts on a line of its own: a last line that is a
+ * whole record gets its newline, a partial one is cut off (it is a step after
+ * the newest checkpoint, which the resumed run writes again).
+ */
 export class MetricsWriter {
   private fd: number;
-  constructor(file: string) {
-    this.fd = openSync(file, "a");
+  constructor(readonly file: string) {
+    try {
+      this.fd = openSync(file, "a+");
+      repairTail(this.fd);
+    } catch (e) {
+      throw new AbruptError(`cannot write ${file}: ${fsReason(e)}`);
+    }
   }
   write(obj: object): void {
-    writeSync(this.fd, JSON.stringify(obj, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)) + "\n");
+    try {
+      writeSync(this.fd, JSON.stringify(obj, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)) + "\n");
+    } catch (e) {
+      throw new AbruptError(`cannot write ${this.file}: ${fsReason(e)}`);
+    }
   }
   close(): void {
     closeSync(this.fd);
   }
+}
+
+/** Ends the file open in `fd` with a newline: completes a whole last record, cuts a partial one. */
+function repairTail(fd: number): void {
+  const size = fstatSync(fd).size;
+  if (size === 0) return;
+  const last = Buffer.alloc(1);
+  readSync(fd, last, 0, 1, size - 1);
+  if (last[0] === 0x0a) return;
+  // find the start of the last line
+  const chunk = Buffer.alloc(Math.min(size, 1 << 16));
+  let start = 0;
+  for (let end = size; end > 0 && start === 0;) {
+    const n = Math.min(chunk.length, end);
+    readSync(fd, chunk, 0, n, end - n);
+    const i = chunk.subarray(0, n).lastIndexOf(0x0a);
+    if (i >= 0) start = end - n + i + 1;
+    end -= n;
+  }
+  const tail = Buffer.alloc(size - start);
+  readSync(fd, tail, 0, tail.length, start);
+  if (parseMetricsLine(tail.toString("utf8")) !== null) writeSync(fd, "\n");
+  else ftruncateSync(fd, start);
 }
 
 /**

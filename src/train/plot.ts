@@ -1,10 +1,10 @@
 // Figures: Vega-Lite specs rendered to SVG by Vega (headless, no browser) and
 // to PNG by resvg. Written atomically next to each other (NAME.svg, NAME.png).
 
-import { renameSync, writeFileSync } from "node:fs";
 import { Resvg } from "@resvg/resvg-js";
 import * as vega from "vega";
 import * as vl from "vega-lite";
+import { writeFileAtomic } from "../store/files.js";
 import type { MetricsLine } from "./metrics.js";
 
 export type VlSpec = vl.TopLevelSpec;
@@ -30,11 +30,8 @@ export function svgToPng(svg: string, scale = 2): Buffer {
 export async function writeFigure(spec: VlSpec, base: string): Promise<[string, string]> {
   const svg = await renderSvg(spec);
   const png = svgToPng(svg);
-  const tmp = `.tmp-${process.pid}`;
-  writeFileSync(base + ".svg" + tmp, svg);
-  writeFileSync(base + ".png" + tmp, png);
-  renameSync(base + ".svg" + tmp, base + ".svg");
-  renameSync(base + ".png" + tmp, base + ".png");
+  writeFileAtomic(base + ".svg", svg);
+  writeFileAtomic(base + ".png", png);
   return [base + ".svg", base + ".png"];
 }
 

@@ -3,15 +3,17 @@
 // (safetensors, paper names) with the Adam state and the data PRNG state so
 // that --resume continues bit-identically.
 
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Batch, type DataConfig, allocBatch, sampleBatch } from "../data/matrix.js";
 import { Rng, type RngState } from "../data/rng.js";
 import { AbruptError, DeviceError } from "../errors.js";
 import { loadKernels } from "../kernels/index.js";
 import { Bert } from "../model/bert.js";
+import { checkMemory, trainingBytes } from "../model/memory.js";
 import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramCount, paramSpecs } from "../model/params.js";
 import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
+import { ensureDir, removeStaleTemps, writeJsonAtomic } from "../store/files.js";
 import { lockRun } from "../store/lock.js";
 import { type RunConfig, checkpointSteps, lastStepOf, lrAt } from "./config.js";
 import { EventTracker } from "./events.js";
@@ -47,10 +49,14 @@ export function listCheckpoints(runDir: string): number[] {
     .sort((a, b) => a - b);
 }
 
-export function writeJsonAtomic(file: string, obj: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(obj, null, 2) + "\n");
-  renameSync(tmp, file);
+export { writeJsonAtomic };
+
+/** Fails with one line when the run's sizes need more memory than is free (before anything is allocated). */
+export function checkTrainMemory(cfg: RunConfig): void {
+  const m = cfg.model, d = cfg.data, t = cfg.train;
+  const evalB = t.eval_every > 0 ? t.eval_batch : 0;
+  checkMemory(trainingBytes(m, t.batch, d.m * d.n, evalB, t.backend === "webgpu"),
+    `batch ${t.batch}${evalB ? ` (eval batch ${evalB})` : ""} of ${d.m}×${d.n} matrices with BERT L${m.L} H${m.H} d${m.d} ff${m.ff} positions ${m.positions}`);
 }
 
 export interface TrainOptions {
@@ -60,6 +66,8 @@ export interface TrainOptions {
   quiet?: boolean;
   /** stop after this step without finishing (tests of resume) */
   stopAfter?: number;
+  /** called once the run folder is set up, before the first step */
+  onStart?: () => void;
   /** called after every step */
   onStep?: (line: MetricsLine) => void;
 }
@@ -109,8 +117,10 @@ async function initFrom(model: Bert<unknown>, spec: string, trainOnly: string[])
 
 export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
   const { outDir } = opts;
-  mkdirSync(outDir, { recursive: true });
+  checkTrainMemory(cfg);
+  ensureDir(outDir, "run folder");
   const lock = lockRun(outDir);
+  removeStaleTemps(outDir, ["checkpoints", "analysis"]);
   try {
     return await trainLocked(cfg, opts, lock);
   } finally {
@@ -165,9 +175,8 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
     model.init(seeds.init, undefined, t.readout_init);
     if (t.init_from) await initFrom(model, t.init_from, t.train_only);
   }
-  mkdirSync(ckptDir, { recursive: true });
+  ensureDir(ckptDir, "checkpoint folder");
   writeJsonAtomic(join(outDir, "config.json"), cfg);
-  writeJsonAtomic(join(outDir, "status.json"), { status: "running", step: startStep, pid: process.pid, updated: new Date().toISOString() });
 
   const data = dataConfigOf(cfg);
   const B = t.batch;
@@ -189,6 +198,9 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   const measureEvery = model.cfg.L > 0 ? t.progress_every : 0;
   // a sweep's runs stop (and keep their checkpoint) when the sweep process is gone
   const parent = process.env["ABRUPT_STOP_WITH_PARENT"] === "1" ? process.ppid : null;
+  // "running" only once everything the loop needs is there (a failure before it leaves no stale status)
+  writeJsonAtomic(join(outDir, "status.json"), { status: "running", step: startStep, pid: process.pid, updated: new Date().toISOString() });
+  opts.onStart?.();
 
   let interrupted = false;
   const onSigint = () => {
@@ -287,7 +299,11 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   } catch (e) {
     // a lost device keeps the checkpoints on disk: name the newest
     const err = e instanceof DeviceError ? new AbruptError(`${e.message}; stopped at step ${step} (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`) : e;
-    writeJsonAtomic(join(outDir, "status.json"), { status: "failed", step, error: (err as Error).message, updated: new Date().toISOString() });
+    try {
+      writeJsonAtomic(join(outDir, "status.json"), { status: "failed", step, error: (err as Error).message, updated: new Date().toISOString() });
+    } catch {
+      /* e.g. the disk is full: the error itself says what happened */
+    }
     throw err;
   } finally {
     progress?.stop();

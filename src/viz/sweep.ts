@@ -60,7 +60,7 @@ export function kmSpec(cells: SweepCellView[], x: "step" | "seconds", o: SweepFi
       x: { field: "x", type: "quantitative", title: x === "step" ? "step" : "seconds of training" },
       y: { field: "s", type: "quantitative", scale: { domain: [0, 1] }, title: "fraction of seeds" },
       color: { field: "cell", type: "nominal", title: "cell" },
-      strokeDash: { field: "event", type: "nominal", title: null },
+      strokeDash: { field: "event", type: "nominal", title: null, legend: { labelLimit: 400 } },
       ...(sel ? {
         opacity: o.selected === null ? { value: 1 } : { condition: { test: isSelected(o.selected ?? null), value: 1 }, value: 0.2 },
         strokeWidth: { condition: { test: isSelected(o.selected ?? null), value: 3 }, value: 1.5 },
