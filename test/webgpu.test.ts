@@ -390,6 +390,30 @@ test(`webgpu: a 20-step training run follows the ${REFERENCE} run (losses within
   assertClose(pb, pa, "parameters after 20 steps", 1e-3);
 });
 
+test(`webgpu: with the attention intervention (c 3 from step 4, layer 1) and the progress measures every 3 steps, a run follows ${REFERENCE}`, async () => {
+  const extra = { steps: 9, eval_every: 3, ckpt_every: 0, attn_bias: { c: 3, from: 4, layers: [1] }, progress_every: 3 };
+  const a = tmp(), b = tmp();
+  await train(tiny(REFERENCE, extra), { outDir: a, quiet: true });
+  await train(tiny("webgpu", extra), { outDir: b, quiet: true });
+  const la = readMetrics(join(a, "metrics.jsonl")).lines;
+  const lb = readMetrics(join(b, "metrics.jsonl")).lines;
+  assert.equal(lb.length, 9);
+  const near = (y: number, x: number, what: string) => assert.ok(Math.abs(y - x) <= 1e-3 * Math.abs(x) + 1e-6, `${what}: webgpu ${y} vs ${REFERENCE} ${x}`);
+  for (let i = 0; i < 9; i++) {
+    for (const key of ["loss", "eval_loss", "attn_progress", "collapse", "repetition"] as const) {
+      const x = la[i]![key], y = lb[i]![key];
+      assert.equal(y === undefined, x === undefined, `step ${i + 1} ${key}`);
+      if (x === undefined) continue;
+      // repetition counts rounded outputs: a float difference may flip a pair or two (1/(16·15) each)
+      if (key === "repetition") assert.ok(Math.abs(y! - x) <= 2 / (16 * 15) + 1e-12, `step ${i + 1} repetition: ${y} vs ${x}`);
+      else near(y!, x, `step ${i + 1} ${key}`);
+    }
+    if (la[i]!.collapse_sites) for (const [site, x] of Object.entries(la[i]!.collapse_sites!)) near(lb[i]!.collapse_sites![site]!, x, `step ${i + 1} collapse at ${site}`);
+    la[i]!.attn_progress_layers?.forEach((x, l) => near(lb[i]!.attn_progress_layers![l]!, x, `step ${i + 1} layer ${l}`));
+  }
+  assert.deepEqual(lb.filter((l) => l.attn_progress !== undefined).map((l) => l.step), [3, 6, 9]);
+});
+
 test("webgpu: resume from a checkpoint continues the run (Adam state and data PRNG restored)", async () => {
   const a = tmp(), b = tmp();
   await train(tiny("webgpu", { steps: 12, eval_every: 0 }), { outDir: a, quiet: true });
