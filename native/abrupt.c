@@ -376,22 +376,33 @@ static int mse(double* result, float* dpred, const float* pred, const float* tar
   return 0;
 }
 
-// torch.optim.Adam (no weight decay), step counted from 1
+// torch.optim.Adam, step counted from 1; wd > 0: torch.optim.AdamW's
+// decoupled decay p *= 1 - lr*wd before the update
 static void adam(float* p, const float* g, float* m, float* v, i64 n, double lr, double b1, double b2,
-                 double eps, double step) {
+                 double eps, double step, double wd) {
   float step_size = (float)(lr / (1.0 - pow(b1, step)));
   float bc2_sqrt = (float)sqrt(1.0 - pow(b2, step));
   float fb1 = (float)b1, fb2 = (float)b2, fe = (float)eps;
   float a1 = (float)(1.0 - b1), a2 = (float)(1.0 - b2);
+  float keep = (float)(1.0 - lr * wd);
+  bool decay = wd != 0.0;
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
   for (i64 i = 0; i < n; i++) {
     float gi = g[i];
+    if (decay) p[i] *= keep;
     float mi = fb1 * m[i] + a1 * gi;
     float vi = fb2 * v[i] + a2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
     p[i] -= step_size * mi / (sqrtf(vi) / bc2_sqrt + fe);
   }
+}
+
+// torch.optim.SGD without momentum: p -= lr * (g + wd * p)
+static void sgd(float* p, const float* g, i64 n, double lr, double wd) {
+  float flr = (float)lr, fwd = (float)wd;
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (i64 i = 0; i < n; i++) p[i] -= flr * (g[i] + fwd * p[i]);
 }
 
 // ---------------------------------------------------------------------------
@@ -805,7 +816,7 @@ static napi_value js_mse(napi_env env, napi_callback_info info) {
   return r;
 }
 
-// adam(param, grad, m, v, n, lr, beta1, beta2, eps, step)
+// adam(param, grad, m, v, n, lr, beta1, beta2, eps, step, weightDecay?)
 static napi_value js_adam(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "adam", 10)) return NULL;
@@ -815,12 +826,28 @@ static napi_value js_adam(napi_env env, napi_callback_info info) {
   double lr = arg_num(&a, 5, "lr"), b1 = arg_num(&a, 6, "beta1"), b2 = arg_num(&a, 7, "beta2");
   double eps = arg_num(&a, 8, "eps");
   int step = arg_int(&a, 9, "step", 1);
+  double wd = is_nullish(&a, 10) ? 0.0 : arg_num(&a, 10, "weightDecay");
   need(&a, p.n, n, "param");
   need(&a, g.n, n, "grad");
   need(&a, m.n, n, "m");
   need(&a, v.n, n, "v");
   if (a.bad) return NULL;
-  adam(p.p, g.p, m.p, v.p, n, lr, b1, b2, eps, step);
+  adam(p.p, g.p, m.p, v.p, n, lr, b1, b2, eps, step, wd);
+  return undefined(env);
+}
+
+// sgd(param, grad, n, lr, weightDecay?)
+static napi_value js_sgd(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "sgd", 4)) return NULL;
+  FArr p = arg_f32(&a, 0, "param"), g = arg_f32(&a, 1, "grad");
+  int n = arg_int(&a, 2, "n", 0);
+  double lr = arg_num(&a, 3, "lr");
+  double wd = is_nullish(&a, 4) ? 0.0 : arg_num(&a, 4, "weightDecay");
+  need(&a, p.n, n, "param");
+  need(&a, g.n, n, "grad");
+  if (a.bad) return NULL;
+  sgd(p.p, g.p, n, lr, wd);
   return undefined(env);
 }
 
@@ -876,6 +903,7 @@ NAPI_MODULE_INIT() {
       {"add", js_add},
       {"mse", js_mse},
       {"adam", js_adam},
+      {"sgd", js_sgd},
       {"setThreads", js_set_threads},
       {"threads", js_threads},
       {"blasInfo", js_blas_info},

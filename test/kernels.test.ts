@@ -265,6 +265,28 @@ describe("adam", () => {
       });
       assert.ok(Math.abs(m[0]! - 0.1505) < 1e-7);
     });
+    // torch.optim.AdamW(lr=0.1, weight_decay=0.5), same gradients: p *= 1 - 0.05 first, then the same update
+    // (float64, outside this code)
+    it(`AdamW: decoupled weight decay matches hand-computed steps (${k().name})`, () => {
+      const want = [0.8500000019999999, 0.8441103541405653, 0.7599392749110763];
+      const p = Float32Array.of(1), m = new Float32Array(1), v = new Float32Array(1);
+      grads.forEach((g, i) => {
+        k().adam(p, Float32Array.of(g), m, v, 1, 0.1, 0.9, 0.999, 1e-8, i + 1, 0.5);
+        assert.ok(Math.abs(p[0]! - want[i]!) < 2e-7, `step ${i + 1}: ${p[0]} vs ${want[i]}`);
+      });
+    });
+    // torch.optim.SGD(lr=0.1, weight_decay=0.5): p -= 0.1 (g + 0.5 p); and without decay p -= 0.1 g
+    it(`SGD matches hand-computed steps (${k().name})`, () => {
+      const want = [0.9, 0.9550000000000001, 0.70725];
+      const p = Float32Array.of(1);
+      grads.forEach((g, i) => {
+        k().sgd(p, Float32Array.of(g), 1, 0.1, 0.5);
+        assert.ok(Math.abs(p[0]! - want[i]!) < 2e-7, `step ${i + 1}: ${p[0]} vs ${want[i]}`);
+      });
+      const q = Float32Array.of(1, 2);
+      k().sgd(q, Float32Array.of(0.5, -4), 2, 0.1);
+      assert.ok(Math.abs(q[0]! - 0.95) < 1e-7 && Math.abs(q[1]! - 2.4) < 1e-7, `${q}`);
+    });
   }
 });
 
@@ -512,6 +534,15 @@ describe("cpu parity with ref", () => {
       assertClose(pc, pr, "adam param");
       assertClose(mc, mr, "adam m");
       assertClose(vc, vr, "adam v");
+      for (let step = 8; step < 10; step++) {
+        ref.adam(pr, g, mr, vr, n, 1e-3, 0.9, 0.999, 1e-8, step, 0.1);
+        cpu().adam(pc, g, mc, vc, n, 1e-3, 0.9, 0.999, 1e-8, step, 0.1);
+      }
+      assertClose(pc, pr, "adamw param");
+      ref.sgd(pr, g, n, 0.05, 0.01);
+      cpu().sgd(pc, g, n, 0.05, 0.01);
+      assertClose(pc, pr, "sgd param");
+      for (const x of [pc, mc, vc]) assertSentinels(x, "optimizers");
     }
   });
 });

@@ -343,6 +343,13 @@ describe("webgpu == ref (1e-4 relative)", () => {
     assertClose(p2!, param, "param");
     assertClose(m2!, mm, "m");
     assertClose(v2!, vv, "v");
+    // AdamW (decoupled weight decay), then SGD with weight decay, on the same views
+    ref.adam(param, grad, mm, vv, n, 1e-3, 0.9, 0.999, 1e-8, 4, 0.1);
+    k.adam(st.views[0]!, st.views[1]!, st.views[2]!, st.views[3]!, n, 1e-3, 0.9, 0.999, 1e-8, 4, 0.1);
+    assertClose((await st.read("adamw"))[0]!, param, "adamw param");
+    ref.sgd(param, grad, n, 0.05, 0.01);
+    k.sgd(st.views[0]!, st.views[1]!, n, 0.05, 0.01);
+    assertClose((await st.read("sgd"))[0]!, param, "sgd param");
   });
 });
 

@@ -96,5 +96,6 @@ export function loadCpuKernels(): CpuKernels {
       return sum;
     },
     adam: a.adam,
+    sgd: a.sgd,
   };
 }

@@ -399,7 +399,7 @@ export const refKernels: Kernels = {
     return sum;
   },
 
-  adam(param, grad, m, v, n, lr, beta1, beta2, eps, step) {
+  adam(param, grad, m, v, n, lr, beta1, beta2, eps, step, weightDecay = 0) {
     need(param, n, "adam param");
     need(grad, n, "adam grad");
     need(m, n, "adam m");
@@ -407,12 +407,20 @@ export const refKernels: Kernels = {
     if (!(Number.isInteger(step) && step >= 1)) throw new RangeError(`adam: step ${step} must be an integer >= 1`);
     const stepSize = lr / (1 - beta1 ** step);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
+    const keep = 1 - lr * weightDecay;
     for (let i = 0; i < n; i++) {
       const g = grad[i]!;
+      if (weightDecay !== 0) param[i] = param[i]! * keep;
       m[i] = beta1 * m[i]! + (1 - beta1) * g;
       v[i] = beta2 * v[i]! + (1 - beta2) * g * g;
       param[i] -= (stepSize * m[i]!) / (Math.sqrt(v[i]!) / bc2Sqrt + eps);
     }
+  },
+
+  sgd(param, grad, n, lr, weightDecay = 0) {
+    need(param, n, "sgd param");
+    need(grad, n, "sgd grad");
+    for (let i = 0; i < n; i++) param[i] = param[i]! - lr * (grad[i]! + weightDecay * param[i]!);
   },
 };
 

@@ -151,10 +151,17 @@ export interface Kernels<Buf = F32> {
   mse(dpred: Buf | null, pred: Buf, target: Buf, n: number, gradScale: number, sse?: Buf | null): number;
 
   /**
-   * One Adam step with PyTorch semantics (torch.optim.Adam, no weight decay):
+   * One Adam step with PyTorch semantics (torch.optim.Adam; with
+   * weightDecay > 0 torch.optim.AdamW's decoupled decay, first p *= 1 - lr*wd):
    * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
    * p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps).
-   * step counts from 1.
+   * step counts from 1; weightDecay defaults to 0.
    */
-  adam(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number): void;
+  adam(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number, weightDecay?: number): void;
+
+  /**
+   * One plain SGD step with PyTorch semantics (torch.optim.SGD, no momentum):
+   * p -= lr * (g + weightDecay * p). weightDecay defaults to 0.
+   */
+  sgd(param: Buf, grad: Buf, n: number, lr: number, weightDecay?: number): void;
 }

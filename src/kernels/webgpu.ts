@@ -136,17 +136,33 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 const K_ADAM: KernelDef = {
   name: "adam",
   tensors: [["param", "rw"], ["grad", "r"], ["m", "rw"], ["v", "rw"]],
-  ints: ["n"], floats: ["b1", "omb1", "b2", "omb2", "step_size", "bc2_sqrt", "eps"],
+  ints: ["n"], floats: ["b1", "omb1", "b2", "omb2", "step_size", "bc2_sqrt", "eps", "keep"],
   code: `${ELEMENTWISE_GRID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   for (var i = gid.x; i < P.n; i += stride_of(nwg)) {
     let g = ld_grad(i);
+    let p = ld_param(i) * P.keep; // keep = 1 - lr*wd (AdamW's decoupled decay; 1 without)
     let m = P.b1 * ld_m(i) + P.omb1 * g;
     let v = P.b2 * ld_v(i) + P.omb2 * g * g;
     st_m(i, m);
     st_v(i, v);
-    st_param(i, ld_param(i) - P.step_size * m / (sqrt(v) / P.bc2_sqrt + P.eps));
+    st_param(i, p - P.step_size * m / (sqrt(v) / P.bc2_sqrt + P.eps));
+  }
+}`,
+};
+
+// torch.optim.SGD without momentum: p -= lr * (g + wd * p)
+const K_SGD: KernelDef = {
+  name: "sgd",
+  tensors: [["param", "rw"], ["grad", "r"]],
+  ints: ["n"], floats: ["lr", "wd"],
+  code: `${ELEMENTWISE_GRID}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  for (var i = gid.x; i < P.n; i += stride_of(nwg)) {
+    let p = ld_param(i);
+    st_param(i, p - P.lr * (ld_grad(i) + P.wd * p));
   }
 }`,
 };
@@ -1108,7 +1124,7 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     return NaN;
   }
 
-  adam(param: GpuTensor, grad: GpuTensor, m: GpuTensor, v: GpuTensor, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number): void {
+  adam(param: GpuTensor, grad: GpuTensor, m: GpuTensor, v: GpuTensor, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number, weightDecay = 0): void {
     this.need(param, n, "adam param");
     this.need(grad, n, "adam grad");
     this.need(m, n, "adam m");
@@ -1116,6 +1132,13 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     if (!(Number.isInteger(step) && step >= 1)) throw new RangeError(`adam: step ${step} must be an integer >= 1`);
     const stepSize = lr / (1 - beta1 ** step);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
-    this.run(K_ADAM, [param, grad, m, v], [n], [beta1, 1 - beta1, beta2, 1 - beta2, stepSize, bc2Sqrt, eps], this.gridFor(n));
+    this.run(K_ADAM, [param, grad, m, v], [n], [beta1, 1 - beta1, beta2, 1 - beta2, stepSize, bc2Sqrt, eps, 1 - lr * weightDecay], this.gridFor(n));
+  }
+
+  sgd(param: GpuTensor, grad: GpuTensor, n: number, lr: number, weightDecay = 0): void {
+    this.need(param, n, "sgd param");
+    this.need(grad, n, "sgd grad");
+    this.noOverlap("sgd", param, grad);
+    this.run(K_SGD, [param, grad], [n], [lr, weightDecay], this.gridFor(n));
   }
 }
