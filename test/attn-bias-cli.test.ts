@@ -23,7 +23,7 @@ function oneLineError(r: ReturnType<typeof run>, pattern: RegExp) {
   assert.match(lines[0]!, pattern);
 }
 
-test("train --attn-bias: bad values are one line each, nothing written", () => {
+test("train --attn-bias (and --progress-every, --optimizer, --weight-decay, --init-std): bad values are one line each, nothing written", () => {
   const d = tmp();
   const out = join(d, "never");
   const bad: Array<[string, RegExp]> = [
@@ -39,6 +39,9 @@ test("train --attn-bias: bad values are one line each, nothing written", () => {
   ];
   for (const [v, re] of bad) oneLineError(run("train", ...small, "--steps", "5", "--out", out, `--attn-bias=${v}`), re);
   oneLineError(run("train", ...small, "--steps", "5", "--out", out, "--progress-every", "x"), /--progress-every must be a number/);
+  oneLineError(run("train", ...small, "--steps", "5", "--out", out, "--optimizer", "lion"), /train\.optimizer: .*"adam"\|"sgd"/);
+  oneLineError(run("train", ...small, "--steps", "5", "--out", out, "--weight-decay", "-1"), /train\.weight_decay/);
+  oneLineError(run("train", ...small, "--steps", "5", "--out", out, "--init-std", "0"), /train\.init_std/);
   assert.equal(existsSync(out), false);
 });
 

@@ -58,7 +58,7 @@ interface TrainFlags {
   ckptEvery?: number; ckptLog?: number; ckptSteps?: number[]; freeze?: string[]; keepOptimizer?: string;
   initFrom?: string; trainOnly?: string[];
   maxSteps?: number; stopAfterDrop?: number; readoutInit?: string; beta1?: number; beta2?: number;
-  attnBias?: string; progressEvery?: number;
+  attnBias?: string; progressEvery?: number; optimizer?: string; weightDecay?: number; initStd?: number;
 }
 
 function overridesOf(f: TrainFlags): PartialRunConfig {
@@ -73,6 +73,7 @@ function overridesOf(f: TrainFlags): PartialRunConfig {
       max_steps: f.maxSteps, stop_after_drop: f.stopAfterDrop, readout_init: f.readoutInit as RunConfig["train"]["readout_init"] | undefined,
       beta1: f.beta1, beta2: f.beta2,
       attn_bias: f.attnBias !== undefined ? parseAttnBias(f.attnBias) : undefined, progress_every: f.progressEvery,
+      optimizer: f.optimizer as RunConfig["train"]["optimizer"] | undefined, weight_decay: f.weightDecay, init_std: f.initStd,
       freeze: f.freeze, init_from: f.initFrom, train_only: f.trainOnly, keep_optimizer: f.keepOptimizer as RunConfig["train"]["keep_optimizer"] | undefined,
     }),
   };
@@ -165,6 +166,9 @@ export function buildProgram(): Command {
     .option("--train-only <groups>", "with --init-from: re-initialise and train only these groups, freeze the rest", list)
     .option("--attn-bias <C[@STEP][:LAYERS]>", "attention intervention: from STEP on, multiply each query's attention on the observed cells of its row and column by C (in LAYERS, comma-separated; default all)")
     .option("--progress-every <k>", "log attention progress, collapse and repetition every k steps (default 100, 0 = never)", int("--progress-every"))
+    .option("--optimizer <name>", "adam (default; AdamW with --weight-decay) or sgd (plain, no momentum)")
+    .option("--weight-decay <x>", "weight decay of the linear weights (default 0)", num("--weight-decay"))
+    .option("--init-std <x>", "std of the N(0, std) init of the body (default 0.02)", num("--init-std"))
     .action(async (f: TrainFlags) => {
       if (f.device !== undefined) {
         if (f.backend !== undefined && f.backend !== f.device) throw new AbruptError(`--device ${f.device} and --backend ${f.backend} disagree`);

@@ -95,6 +95,12 @@ export const TrainSchema = z.object({
   attn_bias: AttnBiasSchema.nullable(),
   /** log the progress measures (src/analysis/measures.ts) every k steps (0 = never) */
   progress_every: z.number().int().min(0),
+  /** "adam" (torch.optim.Adam / AdamW) or "sgd" (torch.optim.SGD, no momentum; beta1, beta2, eps unused) */
+  optimizer: z.enum(["adam", "sgd"]),
+  /** weight decay of the linear weights (Q/K/V, output, MLP, read-out; not biases, LayerNorm or embeddings): AdamW's decoupled decay with adam, torch SGD's with sgd */
+  weight_decay: z.number().min(0),
+  /** std of the N(0, std) init of the body's weights and embeddings (HF: 0.02); also the read-out's with readout_init normal */
+  init_std: z.number().positive(),
 }).strict();
 
 export const RunConfigSchema = z.object({
@@ -124,7 +130,7 @@ const BASE: RunConfig = {
     lr_decay: "none", lr_final: 0, decay_start: 0, max_steps: null, stop_after_drop: null, ckpt_events: true, readout_init: "normal", seed: 0, eval_every: 100, eval_batch: 256,
     ckpt_every: 1000, ckpt_log: 12, ckpt_steps: [], keep_optimizer: "last",
     freeze: [], init_from: null, train_only: [], backend: "cpu", threads: 0,
-    attn_bias: null, progress_every: 100,
+    attn_bias: null, progress_every: 100, optimizer: "adam", weight_decay: 0, init_std: 0.02,
   },
 };
 

@@ -80,14 +80,20 @@ export interface TrainResult {
   last: MetricsLine | null;
 }
 
-/** Contiguous [start, end) ranges of trainable parameters. */
-function trainableRanges(model: Bert<unknown>): Array<[number, number]> {
-  const ranges: Array<[number, number]> = [];
+/** Linear-layer weights: the tensors weight decay applies to (as the reference's minGPT optimizer groups). */
+export function decays(name: string): boolean {
+  return /^blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.weight$|^readout\.weight$/.test(name);
+}
+
+/** Contiguous [start, end, decayed] ranges of trainable parameters. */
+function trainableRanges(model: Bert<unknown>): Array<[number, number, boolean]> {
+  const ranges: Array<[number, number, boolean]> = [];
   for (const s of paramSpecs(model.cfg)) {
     if (model.isFrozen(s.group)) continue;
     const last = ranges[ranges.length - 1];
-    if (last && last[1] === s.offset) last[1] = s.offset + s.size;
-    else ranges.push([s.offset, s.offset + s.size]);
+    const d = decays(s.name);
+    if (last && last[1] === s.offset && last[2] === d) last[1] = s.offset + s.size;
+    else ranges.push([s.offset, s.offset + s.size, d]);
   }
   return ranges;
 }
@@ -172,7 +178,7 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
     if (existsSync(metricsFile) || listCheckpoints(outDir).length > 0) {
       throw new AbruptError(`${outDir} already holds a run (use --resume to continue it, or another --out)`);
     }
-    model.init(seeds.init, undefined, t.readout_init);
+    model.init(seeds.init, t.init_std, t.readout_init);
     if (t.init_from) await initFrom(model, t.init_from, t.train_only);
   }
   ensureDir(ckptDir, "checkpoint folder");
@@ -244,9 +250,11 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
       kernels.mse(dpred, out, targets, B * T, 1 / (B * T));
       model.backward(dpred);
       const lr = lrAt(t, step);
-      for (const [a, b] of ranges) {
+      for (const [a, b, decayed] of ranges) {
         const v = (x: unknown) => kernels.view(x, a, b - a);
-        kernels.adam(v(model.params), v(model.grads), v(adamM), v(adamV), b - a, lr, t.beta1, t.beta2, t.eps, step);
+        const wd = decayed ? t.weight_decay : 0;
+        if (t.optimizer === "sgd") kernels.sgd(v(model.params), v(model.grads), b - a, lr, wd);
+        else kernels.adam(v(model.params), v(model.grads), v(adamM), v(adamV), b - a, lr, t.beta1, t.beta2, t.eps, step, wd);
       }
       const m = batchMetrics(await outHost, batch);
       if (!Number.isFinite(m.loss)) {
