@@ -35,7 +35,7 @@ test("plan: cells are the grid's product, runs named from cell and seed, configs
   assert.equal(c.cells.length, 1);
   assert.equal(c.cells[0]!.key, "base");
   assert.equal(c.runs[0]!.config.train.lr_decay, "cosine");
-  assert.equal(c.runs[0]!.config.train.decay_start, 30000);
+  assert.equal(c.runs[0]!.config.train.decay_start, 8000);
   // the same file gives the same id; another file another
   assert.equal(planSweep(spec()).id, planSweep(spec()).id);
   assert.notEqual(planSweep(spec()).id, planSweep(spec({ seeds: 3 })).id);

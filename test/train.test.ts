@@ -128,9 +128,13 @@ test("learning-rate schedule: warm-up ramp, constant (paper) or cosine to lr·lr
   const c = resolveConfig("paper", undefined, { train: { steps: 1000, lr: 2e-3, warmup: 100 } });
   assert.equal(c.train.lr_decay, "none", "the paper keeps the lr constant");
   const preset = resolveConfig("cpu", undefined, {}).train;
-  assert.deepEqual([preset.lr_decay, preset.decay_start, preset.lr_final, preset.steps], ["cosine", 30000, 0, 50000]);
-  assert.equal(lrAt(preset, 30000), 1e-3);
-  assert.ok(lrAt(preset, 40000) < 0.51e-3 && lrAt(preset, 40000) > 0.49e-3);
+  assert.deepEqual([preset.lr_decay, preset.decay_start, preset.lr_final, preset.steps, preset.batch], ["cosine", 8000, 0, 16000, 128]);
+  assert.equal(lrAt(preset, 8000), 1e-3);
+  const old = resolveConfig("cpu4x4", undefined, {}).train;
+  assert.deepEqual([old.lr_decay, old.decay_start, old.lr_final, old.steps, old.batch], ["cosine", 30000, 0, 50000, 64]);
+  assert.equal(lrAt(old, 30000), 1e-3);
+  assert.ok(lrAt(old, 40000) < 0.51e-3 && lrAt(old, 40000) > 0.49e-3);
+  assert.ok(lrAt(preset, 12000) < 0.51e-3 && lrAt(preset, 12000) > 0.49e-3);
   assert.ok(Math.abs(lrAt(c.train, 50) - 1e-3) < 1e-15);
   assert.equal(lrAt(c.train, 100), 2e-3);
   assert.equal(lrAt(c.train, 999), 2e-3);
