@@ -228,8 +228,9 @@ static void layernorm_backward(float* dinp, float* dweight, float* dbias, const 
 //   B=128 T=49 C=768 H=8:  fused 25.7 / 30.6 / 110  sgemm per head 11.7 / 8.5 / 32.3
 // (its accumulators round-trip through memory; OpenBLAS's micro-kernels don't).
 
-// att[B,H,T,T] = softmax_k(q_t . k_k / sqrt(hs))
-static void attention_pattern(float* att, const float* qkv, int B, int T, int C, int H) {
+// att[B,H,T,T] = softmax_k(q_t . k_k / sqrt(hs) + bias[b,t,k]); bias [B,T,T]
+// (shared by the heads) may be NULL.
+static void attention_pattern(float* att, const float* qkv, const float* bias, int B, int T, int C, int H) {
   if (B == 0 || T == 0) return;  // (BLAS rejects leading dimension 0)
   int hs = C / H;
   float scale = (float)(1.0 / sqrt((double)hs));
@@ -243,6 +244,10 @@ static void attention_pattern(float* att, const float* qkv, int B, int T, int C,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C, C3, 0.0f, a, T);
     for (int t = 0; t < T; t++) {
       float* s = a + (i64)t * T;
+      if (bias) {
+        const float* br = bias + (b * T + t) * (i64)T;
+        for (int k = 0; k < T; k++) s[k] += br[k];
+      }
       float mx = -INFINITY;
       for (int k = 0; k < T; k++) mx = s[k] > mx ? s[k] : mx;
       float sum = 0.0f;
@@ -371,22 +376,33 @@ static int mse(double* result, float* dpred, const float* pred, const float* tar
   return 0;
 }
 
-// torch.optim.Adam (no weight decay), step counted from 1
+// torch.optim.Adam, step counted from 1; wd > 0: torch.optim.AdamW's
+// decoupled decay p *= 1 - lr*wd before the update
 static void adam(float* p, const float* g, float* m, float* v, i64 n, double lr, double b1, double b2,
-                 double eps, double step) {
+                 double eps, double step, double wd) {
   float step_size = (float)(lr / (1.0 - pow(b1, step)));
   float bc2_sqrt = (float)sqrt(1.0 - pow(b2, step));
   float fb1 = (float)b1, fb2 = (float)b2, fe = (float)eps;
   float a1 = (float)(1.0 - b1), a2 = (float)(1.0 - b2);
+  float keep = (float)(1.0 - lr * wd);
+  bool decay = wd != 0.0;
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
   for (i64 i = 0; i < n; i++) {
     float gi = g[i];
+    if (decay) p[i] *= keep;
     float mi = fb1 * m[i] + a1 * gi;
     float vi = fb2 * v[i] + a2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
     p[i] -= step_size * mi / (sqrtf(vi) / bc2_sqrt + fe);
   }
+}
+
+// torch.optim.SGD without momentum: p -= lr * (g + wd * p)
+static void sgd(float* p, const float* g, i64 n, double lr, double wd) {
+  float flr = (float)lr, fwd = (float)wd;
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (i64 i = 0; i < n; i++) p[i] -= flr * (g[i] + fwd * p[i]);
 }
 
 // ---------------------------------------------------------------------------
@@ -828,18 +844,20 @@ static napi_value js_layernorm_backward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// attentionPattern(att, qkv, B, T, C, H)
+// attentionPattern(att, qkv, B, T, C, H, bias|null|undefined)
 static napi_value js_attention_pattern(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "attentionPattern", 6)) return NULL;
   FArr att = arg_f32(&a, 0, "att"), qkv = arg_f32(&a, 1, "qkv");
   int B = arg_int(&a, 2, "B", 0), T = arg_int(&a, 3, "T", 0), C = arg_int(&a, 4, "C", 1);
   int H = arg_int(&a, 5, "H", 1);
+  FArr bias = arg_f32_or_null(&a, 6, "bias");  // argv past argc reads as undefined
   check_heads(&a, C, H);
   need(&a, att.n, mul4(B, H, T, T), "att");
   need(&a, qkv.n, mul4(B, T, 3, C), "qkv");
+  if (bias.p) need(&a, bias.n, mul3(B, T, T), "bias");
   if (a.bad) return NULL;
-  attention_pattern(att.p, qkv.p, B, T, C, H);
+  attention_pattern(att.p, qkv.p, bias.p, B, T, C, H);
   return undefined(env);
 }
 
@@ -938,7 +956,7 @@ static napi_value js_mse(napi_env env, napi_callback_info info) {
   return r;
 }
 
-// adam(param, grad, m, v, n, lr, beta1, beta2, eps, step)
+// adam(param, grad, m, v, n, lr, beta1, beta2, eps, step, weightDecay?)
 static napi_value js_adam(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "adam", 10)) return NULL;
@@ -948,12 +966,28 @@ static napi_value js_adam(napi_env env, napi_callback_info info) {
   double lr = arg_num(&a, 5, "lr"), b1 = arg_num(&a, 6, "beta1"), b2 = arg_num(&a, 7, "beta2");
   double eps = arg_num(&a, 8, "eps");
   int step = arg_int(&a, 9, "step", 1);
+  double wd = is_nullish(&a, 10) ? 0.0 : arg_num(&a, 10, "weightDecay");
   need(&a, p.n, n, "param");
   need(&a, g.n, n, "grad");
   need(&a, m.n, n, "m");
   need(&a, v.n, n, "v");
   if (a.bad) return NULL;
-  adam(p.p, g.p, m.p, v.p, n, lr, b1, b2, eps, step);
+  adam(p.p, g.p, m.p, v.p, n, lr, b1, b2, eps, step, wd);
+  return undefined(env);
+}
+
+// sgd(param, grad, n, lr, weightDecay?)
+static napi_value js_sgd(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "sgd", 4)) return NULL;
+  FArr p = arg_f32(&a, 0, "param"), g = arg_f32(&a, 1, "grad");
+  int n = arg_int(&a, 2, "n", 0);
+  double lr = arg_num(&a, 3, "lr");
+  double wd = is_nullish(&a, 4) ? 0.0 : arg_num(&a, 4, "weightDecay");
+  need(&a, p.n, n, "param");
+  need(&a, g.n, n, "grad");
+  if (a.bad) return NULL;
+  sgd(p.p, g.p, n, lr, wd);
   return undefined(env);
 }
 
@@ -1100,6 +1134,7 @@ NAPI_MODULE_INIT() {
       {"add", js_add},
       {"mse", js_mse},
       {"adam", js_adam},
+      {"sgd", js_sgd},
       {"setThreads", js_set_threads},
       {"threads", js_threads},
       {"blasInfo", js_blas_info},

@@ -95,6 +95,10 @@ test("bench: a bad backend is named; a run prints a table and JSON with sane num
   assert.ok(Math.abs(s.gflops / res.sgemm.gflops - s.ofPeak) < 1e-9 && s.ofPeak > 0 && s.ofPeak < 2, `of peak ${s.ofPeak}`);
   assert.ok(s.maxRssMB > 20 && s.maxRssMB < 4000, `peak RSS ${s.maxRssMB} MB`);
   assert.equal(Number(row[1]), Number(s.msPerStep.toFixed(1)));
+  // the progress measures' cost: a line under the row, and JSON fields
+  const pm = (s as unknown as { progressMs: number; progressOverhead100: number });
+  assert.ok(pm.progressMs > 0 && Math.abs(pm.progressOverhead100 * 100 * s.msPerStep - pm.progressMs) <= 0.006, JSON.stringify(pm));
+  assert.match(r.stdout, /^ {3}progress measures: [\d.]+ ms each, [\d.]+% of the step time at --progress-every 100$/m);
 });
 
 test("--p-mask 0 trains and ends with its summary, not a stack trace", () => {

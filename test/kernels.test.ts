@@ -165,6 +165,50 @@ describe("finite differences (ref backward)", () => {
     }
   });
 
+  it("attention with a logit bias (pattern then apply)", () => {
+    const B = 2, T = 5, C = 6, H = 2;
+    const qkv = rand(rng, B * T * 3 * C, -1.5, 1.5), R = rand(rng, B * T * C), bias = rand(rng, B * T * T, -2, 2);
+    const att = new Float32Array(B * H * T * T), out = new Float32Array(B * T * C);
+    const loss = () => {
+      ref.attentionPattern(att, qkv, B, T, C, H, bias);
+      ref.attentionApply(out, att, qkv, B, T, C, H);
+      return dotR(out, R);
+    };
+    loss();
+    const dqkv = new Float32Array(B * T * 3 * C), datt = new Float32Array(B * H * T * T);
+    ref.attentionBackward(dqkv, datt, R, qkv, att, B, T, C, H);
+    gradCheck("attention+bias dqkv", loss, qkv, dqkv);
+  });
+
+  it("a logit bias log c multiplies the attention on its entries by c, then renormalises", () => {
+    const B = 2, T = 6, C = 8, H = 2, c = 2.5;
+    const qkv = rand(rng, B * T * 3 * C, -1.5, 1.5);
+    const on = (b: number, t: number, k: number) => (b + t + 2 * k) % 3 === 0;
+    const bias = new Float32Array(B * T * T);
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let k = 0; k < T; k++) if (on(b, t, k)) bias[(b * T + t) * T + k] = Math.log(c);
+    const plain = new Float32Array(B * H * T * T), biased = new Float32Array(B * H * T * T);
+    ref.attentionPattern(plain, qkv, B, T, C, H);
+    ref.attentionPattern(biased, qkv, B, T, C, H, bias);
+    const expect = new Float64Array(B * H * T * T);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        for (let t = 0; t < T; t++) {
+          const r = ((b * H + h) * T + t) * T;
+          let z = 0;
+          for (let k = 0; k < T; k++) z += plain[r + k]! * (on(b, t, k) ? c : 1);
+          for (let k = 0; k < T; k++) expect[r + k] = (plain[r + k]! * (on(b, t, k) ? c : 1)) / z;
+        }
+      }
+    }
+    assertClose(biased, expect, "biased pattern vs c·A renormalised", 1e-6);
+    // null and a zero bias are the plain pattern
+    const zero = new Float32Array(B * H * T * T);
+    ref.attentionPattern(zero, qkv, B, T, C, H, new Float32Array(B * T * T));
+    assert.deepEqual(zero, plain);
+    ref.attentionPattern(zero, qkv, B, T, C, H, null);
+    assert.deepEqual(zero, plain);
+  });
+
   it("gelu", () => {
     const n = 40;
     const x = rand(rng, n, -4, 4), R = rand(rng, n);
@@ -220,6 +264,28 @@ describe("adam", () => {
         assert.ok(Math.abs(p[0]! - expected[i]!) < 2e-7, `step ${i + 1}: ${p[0]} vs ${expected[i]}`);
       });
       assert.ok(Math.abs(m[0]! - 0.1505) < 1e-7);
+    });
+    // torch.optim.AdamW(lr=0.1, weight_decay=0.5), same gradients: p *= 1 - 0.05 first, then the same update
+    // (float64, outside this code)
+    it(`AdamW: decoupled weight decay matches hand-computed steps (${k().name})`, () => {
+      const want = [0.8500000019999999, 0.8441103541405653, 0.7599392749110763];
+      const p = Float32Array.of(1), m = new Float32Array(1), v = new Float32Array(1);
+      grads.forEach((g, i) => {
+        k().adam(p, Float32Array.of(g), m, v, 1, 0.1, 0.9, 0.999, 1e-8, i + 1, 0.5);
+        assert.ok(Math.abs(p[0]! - want[i]!) < 2e-7, `step ${i + 1}: ${p[0]} vs ${want[i]}`);
+      });
+    });
+    // torch.optim.SGD(lr=0.1, weight_decay=0.5): p -= 0.1 (g + 0.5 p); and without decay p -= 0.1 g
+    it(`SGD matches hand-computed steps (${k().name})`, () => {
+      const want = [0.9, 0.9550000000000001, 0.70725];
+      const p = Float32Array.of(1);
+      grads.forEach((g, i) => {
+        k().sgd(p, Float32Array.of(g), 1, 0.1, 0.5);
+        assert.ok(Math.abs(p[0]! - want[i]!) < 2e-7, `step ${i + 1}: ${p[0]} vs ${want[i]}`);
+      });
+      const q = Float32Array.of(1, 2);
+      k().sgd(q, Float32Array.of(0.5, -4), 2, 0.1);
+      assert.ok(Math.abs(q[0]! - 0.95) < 1e-7 && Math.abs(q[1]! - 2.4) < 1e-7, `${q}`);
     });
   }
 });
@@ -368,6 +434,34 @@ describe("cpu parity with ref", () => {
     }
   });
 
+  it("attention pattern with a logit bias", () => {
+    const shapes = [[2, 49, 24, 3], [3, 16, 64, 4], [1, 7, 96, 1], [2, 1, 8, 2], [5, 49, 128, 4]];
+    for (const [B, T, C, H] of shapes as [number, number, number, number][]) {
+      const what = `attention+bias B=${B} T=${T} C=${C} H=${H}`;
+      const qkv = view(rand(rng, B * T * 3 * C, -2, 2));
+      const bias = view(rand(rng, B * T * T, -2.5, 2.5));
+      for (let i = 0; i < bias.length; i += 3) bias[i] = 0; // mostly zero, as an intervention's bias
+      const ar = new Float32Array(B * H * T * T), ac = view(new Float32Array(B * H * T * T));
+      ref.attentionPattern(ar, qkv, B, T, C, H, bias);
+      cpu().attentionPattern(ac, qkv, B, T, C, H, bias);
+      assertClose(ac, ar, `${what} pattern`);
+      const dout = view(rand(rng, B * T * C));
+      const dr = new Float32Array(B * T * 3 * C), dc = view(rand(rng, B * T * 3 * C));
+      ref.attentionBackward(dr, new Float32Array(B * H * T * T), dout, qkv, ar, B, T, C, H);
+      cpu().attentionBackward(dc, view(new Float32Array(B * H * T * T)), dout, qkv, ac, B, T, C, H);
+      assertClose(dc, dr, `${what} backward`);
+      for (const v of [ac, dc, bias]) assertSentinels(v, what);
+    }
+    // a short bias is rejected, null is none
+    const k = cpu();
+    const qkv = rand(rng, 2 * 3 * 3 * 4), att = new Float32Array(2 * 2 * 9);
+    assert.throws(() => k.attentionPattern(att, qkv, 2, 3, 4, 2, new Float32Array(17)), /bias has 17 elements, needs 18/);
+    const a1 = new Float32Array(att.length), a2 = new Float32Array(att.length);
+    k.attentionPattern(a1, qkv, 2, 3, 4, 2, null);
+    k.attentionPattern(a2, qkv, 2, 3, 4, 2);
+    assert.deepEqual(a1, a2);
+  });
+
   it("gelu forward (in place too) and backward (dinp aliasing dout)", () => {
     for (const n of [1, 17, 1001, 100003]) {
       const x = view(rand(rng, n, -8, 8));
@@ -440,6 +534,15 @@ describe("cpu parity with ref", () => {
       assertClose(pc, pr, "adam param");
       assertClose(mc, mr, "adam m");
       assertClose(vc, vr, "adam v");
+      for (let step = 8; step < 10; step++) {
+        ref.adam(pr, g, mr, vr, n, 1e-3, 0.9, 0.999, 1e-8, step, 0.1);
+        cpu().adam(pc, g, mc, vc, n, 1e-3, 0.9, 0.999, 1e-8, step, 0.1);
+      }
+      assertClose(pc, pr, "adamw param");
+      ref.sgd(pr, g, n, 0.05, 0.01);
+      cpu().sgd(pc, g, n, 0.05, 0.01);
+      assertClose(pc, pr, "sgd param");
+      for (const x of [pc, mc, vc]) assertSentinels(x, "optimizers");
     }
   });
 });

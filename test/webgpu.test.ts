@@ -281,6 +281,29 @@ describe("webgpu == ref (1e-4 relative)", () => {
     });
   }
 
+  for (const [B, T, C, H] of [[3, 7, 8, 2], [2, 49, 64, 4]] as const) {
+    it(`attentionPattern with a logit bias, then attentionBackward (B${B} T${T} C${C} H${H})`, async () => {
+      const qkv = rand(B * T * 3 * C, -2, 2);
+      const bias = rand(B * T * T, -2.5, 2.5);
+      for (let i = 0; i < bias.length; i += 3) bias[i] = 0;
+      const att = new Float32Array(B * H * T * T);
+      ref.attentionPattern(att, qkv, B, T, C, H, bias);
+      // qkv, att and the bias share one buffer (the bias is read-only beside the written att)
+      const acts = new Packed(qkv, new Float32Array(B * H * T * T), bias);
+      const [gq, ga, gb] = acts.views as [GpuTensor, GpuTensor, GpuTensor];
+      k.attentionPattern(ga, gq, B, T, C, H, gb);
+      const [, a2, b2] = await acts.read("attention forward with bias");
+      assertClose(a2!, att, "att");
+      assert.deepEqual(b2, bias, "bias unchanged");
+      const dout = rand(B * T * C);
+      const dqkv = new Float32Array(B * T * 3 * C), datt = new Float32Array(B * H * T * T);
+      ref.attentionBackward(dqkv, datt, dout, qkv, att, B, T, C, H);
+      const g = new Packed(rand(B * T * 3 * C), new Float32Array(B * H * T * T), dout);
+      k.attentionBackward(g.views[0]!, g.views[1]!, g.views[2]!, gq, ga, B, T, C, H);
+      assertClose((await g.read("attentionBackward after a biased pattern"))[0]!, dqkv, "dqkv");
+    });
+  }
+
   it("gelu forward and backward over [-8, 8], also in place (out = inp, dinp = dout)", async () => {
     const n = 3001;
     const x = rand(n, -8, 8), dout = rand(n);
@@ -323,6 +346,13 @@ describe("webgpu == ref (1e-4 relative)", () => {
     assertClose(p2!, param, "param");
     assertClose(m2!, mm, "m");
     assertClose(v2!, vv, "v");
+    // AdamW (decoupled weight decay), then SGD with weight decay, on the same views
+    ref.adam(param, grad, mm, vv, n, 1e-3, 0.9, 0.999, 1e-8, 4, 0.1);
+    k.adam(st.views[0]!, st.views[1]!, st.views[2]!, st.views[3]!, n, 1e-3, 0.9, 0.999, 1e-8, 4, 0.1);
+    assertClose((await st.read("adamw"))[0]!, param, "adamw param");
+    ref.sgd(param, grad, n, 0.05, 0.01);
+    k.sgd(st.views[0]!, st.views[1]!, n, 0.05, 0.01);
+    assertClose((await st.read("sgd"))[0]!, param, "sgd param");
   });
 });
 
@@ -368,6 +398,30 @@ test(`webgpu: a 20-step training run follows the ${REFERENCE} run (losses within
   const pa = loadCheckpoint(join(a, "checkpoints", "step-0000020.safetensors")).params;
   const pb = loadCheckpoint(join(b, "checkpoints", "step-0000020.safetensors")).params;
   assertClose(pb, pa, "parameters after 20 steps", 1e-3);
+});
+
+test(`webgpu: with the attention intervention (c 3 from step 4, layer 1) and the progress measures every 3 steps, a run follows ${REFERENCE}`, async () => {
+  const extra = { steps: 9, eval_every: 3, ckpt_every: 0, attn_bias: { c: 3, from: 4, layers: [1] }, progress_every: 3 };
+  const a = tmp(), b = tmp();
+  await train(tiny(REFERENCE, extra), { outDir: a, quiet: true });
+  await train(tiny("webgpu", extra), { outDir: b, quiet: true });
+  const la = readMetrics(join(a, "metrics.jsonl")).lines;
+  const lb = readMetrics(join(b, "metrics.jsonl")).lines;
+  assert.equal(lb.length, 9);
+  const near = (y: number, x: number, what: string) => assert.ok(Math.abs(y - x) <= 1e-3 * Math.abs(x) + 1e-6, `${what}: webgpu ${y} vs ${REFERENCE} ${x}`);
+  for (let i = 0; i < 9; i++) {
+    for (const key of ["loss", "eval_loss", "attn_progress", "collapse", "repetition"] as const) {
+      const x = la[i]![key], y = lb[i]![key];
+      assert.equal(y === undefined, x === undefined, `step ${i + 1} ${key}`);
+      if (x === undefined) continue;
+      // repetition counts rounded outputs: a float difference may flip a pair or two (1/(16·15) each)
+      if (key === "repetition") assert.ok(Math.abs(y! - x) <= 2 / (16 * 15) + 1e-12, `step ${i + 1} repetition: ${y} vs ${x}`);
+      else near(y!, x, `step ${i + 1} ${key}`);
+    }
+    if (la[i]!.collapse_sites) for (const [site, x] of Object.entries(la[i]!.collapse_sites!)) near(lb[i]!.collapse_sites![site]!, x, `step ${i + 1} collapse at ${site}`);
+    la[i]!.attn_progress_layers?.forEach((x, l) => near(lb[i]!.attn_progress_layers![l]!, x, `step ${i + 1} layer ${l}`));
+  }
+  assert.deepEqual(lb.filter((l) => l.attn_progress !== undefined).map((l) => l.step), [3, 6, 9]);
 });
 
 test("webgpu: resume from a checkpoint continues the run (Adam state and data PRNG restored)", async () => {

@@ -13,7 +13,7 @@ import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
 import { ensureDir, writeFileAtomic } from "../store/files.js";
-import { PartialRunConfigSchema, type RunConfig, resolveConfig } from "../train/config.js";
+import { type AttnBiasConfig, PartialRunConfigSchema, type RunConfig, resolveConfig } from "../train/config.js";
 import { type MetricsLine, readMetrics, splitMetrics } from "../train/metrics.js";
 import { type VlSpec, writeFigure } from "../train/plot.js";
 import { ckptName, dataConfigOf, listCheckpoints } from "../train/train.js";
@@ -68,6 +68,8 @@ export interface AnalysisContext {
   outDir: string;
   /** the checkpoint step analysed (-1 for a lone checkpoint file) */
   step: number;
+  /** the attention intervention set on the models this context loads (null = none) */
+  attnBias?: AttnBiasConfig | null;
   /** loads the model at `step` (default: ctx.step); the two most recent are cached */
   model(step?: number): AnyBert;
 }
@@ -75,10 +77,18 @@ export interface AnalysisContext {
 /** A model on any backend (analyses only use run / actHost / paramHost / addHook). */
 export type AnyBert = Bert<unknown>;
 
-export function makeContext(source: Source, data: DataConfig, kernels: Kernels<unknown>, seed: number, outDir: string, step: number): AnalysisContext {
+/**
+ * attnBias: the attention intervention for every model loaded (as `abrupt
+ * analyze --attn-bias`): on at checkpoints of step ≥ its `from`, as in
+ * training; always on for a lone checkpoint file.
+ */
+export function makeContext(
+  source: Source, data: DataConfig, kernels: Kernels<unknown>, seed: number, outDir: string, step: number,
+  attnBias: AttnBiasConfig | null = null,
+): AnalysisContext {
   const cache = new Map<number, AnyBert>();
   const ctx: AnalysisContext = {
-    source, data, kernels, seed, outDir, step,
+    source, data, kernels, seed, outDir, step, attnBias,
     model(s = ctx.step) {
       let m = cache.get(s);
       if (m) return m;
@@ -87,6 +97,7 @@ export function makeContext(source: Source, data: DataConfig, kernels: Kernels<u
       const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
       m = new Bert(ck.cfg, kernels);
       m.setParams(ck.params);
+      if (attnBias && (source.kind === "checkpoint" || s >= attnBias.from)) m.setAttnBias({ c: attnBias.c, layers: attnBias.layers, m: data.m, n: data.n });
       const T = data.m * data.n;
       if (T > ck.cfg.positions) throw new AbruptError(`the model has ${ck.cfg.positions} positions, too few for ${data.m}×${data.n} matrices (${T} tokens)`);
       // keep the two most recent models (swap needs A and B); a sweep over

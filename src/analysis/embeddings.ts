@@ -161,6 +161,7 @@ export async function permutedLosses(model: AnyBert, batch: Batch, perms: number
   const unpermuted = lossSplit(await forwardBatch(model, batch, { chunk }), batch.targets, batch.hidden);
   const copy = new Bert(model.cfg, model.k);
   copy.setParams(await model.paramsHost());
+  copy.setAttnBias(model.attnBias());
   const C = model.cfg.d;
   const wpe = await model.paramHost(model.p.wpe);
   const permuted = wpe.slice();

@@ -278,6 +278,7 @@ export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEF
   if (opts.control) {
     const ctrl = new Bert(model.cfg, ctx.kernels);
     ctrl.init(ctx.seed + 1);
+    ctrl.setAttnBias(model.attnBias());
     models.push({ name: "control", model: ctrl });
   }
   // the least squares run in host memory: on a host backend when the model is on a device

@@ -14,7 +14,9 @@
 //   sample (all pairs t < t' of nonzero states), averaged over samples.
 // - repetition: fraction of adjacent tokens (t, t+1 in the row-major
 //   sequence, so across row ends too) whose outputs are equal after
-//   rounding to 2 decimals, averaged over samples.
+//   rounding to the data's precision (2 decimals), averaged over samples.
+// The per-array definitions live in measures.ts, shared with the trainer's
+// --progress-every measures.
 // All read through hooks/activations of one forward pass (`progressAt`,
 // which the trainer can call at checkpoint steps). The batch: `matrices`
 // matrices from Rng(ctx.seed), the same for every checkpoint.
@@ -33,6 +35,7 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../train/plot.js";
 import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
+import { addAttnMass, collapseSum, optimalKeys, queryCount, repetitionSum } from "./measures.js";
 
 export interface ProgressOptions {
   /** checkpoint steps (default []: only ctx.step); more than one needs a run */
@@ -76,76 +79,29 @@ interface Sums {
   se: number; seM: number; nM: number; n: number;
 }
 
-async function progressSums(model: AnyBert, batch: Batch): Promise<Sums> {
-  const { L, H } = model.cfg;
+async function progressSums(model: AnyBert, batch: Batch, prec: number): Promise<Sums> {
+  const { L, H, d: C } = model.cfg;
   const { B, T, m, n, hidden, targets } = batch;
   const out = await model.run(batch.tokens, B, T);
   const s: Sums = { mass: new Float64Array(L * H), uniform: 0, queries: 0, collapse: 0, repetition: 0, samples: B, se: 0, seM: 0, nM: 0, n: B * T };
 
   // losses and repetition from the outputs
-  for (let b = 0; b < B; b++) {
-    let rep = 0;
-    for (let t = 0; t < T; t++) {
-      const i = b * T + t;
-      const e2 = (out[i]! - targets[i]!) ** 2;
-      s.se += e2;
-      if (hidden[i]) { s.seM += e2; s.nM++; }
-      if (t + 1 < T && Math.round(out[i]! * 100) === Math.round(out[i + 1]! * 100)) rep++;
-    }
-    s.repetition += T > 1 ? rep / (T - 1) : 0;
+  for (let i = 0; i < B * T; i++) {
+    const e2 = (out[i]! - targets[i]!) ** 2;
+    s.se += e2;
+    if (hidden[i]) { s.seM += e2; s.nM++; }
   }
+  s.repetition = repetitionSum(out, B, T, prec);
 
   // optimal positions of each hidden query, then attention mass on them
-  const opt: Array<Array<[number, number[]]>> = []; // per sample: [query, observed cells of its row and column]
-  for (let b = 0; b < B; b++) {
-    const list: Array<[number, number[]]> = [];
-    for (let q = 0; q < T; q++) {
-      if (!hidden[b * T + q]) continue;
-      const i = Math.floor(q / n), j = q % n;
-      const ks: number[] = [];
-      for (let c = 0; c < n; c++) if (!hidden[b * T + i * n + c]) ks.push(i * n + c);
-      for (let r = 0; r < m; r++) if (r !== i && !hidden[b * T + r * n + j]) ks.push(r * n + j);
-      if (ks.length === 0) continue;
-      list.push([q, ks]);
-      s.queries++;
-      s.uniform += ks.length / T;
-    }
-    opt.push(list);
-  }
+  const opt = optimalKeys(hidden, B, m, n);
+  s.queries = queryCount(opt);
+  for (const list of opt) for (const [, ks] of list) s.uniform += ks.length / T;
   for (let l = 0; l < L; l++) {
-    const att = await model.actHost(`blocks.${l}.attn.pattern`); // [B,H,T,T]
-    for (let b = 0; b < B; b++) {
-      for (const [q, ks] of opt[b]!) {
-        for (let h = 0; h < H; h++) {
-          const row = ((b * H + h) * T + q) * T;
-          let mass = 0;
-          for (const k of ks) mass += att[row + k]!;
-          s.mass[l * H + h]! += mass;
-        }
-      }
-    }
+    addAttnMass(s.mass.subarray(l * H, (l + 1) * H), await model.actHost(`blocks.${l}.attn.pattern`), opt, H, T);
   }
 
-  // collapse: Σ_{t<t'} cos = (‖Σ u_t‖² − Σ‖u_t‖²)/2 over unit vectors u_t
-  const C = model.cfg.d;
-  const fin = await model.actHost(L > 0 ? `blocks.${L - 1}.resid_post` : "embed.out");
-  const sum = new Float64Array(C);
-  for (let b = 0; b < B; b++) {
-    sum.fill(0);
-    let nz = 0;
-    for (let t = 0; t < T; t++) {
-      const x = fin.subarray((b * T + t) * C, (b * T + t + 1) * C);
-      let nrm = 0;
-      for (let c = 0; c < C; c++) nrm += x[c]! * x[c]!;
-      if (nrm === 0) continue;
-      nz++;
-      const inv = 1 / Math.sqrt(nrm);
-      for (let c = 0; c < C; c++) sum[c]! += x[c]! * inv;
-    }
-    let ss = 0;
-    for (let c = 0; c < C; c++) ss += sum[c]! * sum[c]!;
-    s.collapse += nz > 1 ? (ss - nz) / (nz * (nz - 1)) : 1;
-  }
+  s.collapse = collapseSum(await model.actHost(L > 0 ? `blocks.${L - 1}.resid_post` : "embed.out"), B, T, C);
   return s;
 }
 
@@ -175,12 +131,12 @@ function finish(s: Sums, L: number, H: number): ProgressMeasures {
 }
 
 /** The progress measures of a model on one batch (one forward pass; hooks on the model apply). */
-export async function progressAt(model: AnyBert, batch: Batch): Promise<ProgressMeasures> {
-  return finish(await progressSums(model, batch), model.cfg.L, model.cfg.H);
+export async function progressAt(model: AnyBert, batch: Batch, prec = 2): Promise<ProgressMeasures> {
+  return finish(await progressSums(model, batch, prec), model.cfg.L, model.cfg.H);
 }
 
 /** progressAt over a batch split into chunks of `chunk` matrices (same numbers, less memory). */
-export async function progressChunked(model: AnyBert, batch: Batch, chunk: number): Promise<ProgressMeasures> {
+export async function progressChunked(model: AnyBert, batch: Batch, chunk: number, prec = 2): Promise<ProgressMeasures> {
   let s: Sums | null = null;
   const { T } = batch;
   for (let b0 = 0; b0 < batch.B; b0 += chunk) {
@@ -191,7 +147,7 @@ export async function progressChunked(model: AnyBert, batch: Batch, chunk: numbe
       targets: batch.targets.subarray(b0 * T, (b0 + Bc) * T),
       hidden: batch.hidden.subarray(b0 * T, (b0 + Bc) * T),
     };
-    s = addSums(s, await progressSums(model, part));
+    s = addSums(s, await progressSums(model, part, prec));
   }
   return finish(s!, model.cfg.L, model.cfg.H);
 }
@@ -216,7 +172,7 @@ export async function progress(ctx: AnalysisContext, opts: ProgressOptions = PRO
   for (const step of steps) {
     const model = ctx.model(step);
     if (model.cfg.L === 0) throw new AbruptError("progress: the model has no layers, so no attention to measure");
-    const p = await progressChunked(model, batch, opts.batch);
+    const p = await progressChunked(model, batch, opts.batch, ctx.data.prec);
     const line = nearestLine(opts.metrics, step);
     rows.push({ step, ...p, trainLoss: line ? line.loss : null, trainLossMask: line ? line.loss_mask : null, metricsStep: line ? line.step : null });
   }

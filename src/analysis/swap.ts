@@ -70,6 +70,7 @@ export async function hybrid<Buf>(base: Bert<Buf>, donor: Bert<Buf>, tensors: Te
   const from = await donor.paramsHost();
   for (const s of tensors) params.set(from.subarray(s.offset, s.offset + s.size), s.offset);
   h.setParams(params);
+  h.setAttnBias(base.attnBias());
   return h;
 }
 

@@ -21,6 +21,7 @@ import { componentOutput } from "../analysis/component.js";
 import type { DataConfig } from "../data/matrix.js";
 import { validateDataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
+import { type AttnBiasConfig, parseAttnBias } from "../train/config.js";
 import { loadKernels } from "../kernels/index.js";
 import type { BackendName } from "../kernels/types.js";
 import { checkMemory, inferenceBytes } from "../model/memory.js";
@@ -39,6 +40,8 @@ export interface AnalyzeFlags {
   clamp?: boolean;
   /** experiment options as key=value pairs (values: numbers, lists a,b,c, or JSON) */
   opt: string[];
+  /** the attention intervention for the model's forwards, C[@STEP][:LAYERS] as `train --attn-bias` */
+  attnBias?: string;
   /** called when a job (an experiment on one checkpoint) starts and when a result is ready */
   onProgress?: (ev: AnalyzeEvent) => void;
 }
@@ -302,6 +305,13 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
     source = { kind: "run", run };
   }
   const data = dataFromFlags(run ? dataOfRun(run) : null, f);
+  const attnBias = f.attnBias !== undefined ? parseAttnBias(f.attnBias) : null;
+  if (attnBias && run) {
+    const L = run.cfg.model.L;
+    for (const l of attnBias.layers ?? []) if (l >= L) throw new AbruptError(`--attn-bias: layer ${l} is outside 0..${L - 1} (the model has ${L} layers)`);
+    const lastCk = run.steps.at(-1) ?? 0;
+    if (attnBias.from > lastCk) throw new AbruptError(`--attn-bias: step ${attnBias.from} is past the run's last checkpoint (step ${lastCk})`);
+  }
   const kernels = await loadKernels(f.backend);
   const outDir = resolve(f.out ?? (run ? join(run.dir, "analysis") : join(resolve(f.checkpoint!, ".."), "analysis")));
   const opts = parseOpts(f.opt);
@@ -350,7 +360,7 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
     for (const step of steps) {
       f.onProgress?.({ kind: "start", experiment: def.name, step, done, total });
       const t0 = performance.now();
-      const ctx = makeContext(source, data, kernels, f.seed, outDir, step);
+      const ctx = makeContext(source, data, kernels, f.seed, outDir, step, attnBias);
       let out: AnalysisOutput;
       try {
         resolved = withDefaults(def, opts, experiment === "all");
@@ -364,21 +374,27 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
         report({ experiment: def.name, step, files: [], findings: [`not run: ${e.message}`] }, (performance.now() - t0) / 1000);
         continue;
       }
-      const suffix = steps.length > 1 || experiment === "all" ? (step >= 0 && def.defaultStep !== "none" ? `-step-${step}` : "") : "";
-      const files = await writeOutput(ctx, def.name, out, suffix, resolved);
+      const suffix = (steps.length > 1 || experiment === "all" ? (step >= 0 && def.defaultStep !== "none" ? `-step-${step}` : "") : "") + attnBiasTag(attnBias);
+      const files = await writeOutput(ctx, def.name, out, suffix, attnBias ? { ...resolved, attn_bias: attnBias } : resolved);
       per.push({ step, json: out.json });
       done++;
       report({ experiment: def.name, step, files, findings: out.findings }, (performance.now() - t0) / 1000);
     }
     if (def.summarize && spec === "all" && per.length >= 2) {
       const out = def.summarize(per, run);
-      const ctx = makeContext(source, data, kernels, f.seed, outDir, -1);
-      const files = await writeOutput(ctx, def.name, out, "-over-training", resolved);
+      const ctx = makeContext(source, data, kernels, f.seed, outDir, -1, attnBias);
+      const files = await writeOutput(ctx, def.name, out, "-over-training" + attnBiasTag(attnBias), attnBias ? { ...resolved, attn_bias: attnBias } : resolved);
       report({ experiment: `${def.name} over training`, step: -1, files, findings: out.findings }, null);
     }
   }
   if (experiment === "all") writeReport(run, source, outDir, results);
   return results;
+}
+
+/** File-name tag of results under an intervention, so they never replace the plain ones: -attn-bias-c2-from100-l0.1 */
+function attnBiasTag(b: AttnBiasConfig | null): string {
+  if (!b) return "";
+  return `-attn-bias-c${b.c}${b.from > 0 ? `-from${b.from}` : ""}${b.layers ? `-l${b.layers.join(".")}` : ""}`;
 }
 
 function writeReport(run: RunHandle | null, source: Source, outDir: string, results: AnalyzeResult[]): void {

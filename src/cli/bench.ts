@@ -12,6 +12,7 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { getKernels, loadKernels } from "../kernels/index.js";
 import type { BackendName, Kernels } from "../kernels/types.js";
+import { stepMeasures } from "../analysis/measures.js";
 import { Bert } from "../model/bert.js";
 import { checkMemory, gptTrainingBytes, trainingBytes } from "../model/memory.js";
 import { GPT_DEFAULT, Gpt, type GptConfig } from "../model/gpt.js";
@@ -53,6 +54,10 @@ export interface ChildResult {
   msPerStep: number;
   msAll: number[];
   maxRssMB: number;
+  /** ms of one computation of the progress measures (train --progress-every) on the last step's activations, median of 3 */
+  progressMs: number | null;
+  /** their cost at --progress-every 100 as a fraction of the step time: progressMs / (100 · msPerStep); null for the GPT */
+  progressOverhead100: number | null;
 }
 
 /** Runs `steps` timed training steps (after one warm-up step) in this process. */
@@ -76,6 +81,7 @@ export async function benchInProcess(size: string, backend: BackendName, steps: 
   const dpred = k.alloc(s.B * T);
   const targets = k.alloc(s.B * T);
   const times: number[] = [];
+  let lastOut: Float32Array = new Float32Array(0);
   for (let i = 0; i <= steps; i++) {
     const t0 = performance.now();
     sampleBatch(rng, data, s.B, batch);
@@ -86,14 +92,25 @@ export async function benchInProcess(size: string, backend: BackendName, steps: 
     k.mse(dpred, out, targets, s.B * T, 1 / (s.B * T));
     model.backward(dpred);
     k.adam(model.params, model.grads, m, v, n, 1e-4, 0.9, 0.999, 1e-8, i + 1);
-    await outHost;
+    lastOut = await outHost;
     await k.finish();
     if (i > 0) times.push(performance.now() - t0);
   }
   const sorted = [...times].sort((a, b) => a - b);
+  const msPerStep = sorted[Math.floor(sorted.length / 2)]!;
+  // the progress measures as the trainer computes them: from the step's activations, no extra forward
+  const pm: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    await stepMeasures(model as Bert<unknown>, batch, lastOut, data.prec);
+    pm.push(performance.now() - t0);
+  }
+  const progressMs = [...pm].sort((a, b) => a - b)[1]!;
   return {
     size, backend, steps,
-    msPerStep: sorted[Math.floor(sorted.length / 2)]!,
+    msPerStep,
+    progressMs: Math.round(progressMs * 100) / 100,
+    progressOverhead100: progressMs / (100 * msPerStep),
     msAll: times.map((t) => Math.round(t * 10) / 10),
     maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
   };
@@ -136,6 +153,8 @@ async function benchGpt(size: string, s: BenchSize, backend: BackendName, steps:
     msPerStep: sorted[Math.floor(sorted.length / 2)]!,
     msAll: times.map((t) => Math.round(t * 10) / 10),
     maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+    progressMs: null,
+    progressOverhead100: null,
   };
 }
 
@@ -230,6 +249,7 @@ export function runBench(o: BenchOptions): object {
       rows.push(row);
       const rate = backend === "webgpu" ? `${(gflops / 1000).toFixed(3).padStart(7)} TFLOP/s (${gflops.toFixed(1)} GFLOP/s)` : `${gflops.toFixed(1).padStart(6)} GFLOP/s  ${(100 * row.ofPeak!).toFixed(0).padStart(3)}% of sgemm`;
       console.log(`${size.padEnd(2)} ${backend.padEnd(6)} ${res.msPerStep.toFixed(1).padStart(9)} ms/step  ${rate}  peak RSS ${res.maxRssMB} MB`);
+      if (res.progressMs !== null && res.progressOverhead100 !== null) console.log(`   progress measures: ${res.progressMs.toFixed(2)} ms each, ${(100 * res.progressOverhead100).toFixed(3)}% of the step time at --progress-every 100`);
     }
   }
   return { sgemm: sg, threads, matmul, rows };

@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { AbruptError } from "../errors.js";
 import { loadKernels } from "../kernels/index.js";
 import type { AttentionKind, BackendName } from "../kernels/types.js";
-import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, readConfigFile, resolveConfig } from "../train/config.js";
+import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, parseAttnBias, readConfigFile, resolveConfig } from "../train/config.js";
 import { readMetrics } from "../train/metrics.js";
 import { lossCurveSpec, writeFigure } from "../train/plot.js";
 import { summarizeDrop } from "../train/summary.js";
@@ -65,6 +65,7 @@ interface TrainFlags {
   ckptEvery?: number; ckptLog?: number; ckptSteps?: number[]; freeze?: string[]; keepOptimizer?: string;
   initFrom?: string; trainOnly?: string[];
   maxSteps?: number; stopAfterDrop?: number; readoutInit?: string; beta1?: number; beta2?: number;
+  attnBias?: string; progressEvery?: number; optimizer?: string; weightDecay?: number; initStd?: number;
 }
 
 function overridesOf(f: TrainFlags): PartialRunConfig {
@@ -78,6 +79,8 @@ function overridesOf(f: TrainFlags): PartialRunConfig {
       eval_every: f.evalEvery, eval_batch: f.evalBatch, ckpt_every: f.ckptEvery, ckpt_log: f.ckptLog, ckpt_steps: f.ckptSteps,
       max_steps: f.maxSteps, stop_after_drop: f.stopAfterDrop, readout_init: f.readoutInit as RunConfig["train"]["readout_init"] | undefined,
       beta1: f.beta1, beta2: f.beta2,
+      attn_bias: f.attnBias !== undefined ? parseAttnBias(f.attnBias) : undefined, progress_every: f.progressEvery,
+      optimizer: f.optimizer as RunConfig["train"]["optimizer"] | undefined, weight_decay: f.weightDecay, init_std: f.initStd,
       freeze: f.freeze, init_from: f.initFrom, train_only: f.trainOnly, keep_optimizer: f.keepOptimizer as RunConfig["train"]["keep_optimizer"] | undefined,
     }),
   };
@@ -168,6 +171,11 @@ export function buildProgram(): Command {
     .option("--keep-optimizer <which>", "Adam state of every checkpoint (all) or the newest (last)")
     .option("--init-from <run@step>", "start from a checkpoint of another run (component dynamics)")
     .option("--train-only <groups>", "with --init-from: re-initialise and train only these groups, freeze the rest", list)
+    .option("--attn-bias <C[@STEP][:LAYERS]>", "attention intervention: from STEP on, multiply each query's attention on the observed cells of its row and column by C (in LAYERS, comma-separated; default all)")
+    .option("--progress-every <k>", "log attention progress, collapse and repetition every k steps (default 100, 0 = never)", int("--progress-every"))
+    .option("--optimizer <name>", "adam (default; AdamW with --weight-decay) or sgd (plain, no momentum)")
+    .option("--weight-decay <x>", "weight decay of the linear weights (default 0)", num("--weight-decay"))
+    .option("--init-std <x>", "std of the N(0, std) init of the body (default 0.02)", num("--init-std"))
     .action(async (f: TrainFlags) => {
       if (f.device !== undefined) {
         if (f.backend !== undefined && f.backend !== f.device) throw new AbruptError(`--device ${f.device} and --backend ${f.backend} disagree`);
@@ -306,6 +314,7 @@ export function buildProgram(): Command {
     .option("--device <name>", "same as --backend", backendOpt)
     .option("--out <dir>", "output folder (default RUN/analysis)")
     .option("--opt <key=value>", "experiment option (repeatable), e.g. --opt values=0.44,-0.24", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--attn-bias <C[@STEP][:LAYERS]>", "run the models with the attention intervention (as train --attn-bias; at checkpoints of step ≥ STEP)")
     .option("--x <key>", "sweep: the phase diagram's x axis (a grid key)")
     .option("--y <key>", "sweep: the phase diagram's y axis (a grid key)")
     .option("--metric <m>", "sweep: the phase diagram's colour, p_drop or median_plateau_end (default both)")

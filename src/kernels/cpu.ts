@@ -119,5 +119,6 @@ export function loadCpuKernels(): CpuKernels {
       }
       return mean;
     },
+    sgd: a.sgd,
   };
 }

@@ -438,9 +438,10 @@ export const refKernels: Kernels = {
     if (dbias) for (let c = 0; c < C; c++) dbias[c] += db[c]!;
   },
 
-  attentionPattern(att, qkv, B, T, C, H) {
+  attentionPattern(att, qkv, B, T, C, H, bias) {
     checkAttention(qkv, B, T, C, H);
     need(att, B * H * T * T, "attentionPattern att");
+    if (bias) need(bias, B * T * T, "attentionPattern bias");
     const hs = C / H;
     const scale = 1 / Math.sqrt(hs);
     const row = new Float64Array(T);
@@ -453,7 +454,7 @@ export const refKernels: Kernels = {
             const key = (b * T + k) * 3 * C + C + h * hs;
             let s = 0;
             for (let j = 0; j < hs; j++) s += qkv[q + j]! * qkv[key + j]!;
-            row[k] = s * scale;
+            row[k] = s * scale + (bias ? bias[(b * T + t) * T + k]! : 0);
             if (row[k]! > max) max = row[k]!;
           }
           let sum = 0;
@@ -580,7 +581,7 @@ export const refKernels: Kernels = {
     return sum;
   },
 
-  adam(param, grad, m, v, n, lr, beta1, beta2, eps, step) {
+  adam(param, grad, m, v, n, lr, beta1, beta2, eps, step, weightDecay = 0) {
     need(param, n, "adam param");
     need(grad, n, "adam grad");
     need(m, n, "adam m");
@@ -588,14 +589,22 @@ export const refKernels: Kernels = {
     if (!(Number.isInteger(step) && step >= 1)) throw new RangeError(`adam: step ${step} must be an integer >= 1`);
     const stepSize = lr / (1 - beta1 ** step);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
+    const keep = 1 - lr * weightDecay;
     for (let i = 0; i < n; i++) {
       const g = grad[i]!;
+      if (weightDecay !== 0) param[i] = param[i]! * keep;
       m[i] = beta1 * m[i]! + (1 - beta1) * g;
       v[i] = beta2 * v[i]! + (1 - beta2) * g * g;
       param[i] -= (stepSize * m[i]!) / (Math.sqrt(v[i]!) / bc2Sqrt + eps);
     }
   },
   ...refGptKernels,
+
+  sgd(param, grad, n, lr, weightDecay = 0) {
+    need(param, n, "sgd param");
+    need(grad, n, "sgd grad");
+    for (let i = 0; i < n; i++) param[i] = param[i]! - lr * (grad[i]! + weightDecay * param[i]!);
+  },
 };
 
 function checkAttention(qkv: F32, B: number, T: number, C: number, H: number): void {

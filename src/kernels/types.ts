@@ -116,18 +116,23 @@ export interface Kernels<Buf = F32> {
   ): void;
 
   /**
-   * att[B,H,T,T] = softmax_k(q·k / sqrt(C/H)) over the full sequence (no causal
-   * mask). qkv is [B,T,3C]: q in columns [0,C), k in [C,2C), v in [2C,3C);
-   * head h uses columns h*hs..(h+1)*hs of each, hs = C/H.
+   * att[B,H,T,T] = softmax_k(q·k / sqrt(C/H) + bias[b,t,k]) over the full
+   * sequence (no causal mask). qkv is [B,T,3C]: q in columns [0,C), k in
+   * [C,2C), v in [2C,3C); head h uses columns h*hs..(h+1)*hs of each, hs = C/H.
+   * bias [B,T,T] (optional; null or omitted = none) is an additive logit bias
+   * per sample, the same for every head (finite values; e.g. log c on the
+   * entries whose attention is to be multiplied by c before renormalising).
    */
-  attentionPattern(att: Buf, qkv: Buf, B: number, T: number, C: number, H: number): void;
+  attentionPattern(att: Buf, qkv: Buf, B: number, T: number, C: number, H: number, bias?: Buf | null): void;
 
   /** out[B,T,C] (heads concatenated): out[b,t,h*hs+j] = sum_k att[b,h,t,k] * v[b,k,h*hs+j]. */
   attentionApply(out: Buf, att: Buf, qkv: Buf, B: number, T: number, C: number, H: number): void;
 
   /**
    * Backward of attentionApply∘attentionPattern: dqkv[B,T,3C] overwritten;
-   * datt[B,H,T,T] is scratch.
+   * datt[B,H,T,T] is scratch. It works from the saved pattern att, so a logit
+   * bias given to attentionPattern needs no argument here: the bias is a
+   * constant, and d(scores) = att ⊙ (datt − Σ_k att·datt) holds with it too.
    */
   attentionBackward(dqkv: Buf, datt: Buf, dout: Buf, qkv: Buf, att: Buf, B: number, T: number, C: number, H: number): void;
 
@@ -189,10 +194,17 @@ export interface Kernels<Buf = F32> {
   ): number;
 
   /**
-   * One Adam step with PyTorch semantics (torch.optim.Adam, no weight decay):
+   * One Adam step with PyTorch semantics (torch.optim.Adam; with
+   * weightDecay > 0 torch.optim.AdamW's decoupled decay, first p *= 1 - lr*wd):
    * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
    * p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps).
-   * step counts from 1.
+   * step counts from 1; weightDecay defaults to 0.
    */
-  adam(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number): void;
+  adam(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number, weightDecay?: number): void;
+
+  /**
+   * One plain SGD step with PyTorch semantics (torch.optim.SGD, no momentum):
+   * p -= lr * (g + weightDecay * p). weightDecay defaults to 0.
+   */
+  sgd(param: Buf, grad: Buf, n: number, lr: number, weightDecay?: number): void;
 }

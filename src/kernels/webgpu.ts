@@ -137,17 +137,33 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 const K_ADAM: KernelDef = {
   name: "adam",
   tensors: [["param", "rw"], ["grad", "r"], ["m", "rw"], ["v", "rw"]],
-  ints: ["n"], floats: ["b1", "omb1", "b2", "omb2", "step_size", "bc2_sqrt", "eps"],
+  ints: ["n"], floats: ["b1", "omb1", "b2", "omb2", "step_size", "bc2_sqrt", "eps", "keep"],
   code: `${ELEMENTWISE_GRID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   for (var i = gid.x; i < P.n; i += stride_of(nwg)) {
     let g = ld_grad(i);
+    let p = ld_param(i) * P.keep; // keep = 1 - lr*wd (AdamW's decoupled decay; 1 without)
     let m = P.b1 * ld_m(i) + P.omb1 * g;
     let v = P.b2 * ld_v(i) + P.omb2 * g * g;
     st_m(i, m);
     st_v(i, v);
-    st_param(i, ld_param(i) - P.step_size * m / (sqrt(v) / P.bc2_sqrt + P.eps));
+    st_param(i, p - P.step_size * m / (sqrt(v) / P.bc2_sqrt + P.eps));
+  }
+}`,
+};
+
+// torch.optim.SGD without momentum: p -= lr * (g + wd * p)
+const K_SGD: KernelDef = {
+  name: "sgd",
+  tensors: [["param", "rw"], ["grad", "r"]],
+  ints: ["n"], floats: ["lr", "wd"],
+  code: `${ELEMENTWISE_GRID}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  for (var i = gid.x; i < P.n; i += stride_of(nwg)) {
+    let p = ld_param(i);
+    st_param(i, p - P.lr * (ld_grad(i) + P.wd * p));
   }
 }`,
 };
@@ -421,7 +437,7 @@ fn o_at(b: u32, t: u32, h: u32) -> u32 { return (b * P.T + t) * P.C + h * P.hs; 
 
 const K_ATT_PATTERN: KernelDef = {
   name: "attention_pattern",
-  tensors: [["att", "rw"], ["qkv", "r"]],
+  tensors: [["att", "rw"], ["qkv", "r"], ["bias", "r"]],
   ints: ["T", "C", "H", "hs"], floats: ["scale"],
   code: `${ATT_COMMON}
 @compute @workgroup_size(256)
@@ -434,7 +450,9 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
     let k = k_at(b, e % P.T, h);
     var s = 0.0;
     for (var j = 0u; j < P.hs; j++) { s = fma(ld_qkv(q + j), ld_qkv(k + j), s); }
-    st_att(a0 + e, s * P.scale);
+    var x = s * P.scale;
+    if (HAS_bias) { x += ld_bias(b * P.T * P.T + e); } // bias [B,T,T], shared by the heads
+    st_att(a0 + e, x);
   }
   storageBarrier();
   for (var t = li; t < P.T; t += 256u) {
@@ -1246,11 +1264,13 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     if (B > MAX_GROUPS || H > MAX_GROUPS) throw new RangeError(`attention: B=${B}, H=${H} too large`);
   }
 
-  attentionPattern(att: GpuTensor, qkv: GpuTensor, B: number, T: number, C: number, H: number): void {
+  attentionPattern(att: GpuTensor, qkv: GpuTensor, B: number, T: number, C: number, H: number, bias?: GpuTensor | null): void {
     this.checkAttention(qkv, B, T, C, H);
     this.need(att, B * H * T * T, "attentionPattern att");
+    this.need(bias ?? null, B * T * T, "attentionPattern bias");
+    if (bias) this.noOverlap("attentionPattern", att, bias);
     const hs = C / H;
-    this.run(K_ATT_PATTERN, [att, qkv], [T, C, H, hs], [1 / Math.sqrt(hs)], [H, B]);
+    this.run(K_ATT_PATTERN, [att, qkv, bias ?? null], [T, C, H, hs], [1 / Math.sqrt(hs)], [H, B]);
   }
 
   attentionApply(out: GpuTensor, att: GpuTensor, qkv: GpuTensor, B: number, T: number, C: number, H: number): void {
@@ -1301,7 +1321,7 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     return NaN;
   }
 
-  adam(param: GpuTensor, grad: GpuTensor, m: GpuTensor, v: GpuTensor, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number): void {
+  adam(param: GpuTensor, grad: GpuTensor, m: GpuTensor, v: GpuTensor, n: number, lr: number, beta1: number, beta2: number, eps: number, step: number, weightDecay = 0): void {
     this.need(param, n, "adam param");
     this.need(grad, n, "adam grad");
     this.need(m, n, "adam m");
@@ -1309,7 +1329,14 @@ export class WebGpuKernels implements Kernels<GpuTensor> {
     if (!(Number.isInteger(step) && step >= 1)) throw new RangeError(`adam: step ${step} must be an integer >= 1`);
     const stepSize = lr / (1 - beta1 ** step);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
-    this.run(K_ADAM, [param, grad, m, v], [n], [beta1, 1 - beta1, beta2, 1 - beta2, stepSize, bc2Sqrt, eps], this.gridFor(n));
+    this.run(K_ADAM, [param, grad, m, v], [n], [beta1, 1 - beta1, beta2, 1 - beta2, stepSize, bc2Sqrt, eps, 1 - lr * weightDecay], this.gridFor(n));
+  }
+
+  sgd(param: GpuTensor, grad: GpuTensor, n: number, lr: number, weightDecay = 0): void {
+    this.need(param, n, "sgd param");
+    this.need(grad, n, "sgd grad");
+    this.noOverlap("sgd", param, grad);
+    this.run(K_SGD, [param, grad], [n], [lr, weightDecay], this.gridFor(n));
   }
 
   // ------------------------------------------------------ the GPT's kernels

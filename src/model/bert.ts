@@ -3,7 +3,7 @@
 //   x = LN_emb(wte[tok] + wpe[pos])                       embed.sum, embed.out
 //   per layer l (post-LN):
 //     qkv = x Wqkvᵀ + b                                   blocks.l.attn.qkv
-//     A   = softmax(q kᵀ / √hs) per head                  blocks.l.attn.pattern
+//     A   = softmax(q kᵀ / √hs [+ bias]) per head         blocks.l.attn.pattern
 //     z   = A v (heads concatenated)                      blocks.l.attn.z
 //     a   = z Woᵀ + bo                                    blocks.l.attn.out
 //     x   = LN1(x + a)                                    blocks.l.resid_mid
@@ -21,11 +21,16 @@
 // so on webgpu they all live on the GPU. Analyses use the asynchronous
 // `run` / `actHost` / `paramHost`, which work on every backend: on webgpu a
 // hooked activation is downloaded, handed to its hooks, and uploaded back.
+//
+// The attention intervention (`setAttnBias`, src/model/attn-bias.ts) adds
+// log c to the logits of each query's target keys in the chosen layers, in
+// every forward pass (training, evaluation, analyses) until it is set to null.
 
 import type { Kernels } from "../kernels/types.js";
 import { AbruptError } from "../errors.js";
 import { Rng } from "../data/rng.js";
 import { MASK_ID } from "../data/matrix.js";
+import { type AttnBias, fillAttnBias } from "./attn-bias.js";
 import {
   type ModelConfig, type ParamViews, groupMatches, groupNames, isValidGroupSelector,
   paramCount, paramSpecs, paramViews,
@@ -66,6 +71,8 @@ interface Acts<Buf> {
   embRstd: Buf; // [N]
   layers: LayerActs<Buf>[];
   out: Buf; // [N]
+  /** attention logit bias [B,T,T] and its host copy, allocated when the intervention is first on */
+  bias: { dev: Buf; host: Float32Array } | null;
 }
 
 interface Grads<Buf> {
@@ -96,6 +103,7 @@ export class Bert<Buf = Float32Array> {
   private gradBufs: Grads<Buf> | null = null;
   private hooks = new Map<string, HookFn[]>();
   private frozen = new Set<string>();
+  private attnBiasCfg: AttnBias | null = null;
 
   constructor(cfg: ModelConfig, kernels: Kernels<Buf>) {
     if (cfg.d % cfg.H !== 0) throw new AbruptError(`heads (${cfg.H}) must divide the width d (${cfg.d})`);
@@ -225,6 +233,29 @@ export class Bert<Buf = Float32Array> {
     return [...this.frozen];
   }
 
+  // ------------------------------------------------------ attention bias
+
+  /**
+   * Turns the attention intervention on (every later forward pass multiplies
+   * each query's attention on its target keys by c, in `layers`, null = all)
+   * or off (null). See src/model/attn-bias.ts for the targets.
+   */
+  setAttnBias(b: AttnBias | null): void {
+    if (b) {
+      if (!(Number.isFinite(b.c) && b.c > 0)) throw new AbruptError(`attention bias: c must be a positive number (got ${b.c})`);
+      for (const l of b.layers ?? []) {
+        if (!Number.isInteger(l) || l < 0 || l >= this.cfg.L) throw new AbruptError(`attention bias: layer ${l} is outside 0..${this.cfg.L - 1}`);
+      }
+      if (!(Number.isInteger(b.m) && Number.isInteger(b.n) && b.m > 0 && b.n > 0)) throw new AbruptError(`attention bias: bad matrix shape ${b.m}×${b.n}`);
+      b = { ...b, layers: b.layers ? [...b.layers] : null };
+    }
+    this.attnBiasCfg = b;
+  }
+
+  attnBias(): AttnBias | null {
+    return this.attnBiasCfg;
+  }
+
   // --------------------------------------------------------------- forward
 
   private allocActs(B: number, T: number): Acts<Buf> {
@@ -243,7 +274,7 @@ export class Bert<Buf = Float32Array> {
     return {
       B, T, tokens: new Int32Array(N),
       embSum: f(N * C), embOut: f(N * C), embMean: f(N), embRstd: f(N),
-      layers, out: f(N),
+      layers, out: f(N), bias: null,
     };
   }
 
@@ -342,6 +373,14 @@ export class Bert<Buf = Float32Array> {
     const N = B * T;
     a.tokens.set(tokens);
     const hooked = (name: string) => (this.hooks.get(name)?.length ?? 0) > 0;
+    const ab = this.attnBiasCfg;
+    if (ab) {
+      if (ab.m * ab.n !== T) throw new AbruptError(`attention bias: ${ab.m}×${ab.n} matrices have ${ab.m * ab.n} cells, the input has ${T} tokens`);
+      a.bias ??= { dev: k.alloc(B * T * T), host: new Float32Array(B * T * T) };
+      fillAttnBias(a.bias.host, tokens, B, ab.m, ab.n, Math.log(ab.c));
+      k.upload(a.bias.dev, a.bias.host);
+    }
+    const biasOf = (l: number) => (ab && a.bias && (ab.layers === null || ab.layers.includes(l)) ? a.bias.dev : null);
 
     k.embeddingForward(a.embSum, tokens, p.wte, p.wpe, B, T, C);
     if (hooked("embed.sum")) yield { name: "embed.sum", buf: a.embSum };
@@ -355,7 +394,7 @@ export class Bert<Buf = Float32Array> {
       const at = (s: string) => `blocks.${l}.${s}`;
       k.linearForward(la.qkv, x, w.qkvW, w.qkvB, N, C, 3 * C);
       if (hooked(at("attn.qkv"))) yield { name: at("attn.qkv"), buf: la.qkv };
-      k.attentionPattern(la.att, la.qkv, B, T, C, H);
+      k.attentionPattern(la.att, la.qkv, B, T, C, H, biasOf(l));
       if (hooked(at("attn.pattern"))) yield { name: at("attn.pattern"), buf: la.att };
       k.attentionApply(la.z, la.att, la.qkv, B, T, C, H);
       if (hooked(at("attn.z"))) yield { name: at("attn.z"), buf: la.z };

@@ -30,6 +30,18 @@ export const DataSchema = z.object({
   clamp: z.boolean(),
 }).strict();
 
+/**
+ * The attention intervention of SPEC §5 (src/model/attn-bias.ts): from step
+ * `from` on (steps count from 1; 0 = from the start), each query's attention
+ * on its target keys is multiplied by c in `layers` (null = all).
+ */
+export const AttnBiasSchema = z.object({
+  c: z.number().positive(),
+  from: z.number().int().min(0),
+  layers: z.array(z.number().int().min(0)).nullable(),
+}).strict();
+export type AttnBiasConfig = z.infer<typeof AttnBiasSchema>;
+
 export const TrainSchema = z.object({
   steps: posInt,
   batch: posInt,
@@ -79,6 +91,16 @@ export const TrainSchema = z.object({
   backend: z.enum(["cpu", "ref", "webgpu"]),
   /** threads for the cpu backend (0 = all cores) */
   threads: z.number().int().min(0),
+  /** the attention intervention; null = none */
+  attn_bias: AttnBiasSchema.nullable(),
+  /** log the progress measures (src/analysis/measures.ts) every k steps (0 = never) */
+  progress_every: z.number().int().min(0),
+  /** "adam" (torch.optim.Adam / AdamW) or "sgd" (torch.optim.SGD, no momentum; beta1, beta2, eps unused) */
+  optimizer: z.enum(["adam", "sgd"]),
+  /** weight decay of the linear weights (Q/K/V, output, MLP, read-out; not biases, LayerNorm or embeddings): AdamW's decoupled decay with adam, torch SGD's with sgd */
+  weight_decay: z.number().min(0),
+  /** std of the N(0, std) init of the body's weights and embeddings (HF: 0.02); also the read-out's with readout_init normal */
+  init_std: z.number().positive(),
 }).strict();
 
 export const RunConfigSchema = z.object({
@@ -108,6 +130,7 @@ const BASE: RunConfig = {
     lr_decay: "none", lr_final: 0, decay_start: 0, max_steps: null, stop_after_drop: null, ckpt_events: true, readout_init: "normal", seed: 0, eval_every: 100, eval_batch: 256,
     ckpt_every: 1000, ckpt_log: 12, ckpt_steps: [], keep_optimizer: "last",
     freeze: [], init_from: null, train_only: [], backend: "cpu", threads: 0,
+    attn_bias: null, progress_every: 100, optimizer: "adam", weight_decay: 0, init_std: 0.02,
   },
 };
 
@@ -206,7 +229,39 @@ export function validateRunConfig(raw: unknown): RunConfig {
   if (c.model.vocab < 2002) throw new AbruptError(`config: model.vocab must be at least 2002 (got ${c.model.vocab})`);
   if (c.train.train_only.length > 0 && !c.train.init_from) throw new AbruptError("config: train.train_only needs train.init_from (RUN_DIR@STEP)");
   if (c.train.init_from && !/^.+@\d+$/.test(c.train.init_from)) throw new AbruptError(`config: train.init_from must be RUN_DIR@STEP (got "${c.train.init_from}")`);
+  const ab = c.train.attn_bias;
+  if (ab) {
+    for (const l of ab.layers ?? []) if (l >= c.model.L) throw new AbruptError(`config: train.attn_bias: layer ${l} is outside 0..${c.model.L - 1} (the model has ${c.model.L} layers)`);
+    if (ab.from > lastStepOf(c.train)) throw new AbruptError(`config: train.attn_bias: step ${ab.from} is past the run's last step ${lastStepOf(c.train)}`);
+  }
   return c;
+}
+
+/**
+ * Parses the --attn-bias flag, C[@STEP][:LAYERS]: e.g. "2" (c = 2 from the
+ * start, every layer), "0.5@3000" (from step 3000), "10@0:0,2" (layers 0
+ * and 2). Layers are checked against the model by validateRunConfig and
+ * Bert.setAttnBias.
+ */
+export function parseAttnBias(spec: string, flag = "--attn-bias"): AttnBiasConfig {
+  const m = /^([^@:]*)(?:@([^:]*))?(?::(.*))?$/.exec(spec.trim());
+  const form = `(the form is C[@STEP][:LAYERS], e.g. 2@1000:0,1)`;
+  if (!m) throw new AbruptError(`${flag}: cannot read "${spec}" ${form}`);
+  const c = Number(m[1]);
+  if (m[1]!.trim() === "" || !Number.isFinite(c) || c <= 0) throw new AbruptError(`${flag}: C must be a positive number (got "${m[1]}") ${form}`);
+  let from = 0;
+  if (m[2] !== undefined) {
+    from = Number(m[2]);
+    if (m[2].trim() === "" || !Number.isInteger(from) || from < 0) throw new AbruptError(`${flag}: STEP must be a step number ≥ 0 (got "${m[2]}") ${form}`);
+  }
+  let layers: number[] | null = null;
+  if (m[3] !== undefined) {
+    const parts = m[3].split(",").map((x) => x.trim());
+    layers = parts.map((x) => Number(x));
+    if (parts.some((x) => x === "") || layers.some((l) => !Number.isInteger(l) || l < 0)) throw new AbruptError(`${flag}: LAYERS must be layer numbers ≥ 0, comma-separated (got "${m[3]}") ${form}`);
+    layers = [...new Set(layers)].sort((a, b) => a - b);
+  }
+  return { c, from, layers };
 }
 
 /** Checkpoint steps: every N, log-spaced, explicit ones, and always the last. */

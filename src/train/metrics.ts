@@ -57,6 +57,13 @@ export interface MetricsLine {
   eval_loss_mask?: number;
   eval_loss_obs?: number;
   eval_mask_abs?: number;
+  /** every train.progress_every steps: the progress measures of the step's batch (src/analysis/measures.ts) */
+  attn_progress?: number;
+  attn_progress_layers?: number[];
+  attn_progress_best_head?: { layer: number; head: number; value: number };
+  collapse?: number;
+  collapse_sites?: Record<string, number>;
+  repetition?: number;
 }
 
 /**

@@ -19,6 +19,7 @@ import { type RunConfig, checkpointSteps, lastStepOf, lrAt } from "./config.js";
 import { EventTracker } from "./events.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
 import { Progress } from "./progress.js";
+import { stepMeasures } from "../analysis/measures.js";
 
 export function modelConfigOf(c: RunConfig): ModelConfig {
   return { ...c.model };
@@ -79,14 +80,20 @@ export interface TrainResult {
   last: MetricsLine | null;
 }
 
-/** Contiguous [start, end) ranges of trainable parameters. */
-function trainableRanges(model: Bert<unknown>): Array<[number, number]> {
-  const ranges: Array<[number, number]> = [];
+/** Linear-layer weights: the tensors weight decay applies to (as the reference's minGPT optimizer groups). */
+export function decays(name: string): boolean {
+  return /^blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.weight$|^readout\.weight$/.test(name);
+}
+
+/** Contiguous [start, end, decayed] ranges of trainable parameters. */
+function trainableRanges(model: Bert<unknown>): Array<[number, number, boolean]> {
+  const ranges: Array<[number, number, boolean]> = [];
   for (const s of paramSpecs(model.cfg)) {
     if (model.isFrozen(s.group)) continue;
     const last = ranges[ranges.length - 1];
-    if (last && last[1] === s.offset) last[1] = s.offset + s.size;
-    else ranges.push([s.offset, s.offset + s.size]);
+    const d = decays(s.name);
+    if (last && last[1] === s.offset && last[2] === d) last[1] = s.offset + s.size;
+    else ranges.push([s.offset, s.offset + s.size, d]);
   }
   return ranges;
 }
@@ -171,7 +178,7 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
     if (existsSync(metricsFile) || listCheckpoints(outDir).length > 0) {
       throw new AbruptError(`${outDir} already holds a run (use --resume to continue it, or another --out)`);
     }
-    model.init(seeds.init, undefined, t.readout_init);
+    model.init(seeds.init, t.init_std, t.readout_init);
     if (t.init_from) await initFrom(model, t.init_from, t.train_only);
   }
   ensureDir(ckptDir, "checkpoint folder");
@@ -192,6 +199,9 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   if (opts.resume) for (const l of readMetrics(metricsFile).lines) if (l.step <= startStep) events.push(l.step, l.loss_mask, l.ms);
   if (opts.resume) writer.write({ resume_from: startStep, time: new Date().toISOString() });
   const end = lastStepOf(t);
+  // the attention intervention, on from its step (training forward, evaluation and the measures alike)
+  const attnBias = t.attn_bias ? { c: t.attn_bias.c, layers: t.attn_bias.layers, m: data.m, n: data.n } : null;
+  const measureEvery = model.cfg.L > 0 ? t.progress_every : 0;
   // a sweep's runs stop (and keep their checkpoint) when the sweep process is gone
   const parent = process.env["ABRUPT_STOP_WITH_PARENT"] === "1" ? process.ppid : null;
   // "running" only once everything the loop needs is there (a failure before it leaves no stale status)
@@ -234,20 +244,25 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
       sampleBatch(rng, data, B, batch);
       kernels.upload(targets, batch.targets);
       model.zeroGrad();
+      if (attnBias) model.setAttnBias(step >= t.attn_bias!.from ? attnBias : null);
       const out = model.forward(batch.tokens, B, T);
       const outHost = kernels.download(out); // awaited after the step is queued
       kernels.mse(dpred, out, targets, B * T, 1 / (B * T));
       model.backward(dpred);
       const lr = lrAt(t, step);
-      for (const [a, b] of ranges) {
+      for (const [a, b, decayed] of ranges) {
         const v = (x: unknown) => kernels.view(x, a, b - a);
-        kernels.adam(v(model.params), v(model.grads), v(adamM), v(adamV), b - a, lr, t.beta1, t.beta2, t.eps, step);
+        const wd = decayed ? t.weight_decay : 0;
+        if (t.optimizer === "sgd") kernels.sgd(v(model.params), v(model.grads), b - a, lr, wd);
+        else kernels.adam(v(model.params), v(model.grads), v(adamM), v(adamV), b - a, lr, t.beta1, t.beta2, t.eps, step, wd);
       }
       const m = batchMetrics(await outHost, batch);
       if (!Number.isFinite(m.loss)) {
         throw new AbruptError(`loss became ${m.loss} at step ${step}; stopped (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`);
       }
       const line: MetricsLine = { step, ...m, lr, ms: 0 };
+      // from this step's forward activations (before the eval pass, which may reuse them)
+      if (measureEvery > 0 && step % measureEvery === 0) Object.assign(line, await stepMeasures(model, batch, await outHost, cfg.data.prec));
       if (evalBatch && step % t.eval_every === 0) {
         const eo = model.forward(evalBatch.tokens, evalBatch.B, T);
         const em = batchMetrics(await kernels.download(eo), evalBatch);
