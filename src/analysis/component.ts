@@ -31,7 +31,9 @@ export function componentOutput(run: RunHandle): AnalysisOutput {
     normal = detectPhases(refRun.metrics, rank, p_mask);
   }
   const trained = t.train_only.length ? t.train_only : ["(all groups)"];
-  const verdict = !comp.plateau
+  // a passage through the copy band shorter than 4 averaging windows is not a plateau
+  const plateaued = !!comp.plateau && comp.plateau.steps >= 4 * comp.window;
+  const verdict = !plateaued
     ? comp.final && comp.final.loss < 0.2 * comp.copyLevel ? "no plateau" : "no drop"
     : comp.drop ? "plateau, then drop" : "plateau, no drop yet";
   const dropShift = comp.drop && normal?.drop ? comp.drop.step - normal.drop.step : null;
