@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadCheckpoint, saveCheckpoint } from "../src/store/checkpoint.js";
-import { root, runCli } from "./helpers/cli.js";
+import { root, runCli, oneLine } from "./helpers/cli.js";
 
 const top = mkdtempSync(join(tmpdir(), "abrupt-misc-"));
 after(() => rmSync(top, { recursive: true, force: true }));
@@ -17,13 +17,6 @@ const dir = join(top, "run");
 const ckpt = join(dir, "checkpoints", "step-0000004.safetensors");
 const small = ["--layers", "1", "--heads", "2", "--width", "16", "--ff", "32", "--positions", "16", "--batch", "8", "--eval-batch", "8", "--m", "4", "--n", "4", "--rank", "1", "--quiet"];
 
-function oneLine(r: ReturnType<typeof runCli>, re: RegExp): void {
-  assert.notEqual(r.status, 0, `expected failure (stderr: ${r.stderr})`);
-  const lines = r.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, /^abrupt: /);
-  assert.match(lines[0]!, re);
-}
 
 before(() => {
   const r = runCli("train", ...small, "--steps", "4", "--ckpt-every", "2", "--ckpt-log", "0", "--out", dir);

@@ -12,18 +12,11 @@ import { Bert } from "../src/model/bert.js";
 import { checkMemory, formatBytes, inferenceBytes, paramFloats, trainingBytes } from "../src/model/memory.js";
 import { type ModelConfig, paramCount } from "../src/model/params.js";
 import { AbruptError } from "../src/errors.js";
-import { runCli } from "./helpers/cli.js";
+import { runCli, oneLine } from "./helpers/cli.js";
 
 const top = mkdtempSync(join(tmpdir(), "abrupt-memory-"));
 after(() => rmSync(top, { recursive: true, force: true }));
 
-function oneLine(r: ReturnType<typeof runCli>, re: RegExp): void {
-  assert.notEqual(r.status, 0, `expected failure (stderr: ${r.stderr})`);
-  const lines = r.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, /^abrupt: /);
-  assert.match(lines[0]!, re);
-}
 
 test("the estimate covers what a training step allocates, and not many times more", () => {
   const cfg: ModelConfig = { vocab: 2002, positions: 20, L: 2, H: 2, d: 16, ff: 48, lnEps: 1e-12 };

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { resolveConfig } from "../src/train/config.js";
 import { type MetricsLine, readMetrics } from "../src/train/metrics.js";
 import { train } from "../src/train/train.js";
-import { bin, root, runCli } from "./helpers/cli.js";
+import { bin, root, runCli, oneLine } from "./helpers/cli.js";
 
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-resume-")); made.push(d); return d; };
@@ -23,13 +23,6 @@ const cfg = resolveConfig("cpu", undefined, {
   train: { steps: 20, batch: 8, lr: 3e-3, warmup: 4, seed: 5, eval_every: 5, eval_batch: 16, ckpt_every: 10, ckpt_log: 0, backend: "cpu", threads: 1 },
 });
 
-function oneLine(r: ReturnType<typeof runCli>, re: RegExp): void {
-  assert.notEqual(r.status, 0, `expected failure (stderr: ${r.stderr})`);
-  const lines = r.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, /^abrupt: /);
-  assert.match(lines[0]!, re);
-}
 
 test("resume after a truncated last line keeps every complete line and starts the marker on its own line", async () => {
   const ref = tmp();
