@@ -54,13 +54,14 @@ export function parseQueueUrl(url: string): { host: string; port: number; db: nu
 export async function checkQueue(url: string): Promise<void> {
   const opts = parseQueueUrl(url);
   const client = new Redis({ ...opts, lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-  client.on("error", () => {});
+  let cause: string | null = null; // the socket's own error (ECONNREFUSED, ENOTFOUND, …) says more than "Connection is closed"
+  client.on("error", (e: Error) => { cause ??= e.message; });
   try {
     await client.connect();
     const pong = await client.ping();
     if (pong !== "PONG") throw new Error(`answered ${pong}`);
   } catch (e) {
-    throw new AbruptError(`the queue at ${url} does not answer: ${(e as Error).message}`);
+    throw new AbruptError(`the queue at ${url} does not answer: ${cause ?? (e as Error).message}`);
   } finally {
     client.disconnect();
   }
