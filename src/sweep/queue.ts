@@ -19,8 +19,7 @@ import { join } from "node:path";
 import { type Job, Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { AbruptError } from "../errors.js";
-import { SweepDisplay } from "./local.js";
-import { runDropped } from "./local.js";
+import { SweepDisplay, runDropped } from "./local.js";
 import { currentStep, executeRun, runDirOf, runState } from "./runs.js";
 import type { PlannedRun, SweepPlan } from "./spec.js";
 

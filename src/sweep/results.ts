@@ -18,7 +18,7 @@ import { AbruptError } from "../errors.js";
 import { detectEvents } from "../train/events.js";
 import { type MetricsLine, readMetrics } from "../train/metrics.js";
 import { writeFigure } from "../train/plot.js";
-import { writeJsonAtomic } from "../train/train.js";
+import { writeJsonAtomic } from "../store/files.js";
 import { readStatus, runDirOf } from "./runs.js";
 import { type KaplanMeier, type Observation, kaplanMeier, wilson } from "./stats.js";
 import { kmSpec, pDropSpec, phaseSpec } from "../viz/sweep.js";

@@ -16,7 +16,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AbruptError } from "../errors.js";
 import { lockOwner } from "../store/lock.js";
-import { writeJsonAtomic } from "../train/train.js";
+import { writeJsonAtomic } from "../store/files.js";
 import { lastStepOf } from "../train/config.js";
 import { type PlannedRun, type SweepPlan, canonical } from "./spec.js";
 
