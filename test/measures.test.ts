@@ -17,7 +17,8 @@ import { Bert } from "../src/model/bert.js";
 import type { ModelConfig } from "../src/model/params.js";
 import { COLLAPSE_SITES, stepMeasures } from "../src/analysis/measures.js";
 import { progressAt } from "../src/analysis/progress.js";
-import { resolveConfig } from "../src/train/config.js";
+import { AbruptError } from "../src/errors.js";
+import { attnBiasOn, parseAttnBias, resolveConfig } from "../src/train/config.js";
 import { type MetricsLine, readMetrics } from "../src/train/metrics.js";
 import { train } from "../src/train/train.js";
 
@@ -208,4 +209,28 @@ test("the intervention: off before its step, on from it (losses change from ther
   const saved = JSON.parse(readFileSync(join(resumed, "config.json"), "utf8"));
   await train(resolveConfig(saved.preset, saved, {}), { outDir: resumed, quiet: true, resume: true });
   assert.deepEqual(strip(readMetrics(join(resumed, "metrics.jsonl")).lines), strip(b));
+});
+
+test("the intervention switched off: the same run as one left on, until its end step; a different one after", async () => {
+  const strip = (ls: MetricsLine[]) => ls.map((l) => ({ ...l, ms: 0 }));
+  const on = tmp(), off = tmp();
+  await train(tiny({ attn_bias: { c: 5, from: 3, layers: null } }), { outDir: on, quiet: true });
+  await train(tiny({ attn_bias: parseAttnBias("5@3-9") }), { outDir: off, quiet: true });
+  const a = readMetrics(join(on, "metrics.jsonl")).lines, b = readMetrics(join(off, "metrics.jsonl")).lines;
+  assert.deepEqual(strip(b.slice(0, 8)), strip(a.slice(0, 8)), "steps 1..8 alike");
+  assert.notEqual(b[8]!.loss, a[8]!.loss, "step 9 without the bias");
+  assert.equal(JSON.parse(readFileSync(join(off, "config.json"), "utf8")).train.attn_bias.until, 9);
+});
+
+test("attnBiasOn: from its step, until its end step or through the drop step", () => {
+  const ab = parseAttnBias("2@10-drop:0");
+  assert.deepEqual(ab, { c: 2, from: 10, until: "drop", layers: [0] });
+  assert.deepEqual([9, 10, 500].map((s) => attnBiasOn(ab, s, null)), [false, true, true], "no drop yet: on");
+  assert.deepEqual([499, 500, 501].map((s) => attnBiasOn(ab, s, 500)), [true, true, false], "off from the step after the drop");
+  const fixed = parseAttnBias("2@10-20");
+  assert.deepEqual([9, 10, 19, 20].map((s) => attnBiasOn(fixed, s, 5)), [false, true, true, false]);
+  assert.deepEqual([0, 1e9].map((s) => attnBiasOn(parseAttnBias("3"), s, 1)), [true, true], "no end: on throughout");
+  for (const [spec, re] of [["2@10-5", /UNTIL must be "drop" or a step number after STEP/], ["2@10-", /UNTIL must be/], ["2@10-x", /UNTIL must be/], ["2@-drop", /STEP must be a step number/]] as const) {
+    assert.throws(() => parseAttnBias(spec), (e: Error) => e instanceof AbruptError && re.test(e.message) && !e.message.includes("\n"), spec);
+  }
 });

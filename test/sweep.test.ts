@@ -21,7 +21,9 @@ const spec = (extra: Partial<SweepFile> = {}): SweepFile => ({ base: TINY, grid:
 test("plan: cells are the grid's product, runs named from cell and seed, configs resolved with the sweep defaults", () => {
   const p = planSweep({ ...spec(), grid: { "train.lr": [0.001, 0.003], "model.d": [16, 32] }, seeds: [3, 5] });
   assert.deepEqual(p.cells.map((c) => c.key), ["lr=0.001_d=16", "lr=0.001_d=32", "lr=0.003_d=16", "lr=0.003_d=32"]);
-  assert.deepEqual(p.runs.slice(0, 2).map((r) => r.name), ["lr=0.001_d=16_seed=3", "lr=0.001_d=16_seed=5"]);
+  // seed-major: every cell's first seed before any cell's second
+  assert.deepEqual(p.runs.slice(0, 5).map((r) => r.name), ["lr=0.001_d=16_seed=3", "lr=0.001_d=32_seed=3", "lr=0.003_d=16_seed=3", "lr=0.003_d=32_seed=3", "lr=0.001_d=16_seed=5"]);
+  assert.deepEqual(p.cells[0]!.runs.map((r) => r.name), ["lr=0.001_d=16_seed=3", "lr=0.001_d=16_seed=5"]);
   const r = p.runs.find((x) => x.name === "lr=0.003_d=32_seed=5")!;
   assert.equal(r.config.train.lr, 0.003);
   assert.equal(r.config.model.d, 32);
@@ -39,6 +41,20 @@ test("plan: cells are the grid's product, runs named from cell and seed, configs
   // the same file gives the same id; another file another
   assert.equal(planSweep(spec()).id, planSweep(spec()).id);
   assert.notEqual(planSweep(spec()).id, planSweep(spec({ seeds: 3 })).id);
+});
+
+test("plan: the intervention as the flag writes it, in the grid and in the base", () => {
+  const p = planSweep({ base: { ...TINY, model: { ...TINY.model, L: 2 } }, grid: { "train.attn_bias": [null, "2", "5@0:1", "5@0-drop"] }, seeds: 1 });
+  assert.deepEqual(p.cells.map((c) => c.key), ["attn_bias=null", "attn_bias=2", "attn_bias=5@0-l1", "attn_bias=5@0-drop"]);
+  assert.deepEqual(p.cells.map((c) => c.runs[0]!.config.train.attn_bias), [
+    null, { c: 2, from: 0, layers: null }, { c: 5, from: 0, layers: [1] }, { c: 5, from: 0, until: "drop", layers: null },
+  ]);
+  const b = planSweep({ base: { ...TINY, train: { ...TINY.train, attn_bias: "3@100" } }, seeds: 1 });
+  assert.deepEqual(b.runs[0]!.config.train.attn_bias, { c: 3, from: 100, layers: null });
+  assert.throws(() => planSweep({ base: TINY, grid: { "train.attn_bias": ["-1"] }, seeds: 1 }, "s.yaml"),
+    (e: Error) => /^sweep file s\.yaml: cell attn_bias=-1: train\.attn_bias: C must be a positive number/.test(e.message));
+  assert.throws(() => planSweep({ base: TINY, grid: { "train.attn_bias": ["2:3"] }, seeds: 1 }, "s.yaml"),
+    (e: Error) => /cell attn_bias=2-l3: .*layer 3 is outside 0\.\.0/.test(e.message));
 });
 
 test("plan: bad sweep files fail before any run, with one line naming the key and the cell", () => {

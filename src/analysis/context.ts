@@ -13,7 +13,8 @@ import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
 import { ensureDir, writeFileAtomic } from "../store/files.js";
-import { type AttnBiasConfig, PartialRunConfigSchema, type RunConfig, resolveConfig } from "../train/config.js";
+import { type AttnBiasConfig, PartialRunConfigSchema, type RunConfig, attnBiasOn, resolveConfig } from "../train/config.js";
+import { detectEvents } from "../train/events.js";
 import { type MetricsLine, readMetrics, splitMetrics } from "../train/metrics.js";
 import { type VlSpec, writeFigure } from "../train/plot.js";
 import { ckptName, dataConfigOf, listCheckpoints } from "../train/train.js";
@@ -79,14 +80,16 @@ export type AnyBert = Bert<unknown>;
 
 /**
  * attnBias: the attention intervention for every model loaded (as `abrupt
- * analyze --attn-bias`): on at checkpoints of step ≥ its `from`, as in
- * training; always on for a lone checkpoint file.
+ * analyze --attn-bias`): on at the checkpoints where training had it on
+ * (attnBiasOn); always on for a lone checkpoint file.
  */
 export function makeContext(
   source: Source, data: DataConfig, kernels: Kernels<unknown>, seed: number, outDir: string, step: number,
   attnBias: AttnBiasConfig | null = null,
 ): AnalysisContext {
   const cache = new Map<number, AnyBert>();
+  // "until the drop": the run's own drop step (src/train/events.ts)
+  const drop = attnBias?.until === "drop" && source.kind === "run" ? detectEvents(source.run.metrics, source.run.cfg.data.rank).drop : null;
   const ctx: AnalysisContext = {
     source, data, kernels, seed, outDir, step, attnBias,
     model(s = ctx.step) {
@@ -97,7 +100,7 @@ export function makeContext(
       const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
       m = new Bert(ck.cfg, kernels);
       m.setParams(ck.params);
-      if (attnBias && (source.kind === "checkpoint" || s >= attnBias.from)) m.setAttnBias({ c: attnBias.c, layers: attnBias.layers, m: data.m, n: data.n });
+      if (attnBias && (source.kind === "checkpoint" || attnBiasOn(attnBias, s, drop))) m.setAttnBias({ c: attnBias.c, layers: attnBias.layers, m: data.m, n: data.n });
       const T = data.m * data.n;
       if (T > ck.cfg.positions) throw new AbruptError(`the model has ${ck.cfg.positions} positions, too few for ${data.m}×${data.n} matrices (${T} tokens)`);
       // keep the two most recent models (swap needs A and B); a sweep over

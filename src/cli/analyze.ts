@@ -394,7 +394,7 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
 /** File-name tag of results under an intervention, so they never replace the plain ones: -attn-bias-c2-from100-l0.1 */
 function attnBiasTag(b: AttnBiasConfig | null): string {
   if (!b) return "";
-  return `-attn-bias-c${b.c}${b.from > 0 ? `-from${b.from}` : ""}${b.layers ? `-l${b.layers.join(".")}` : ""}`;
+  return `-attn-bias-c${b.c}${b.from > 0 ? `-from${b.from}` : ""}${b.until != null ? `-until${b.until}` : ""}${b.layers ? `-l${b.layers.join(".")}` : ""}`;
 }
 
 function writeReport(run: RunHandle | null, source: Source, outDir: string, results: AnalyzeResult[]): void {

@@ -20,7 +20,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { AbruptError } from "../errors.js";
 import {
-  DataSchema, ModelSchema, type PartialRunConfig, PartialRunConfigSchema, type RunConfig, TrainSchema, resolveConfig,
+  type AttnBiasConfig, DataSchema, ModelSchema, type PartialRunConfig, PartialRunConfigSchema, type RunConfig, TrainSchema, parseAttnBias, resolveConfig,
 } from "../train/config.js";
 
 const scalar = z.union([z.number(), z.string(), z.boolean(), z.null(), z.array(z.union([z.number(), z.string()]))]);
@@ -72,6 +72,15 @@ function fail(file: string, msg: string): never {
   throw new AbruptError(`sweep file ${file}: ${msg}`);
 }
 
+/** train.attn_bias written as the --attn-bias flag ("5", "2@1000:0", "5@0-drop") → its config. */
+function attnBiasValue(file: string, where: string, v: string): AttnBiasConfig {
+  try {
+    return parseAttnBias(v, where);
+  } catch (e) {
+    fail(file, (e as Error).message);
+  }
+}
+
 /** "train.lr" → ["train", "lr"], checked against the config schema. */
 function splitKey(file: string, key: string): ["model" | "data" | "train", string] {
   const [sec, k, ...rest] = key.split(".");
@@ -95,7 +104,8 @@ function mergePartial(...parts: PartialRunConfig[]): PartialRunConfig {
   return out;
 }
 
-const fmtValue = (v: unknown): string => (Array.isArray(v) ? v.join("+") : String(v));
+// ":" (the layers of an --attn-bias value) reads "-l" in a folder name, as in analyze's file tags
+const fmtValue = (v: unknown): string => (Array.isArray(v) ? v.join("+") : String(v).replace(/:/g, "-l"));
 
 /** A short, filesystem-safe cell key: "lr=0.001_d=64" (the full key where the short one is ambiguous). */
 function cellKey(entries: Array<[string, unknown]>): string {
@@ -104,7 +114,7 @@ function cellKey(entries: Array<[string, unknown]>): string {
   return entries
     .map(([k, v], i) => `${short.indexOf(short[i]!) === short.lastIndexOf(short[i]!) ? short[i] : k}=${fmtValue(v)}`)
     .join("_")
-    .replace(/[^A-Za-z0-9.=_+-]/g, "-");
+    .replace(/[^A-Za-z0-9.=_+,@-]/g, "-");
 }
 
 /** Canonical JSON (sorted keys) of a value. */
@@ -139,7 +149,11 @@ export function readSweepFile(file: string): SweepFile {
 
 /** Expands and validates every (cell, seed) of a sweep file. */
 export function planSweep(spec: SweepFile, file = "(sweep)"): SweepPlan {
-  const baseParsed = PartialRunConfigSchema.safeParse(spec.base ?? {});
+  const rawBase = (spec.base ?? {}) as { train?: { attn_bias?: unknown } };
+  if (typeof rawBase.train?.attn_bias === "string") {
+    rawBase.train = { ...rawBase.train, attn_bias: attnBiasValue(file, "base.train.attn_bias", rawBase.train.attn_bias) };
+  }
+  const baseParsed = PartialRunConfigSchema.safeParse(rawBase);
   if (!baseParsed.success) {
     const i = baseParsed.error.issues[0]!;
     fail(file, `base.${i.path.join(".")}: ${i.message}`);
@@ -169,8 +183,10 @@ export function planSweep(spec: SweepFile, file = "(sweep)"): SweepPlan {
   for (const combo of combos) {
     const key = cellKey(combo);
     const over: PartialRunConfig = {};
-    for (const [k, v] of combo) {
+    for (let [k, v] of combo) {
       const [sec, name] = splitKey(file, k);
+      // the intervention may be given as on the command line: "5@0-drop:0"
+      if (sec === "train" && name === "attn_bias" && typeof v === "string") v = attnBiasValue(file, `cell ${key}: train.attn_bias`, v);
       (over as Record<string, Record<string, unknown>>)[sec] = { ...((over as Record<string, Record<string, unknown>>)[sec] ?? {}), [name]: v };
     }
     const parsedOver = PartialRunConfigSchema.safeParse(over);
@@ -200,5 +216,8 @@ export function planSweep(spec: SweepFile, file = "(sweep)"): SweepPlan {
   const clash = keys.find((k, i) => keys.indexOf(k) !== i);
   if (clash) fail(file, `two cells are both named "${clash}"; give distinct values`);
   const id = createHash("sha256").update(canonical(spec)).digest("hex").slice(0, 16);
-  return { spec, id, cells, runs: cells.flatMap((c) => c.runs), axes };
+  // seed-major: every cell gets its first seeds before any cell its last, so
+  // a sweep stopped early has comparable cells
+  const runs = seeds.flatMap((_, i) => cells.map((c) => c.runs[i]!));
+  return { spec, id, cells, runs, axes };
 }

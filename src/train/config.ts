@@ -33,14 +33,26 @@ export const DataSchema = z.object({
 /**
  * The attention intervention of SPEC §5 (src/model/attn-bias.ts): from step
  * `from` on (steps count from 1; 0 = from the start), each query's attention
- * on its target keys is multiplied by c in `layers` (null = all).
+ * on its target keys is multiplied by c in `layers` (null = all). `until`
+ * switches it off again: from that step on, or ("drop") from the step after
+ * the run's drop (src/train/events.ts); absent or null = on to the end.
  */
 export const AttnBiasSchema = z.object({
   c: z.number().positive(),
   from: z.number().int().min(0),
+  until: z.union([z.number().int().positive(), z.literal("drop")]).nullable().optional(),
   layers: z.array(z.number().int().min(0)).nullable(),
 }).strict();
 export type AttnBiasConfig = z.infer<typeof AttnBiasSchema>;
+
+/** Whether the intervention is on at `step`, given the run's drop step so far (null = none yet). */
+export function attnBiasOn(ab: AttnBiasConfig, step: number, drop: number | null): boolean {
+  if (step < ab.from) return false;
+  const until = ab.until ?? null;
+  if (until === null) return true;
+  if (until === "drop") return drop === null || step <= drop;
+  return step < until;
+}
 
 export const TrainSchema = z.object({
   steps: posInt,
@@ -233,26 +245,38 @@ export function validateRunConfig(raw: unknown): RunConfig {
   if (ab) {
     for (const l of ab.layers ?? []) if (l >= c.model.L) throw new AbruptError(`config: train.attn_bias: layer ${l} is outside 0..${c.model.L - 1} (the model has ${c.model.L} layers)`);
     if (ab.from > lastStepOf(c.train)) throw new AbruptError(`config: train.attn_bias: step ${ab.from} is past the run's last step ${lastStepOf(c.train)}`);
+    if (typeof ab.until === "number" && ab.until <= ab.from) throw new AbruptError(`config: train.attn_bias: the end step ${ab.until} must come after the start step ${ab.from}`);
   }
   return c;
 }
 
 /**
- * Parses the --attn-bias flag, C[@STEP][:LAYERS]: e.g. "2" (c = 2 from the
- * start, every layer), "0.5@3000" (from step 3000), "10@0:0,2" (layers 0
- * and 2). Layers are checked against the model by validateRunConfig and
- * Bert.setAttnBias.
+ * Parses the --attn-bias flag, C[@STEP[-UNTIL]][:LAYERS]: e.g. "2" (c = 2
+ * from the start, every layer), "0.5@3000" (from step 3000), "10@0:0,2"
+ * (layers 0 and 2), "5@0-drop" (off again after the run's drop), "5@0-8000"
+ * (off from step 8000). Layers are checked against the model by
+ * validateRunConfig and Bert.setAttnBias.
  */
 export function parseAttnBias(spec: string, flag = "--attn-bias"): AttnBiasConfig {
   const m = /^([^@:]*)(?:@([^:]*))?(?::(.*))?$/.exec(spec.trim());
-  const form = `(the form is C[@STEP][:LAYERS], e.g. 2@1000:0,1)`;
+  const form = `(the form is C[@STEP[-UNTIL]][:LAYERS], e.g. 2@1000:0,1 or 5@0-drop)`;
   if (!m) throw new AbruptError(`${flag}: cannot read "${spec}" ${form}`);
   const c = Number(m[1]);
   if (m[1]!.trim() === "" || !Number.isFinite(c) || c <= 0) throw new AbruptError(`${flag}: C must be a positive number (got "${m[1]}") ${form}`);
   let from = 0;
+  let until: number | "drop" | null = null;
   if (m[2] !== undefined) {
-    from = Number(m[2]);
-    if (m[2].trim() === "" || !Number.isInteger(from) || from < 0) throw new AbruptError(`${flag}: STEP must be a step number ≥ 0 (got "${m[2]}") ${form}`);
+    const [a, b, ...more] = m[2].split("-");
+    from = Number(a);
+    if (a!.trim() === "" || !Number.isInteger(from) || from < 0) throw new AbruptError(`${flag}: STEP must be a step number ≥ 0 (got "${a}") ${form}`);
+    if (b !== undefined) {
+      const u = b.trim();
+      if (u === "drop") until = "drop";
+      else {
+        until = Number(u);
+        if (u === "" || more.length > 0 || !Number.isInteger(until) || until <= from) throw new AbruptError(`${flag}: UNTIL must be "drop" or a step number after STEP (got "${m[2].slice(a!.length + 1)}") ${form}`);
+      }
+    }
   }
   let layers: number[] | null = null;
   if (m[3] !== undefined) {
@@ -261,7 +285,7 @@ export function parseAttnBias(spec: string, flag = "--attn-bias"): AttnBiasConfi
     if (parts.some((x) => x === "") || layers.some((l) => !Number.isInteger(l) || l < 0)) throw new AbruptError(`${flag}: LAYERS must be layer numbers ≥ 0, comma-separated (got "${m[3]}") ${form}`);
     layers = [...new Set(layers)].sort((a, b) => a - b);
   }
-  return { c, from, layers };
+  return { c, from, ...(until !== null ? { until } : {}), layers };
 }
 
 /** Checkpoint steps: every N, log-spaced, explicit ones, and always the last. */

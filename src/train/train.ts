@@ -15,7 +15,7 @@ import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramCou
 import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
 import { ensureDir, removeStaleTemps, writeJsonAtomic } from "../store/files.js";
 import { lockRun } from "../store/lock.js";
-import { type RunConfig, checkpointSteps, lastStepOf, lrAt } from "./config.js";
+import { type RunConfig, attnBiasOn, checkpointSteps, lastStepOf, lrAt } from "./config.js";
 import { EventTracker } from "./events.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
 import { Progress } from "./progress.js";
@@ -244,7 +244,7 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
       sampleBatch(rng, data, B, batch);
       kernels.upload(targets, batch.targets);
       model.zeroGrad();
-      if (attnBias) model.setAttnBias(step >= t.attn_bias!.from ? attnBias : null);
+      if (attnBias) model.setAttnBias(attnBiasOn(t.attn_bias!, step, events.result().drop) ? attnBias : null);
       const out = model.forward(batch.tokens, B, T);
       const outHost = kernels.download(out); // awaited after the step is queued
       kernels.mse(dpred, out, targets, B * T, 1 / (B * T));
