@@ -53,6 +53,7 @@ test("train --attn-bias 2@3:1 --progress-every 2 records both; analyze --attn-bi
   const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
   assert.deepEqual(cfg.train.attn_bias, { c: 2, from: 3, layers: [1] });
   assert.equal(cfg.train.progress_every, 2);
+  assert.match(r.stderr, /attention ×2 on the targets, layers 1, from step 3 ·/, "the banner names the intervention");
   const lines = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   assert.deepEqual(lines.filter((l) => "attn_progress" in l).map((l) => l.step), [2, 4, 6]);
 

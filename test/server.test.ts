@@ -37,7 +37,7 @@ before(async () => {
   mkdirSync(runs, { recursive: true });
   const good = join(runs, "good");
   const r = spawnSync(process.execPath, [bin, "train", "--m", "4", "--n", "4", "--rank", "1", "--layers", "1", "--heads", "2", "--width", "16", "--ff", "32",
-    "--positions", "16", "--batch", "8", "--steps", "20", "--ckpt-every", "10", "--ckpt-log", "0", "--eval-every", "5", "--eval-batch", "8", "--threads", "1", "--out", good, "--quiet"], { encoding: "utf8" });
+    "--positions", "16", "--batch", "8", "--steps", "20", "--ckpt-every", "10", "--ckpt-log", "0", "--eval-every", "5", "--eval-batch", "8", "--progress-every", "4", "--threads", "1", "--out", good, "--quiet"], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
   // a truncated last metrics line (a run killed mid-write)
   const trunc = join(runs, "truncated");
@@ -145,6 +145,9 @@ test("metrics API returns every step, compact rows and the byte offset", async (
   assert.ok(m.rows.every((x) => typeof x[1] === "number" && x[1] > 0));
   assert.equal(typeof m.rows[4]![4], "number"); // eval every 5 steps
   assert.equal(m.rows[3]![4], null);
+  // the progress measures (attn progress, collapse, repetition) at the steps that logged them
+  assert.ok(m.rows[3]!.slice(5).every((x) => typeof x === "number" && x >= -1 && x <= 1), JSON.stringify(m.rows[3])); // collapse is a mean cosine: may be slightly negative
+  assert.deepEqual(m.rows[2]!.slice(5), [null, null, null]);
   const t = JSON.parse((await get("/api/runs/truncated/metrics")).body) as { rows: unknown[]; partial: number };
   assert.equal(t.rows.length, 5);
   assert.ok(t.partial > 0);

@@ -37,7 +37,7 @@ before(async () => {
   mkdirSync(runs, { recursive: true });
   const done = join(runs, "done");
   const r = spawnSync(process.execPath, [bin, "train", "--m", "4", "--n", "4", "--rank", "1", "--layers", "2", "--heads", "2", "--width", "16", "--ff", "32",
-    "--positions", "16", "--batch", "16", "--lr", "0.003", "--warmup", "0", "--steps", "60", "--ckpt-every", "20", "--ckpt-log", "0", "--eval-every", "10", "--eval-batch", "16",
+    "--positions", "16", "--batch", "16", "--lr", "0.003", "--warmup", "0", "--steps", "60", "--ckpt-every", "20", "--ckpt-log", "0", "--eval-every", "10", "--eval-batch", "16", "--progress-every", "10",
     "--threads", "1", "--out", done, "--quiet"], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
   // a run "in progress": the first 30 steps of the finished one, the rest appended by the test
@@ -133,14 +133,24 @@ test("a live run adds points to the loss chart without a reload", async () => {
   await page.waitForFunction(() => document.querySelector("#loss-chart")?.getAttribute("data-steps") === "30", null, { timeout: 20000 });
   const pointsBefore = Number(await attr("#loss-chart", "data-points"));
   const lines = readFileSync(join(runs, "done", "metrics.jsonl"), "utf8").trim().split("\n");
-  for (const chunk of [lines.slice(30, 40), lines.slice(40, 60)]) {
+  for (const chunk of [lines.slice(30, 40), lines.slice(40, 50)]) {
     appendFileSync(join(runs, "live", "metrics.jsonl"), chunk.join("\n") + "\n");
     await page.waitForTimeout(400);
   }
-  await page.waitForFunction(() => document.querySelector("#loss-chart")?.getAttribute("data-steps") === "60", null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelector("#loss-chart")?.getAttribute("data-steps") === "50", null, { timeout: 20000 });
   const pointsAfter = Number(await attr("#loss-chart", "data-points"));
   assert.ok(pointsAfter > pointsBefore, `${pointsBefore} → ${pointsAfter}`);
-  assert.equal(pointsAfter, 60 * 3 + 6);
+  assert.equal(pointsAfter, 50 * 3 + 5);
+  // the progress measures overlaid: a strip under the losses, one point per
+  // logged step (every 10), and it follows the run live
+  await page.locator("#series-boxes label", { hasText: "attention progress" }).locator("input").check();
+  await page.waitForFunction(() => document.querySelector("#loss-chart")?.getAttribute("data-points") === String(50 * 3 + 5 + 5), null, { timeout: 20000 });
+  assert.match(await page.locator("#loss-chart svg").first().innerHTML(), /progress measure/);
+  appendFileSync(join(runs, "live", "metrics.jsonl"), lines.slice(50, 60).join("\n") + "\n");
+  await page.waitForFunction(() => document.querySelector("#loss-chart")?.getAttribute("data-steps") === "60", null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelector("#loss-chart")?.getAttribute("data-points") === String(60 * 3 + 6 + 6), null, { timeout: 20000 });
+  await page.locator("#series-boxes label", { hasText: "attention progress" }).locator("input").uncheck();
+  await page.waitForFunction(() => document.querySelector("#loss-chart")?.getAttribute("data-points") === String(60 * 3 + 6), null, { timeout: 20000 });
   assert.equal(await page.evaluate(() => (window as unknown as { __sameDocument?: number }).__sameDocument), 42, "the page was reloaded");
   assert.ok(await page.locator("#live").isVisible());
   await page.screenshot({ path: join(shots, "e2e-live.png"), fullPage: true });

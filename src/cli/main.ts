@@ -197,7 +197,7 @@ export function buildProgram(): Command {
       const m = cfg.model, d = cfg.data, t = cfg.train;
       const res = await train(cfg, {
         outDir, resume: !!f.resume, quiet: !!f.quiet,
-        onStart: () => console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps${t.max_steps !== null && t.max_steps < t.steps ? ` (stop at ${t.max_steps})` : ""}${t.stop_after_drop !== null ? ` · stop ${t.stop_after_drop} steps after the drop` : ""} · backend ${t.backend} → ${outDir}`),
+        onStart: () => console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps${t.max_steps !== null && t.max_steps < t.steps ? ` (stop at ${t.max_steps})` : ""}${t.stop_after_drop !== null ? ` · stop ${t.stop_after_drop} steps after the drop` : ""}${attnBiasText(t.attn_bias)} · backend ${t.backend} → ${outDir}`),
       });
       const s = await finishRun(outDir, cfg);
       const fmt = (x: number | null) => (typeof x === "number" && Number.isFinite(x) ? x.toPrecision(3) : "n/a");
@@ -438,4 +438,11 @@ export async function main(argv: string[]): Promise<number> {
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${resolve(process.argv[1])}`).href;
 if (isMain) {
   process.exitCode = await main(process.argv);
+}
+
+/** The intervention in the train banner: " · attention ×5 on the targets, layers 0, from step 100 to the drop". */
+function attnBiasText(ab: RunConfig["train"]["attn_bias"]): string {
+  if (!ab) return "";
+  const until = ab.until === "drop" ? " to the drop" : typeof ab.until === "number" ? ` to step ${ab.until}` : "";
+  return ` · attention ×${ab.c} on the targets, ${ab.layers ? `layers ${ab.layers.join(",")}` : "all layers"}${ab.from > 0 || until ? `, from step ${ab.from}${until}` : ""}`;
 }

@@ -83,10 +83,10 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
   mc.update();
   const summary = summarizeRun(resolve(dir, ".."), basename(dir), mc);
   const marks = { plateau: ph.plateau ? { onset: ph.plateau.onset, end: ph.plateau.end } : null, drop: ph.drop?.step ?? null };
-  const rows = run.metrics.map((l) => [l.step, l.loss, l.loss_mask, l.loss_obs, l.eval_loss ?? null]);
+  const rows = run.metrics.map((l) => [l.step, l.loss, l.loss_mask, l.loss_obs, l.eval_loss ?? null, l.attn_progress ?? null, l.collapse ?? null, l.repetition ?? null]);
   const copy = { loss: (cfg.data.p_mask * cfg.data.rank) / 9, loss_mask: cfg.data.rank / 9 };
   const lossFig = rows.length > 1
-    ? await svg(S.lossSpec(S.lossRows(basename(dir), rows, { smoothing: 0, series: S.SERIES, log: true, maxPoints: 1500 }), { log: true, width: 900, height: 340, multiRun: false, copy, ...marks, selected: null }))
+    ? await svg(S.lossSpec(S.lossRows(basename(dir), rows, { smoothing: 0, series: [...S.SERIES, ...S.MEASURES], log: true, maxPoints: 1500 }), { log: true, width: 900, height: 340, multiRun: false, copy, ...marks, selected: null }))
     : "<p class=muted>no metrics yet</p>";
 
   const parts: string[] = [];

@@ -4,7 +4,7 @@
 //   GET /assets/<file>                     its bundled scripts and styles
 //   GET /api/runs                          { root, runs: RunSummary[] }
 //   GET /api/runs/<run>                    RunSummary (config, status, problems, checkpoints, phases)
-//   GET /api/runs/<run>/metrics            { offset, bad, partial, rows: [step, L, L_mask, L_obs, eval L | null][] }
+//   GET /api/runs/<run>/metrics            { offset, bad, partial, rows: [step, L, L_mask, L_obs, eval L, attn progress, collapse, repetition (each | null)][] }
 //   GET /api/runs/<run>/events?offset=N    server-sent events: `metrics` { offset, items } with only
 //                                          the lines appended after byte N, `run` (RunSummary) when the
 //                                          status, checkpoints or phases change, `reset` if the file shrank
@@ -109,10 +109,13 @@ class HttpError extends Error {
   }
 }
 
-/** Compact metrics row: [step, L, L_mask, L_obs, eval L | null], 5 significant digits. */
+/**
+ * Compact metrics row: [step, L, L_mask, L_obs, eval L, attn progress,
+ * collapse, repetition] (null where the step has none), 5 significant digits.
+ */
 function row(l: MetricsLine): Array<number | null> {
   const r = (x: number | undefined | null) => (typeof x === "number" && Number.isFinite(x) ? Number(x.toPrecision(5)) : null);
-  return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss)];
+  return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), r(l.attn_progress), r(l.collapse), r(l.repetition)];
 }
 function itemOut(it: MetricsItem): unknown {
   return "resume_from" in it ? { resume_from: it.resume_from } : row(it);

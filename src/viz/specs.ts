@@ -104,6 +104,12 @@ function markLayers(mk: Marks, height: number): object[] {
 export interface LossRow { run: string; series: string; step: number; value: number }
 export const SERIES = ["L (all cells)", "L_mask (hidden cells)", "L_obs (observed cells)", "eval L"] as const;
 const SERIES_COLORS = ["#4c78a8", "#e45756", "#54a24b", "#b279a2"];
+/**
+ * The progress measures logged with --progress-every (src/analysis/measures.ts),
+ * metrics-row columns 5..7, drawn on a second y axis (0..1) over the losses.
+ */
+export const MEASURES = ["attention progress", "collapse (final hidden states)", "repetition"] as const;
+const MEASURE_COLORS = ["#f58518", "#72b7b2", "#9d755d"];
 
 export interface LossOptions extends Marks {
   log: boolean;
@@ -119,20 +125,18 @@ export interface LossOptions extends Marks {
 export function lossSpec(rows: LossRow[], o: LossOptions): Spec {
   const y = { field: "value", type: "quantitative", title: "MSE", scale: o.log ? { type: "log" } : { zero: true } };
   const x = { field: "step", type: "quantitative", title: "training step" };
+  const measures = rows.some((r) => (MEASURES as readonly string[]).includes(r.series));
   const color = o.multiRun
     ? { field: "run", type: "nominal", title: "run", legend: { orient: "top", labelLimit: 260 } }
-    : { field: "series", type: "nominal", title: null, scale: { domain: [...SERIES], range: SERIES_COLORS }, legend: { orient: "top", labelLimit: 260 } };
-  const layers: object[] = [
-    ...markLayers(o, o.height),
-    {
-      data: { name: "loss", values: rows },
-      mark: { type: "line", strokeWidth: 1.3, clip: true, interpolate: "linear" },
-      encoding: {
-        x, y, color,
-        ...(o.multiRun ? { strokeDash: { field: "series", type: "nominal", title: "series", scale: { domain: [...SERIES] }, legend: { orient: "top" } }, detail: { field: "series" } } : {}),
-      },
-    },
-  ];
+    : { field: "series", type: "nominal", title: null, scale: { domain: [...SERIES, ...(measures ? MEASURES : [])], range: [...SERIES_COLORS, ...(measures ? MEASURE_COLORS : [])] }, legend: { orient: "top", labelLimit: 260 } };
+  const dash = (domain: readonly string[]) => (o.multiRun ? { strokeDash: { field: "series", type: "nominal", title: "series", scale: { domain: [...domain] }, legend: { orient: "top" } }, detail: { field: "series" } } : {});
+  const curve = {
+    // without measures the layer holds the data itself (a live update replaces "loss")
+    ...(measures ? { transform: [{ filter: { field: "series", oneOf: [...SERIES] } }] } : { data: { name: "loss", values: rows } }),
+    mark: { type: "line", strokeWidth: 1.3, clip: true, interpolate: "linear" },
+    encoding: { x, y, color, ...dash(SERIES) },
+  };
+  const layers: object[] = [...markLayers(o, o.height), curve];
   if (o.copy) {
     const rules = [
       { v: o.copy.loss, label: `copy level of L: p_mask·r/9 = ${o.copy.loss.toPrecision(3)}` },
@@ -143,7 +147,28 @@ export function lossSpec(rows: LossRow[], o: LossOptions): Spec {
       { data: { values: rules }, mark: { type: "text", align: "right", dy: -6, fontSize: 10, color: "#333" }, encoding: { y: { field: "v", type: "quantitative" }, x: { value: o.width - 4 }, text: { field: "label" } } },
     );
   }
-  return { $schema: SCHEMA, ...(o.title ? { title: o.title } : {}), width: o.width, height: o.height, layer: layers } as Spec;
+  if (!measures) return { $schema: SCHEMA, ...(o.title ? { title: o.title } : {}), width: o.width, height: o.height, layer: layers } as Spec;
+  // the progress measures in a strip below, on the same steps (one data set
+  // "loss" for both, so that a live update replaces all curves at once)
+  const mh = Math.round(o.height * 0.4);
+  const strip = {
+    width: o.width, height: mh,
+    layer: [
+      // the plateau band and the rules, without their labels (the chart above has them)
+      ...markLayers(o, mh).filter((l) => (l as { mark: { type: string } }).mark.type !== "text"),
+      {
+        transform: [{ filter: { field: "series", oneOf: [...MEASURES] } }],
+        mark: { type: "line", strokeWidth: 1.6, clip: true, interpolate: "linear", point: { size: 14 } },
+        encoding: { x, color, ...dash(MEASURES), y: { field: "value", type: "quantitative", title: "progress measure", scale: { zero: true, domainMax: 1 } } },
+      },
+    ],
+  };
+  return {
+    $schema: SCHEMA, ...(o.title ? { title: o.title } : {}), data: { name: "loss", values: rows },
+    vconcat: [{ width: o.width, height: o.height, layer: layers }, strip], spacing: 8,
+    resolve: { scale: { x: "shared", color: "shared" } },
+  } as Spec;
+
 }
 
 /** Exponential moving average with a time constant of `w` steps (w ≤ 1: none). */
@@ -158,7 +183,11 @@ export function smooth(xs: Array<number | null>, w: number): Array<number | null
   });
 }
 
-/** Metrics rows [step, L, L_mask, L_obs, eval L] → LossRow[], smoothed, at most `maxPoints` per series. */
+/**
+ * Metrics rows [step, L, L_mask, L_obs, eval L, attn progress, collapse,
+ * repetition] → LossRow[], smoothed, at most `maxPoints` per series; the
+ * measures (every --progress-every steps) are never smoothed.
+ */
 export function lossRows(run: string, rows: Array<Array<number | null>>, o: { smoothing: number; series: readonly string[]; log: boolean; maxPoints: number }): LossRow[] {
   const out: LossRow[] = [];
   const k = Math.max(1, Math.ceil(rows.length / o.maxPoints));
@@ -173,6 +202,16 @@ export function lossRows(run: string, rows: Array<Array<number | null>>, o: { sm
       const v = sm[i];
       if (v === null || v === undefined || !Number.isFinite(v) || (o.log && v <= 0)) return;
       out.push({ run, series: name, step: r[0]!, value: Number(v.toPrecision(5)) });
+    });
+  });
+  MEASURES.forEach((name, mi) => {
+    if (!o.series.includes(name)) return;
+    const col = 5 + mi;
+    const pts = rows.filter((r) => typeof r[col] === "number" && Number.isFinite(r[col]));
+    const kk = Math.max(1, Math.ceil(pts.length / o.maxPoints));
+    pts.forEach((r, i) => {
+      if (i % kk !== 0 && i !== pts.length - 1) return;
+      out.push({ run, series: name, step: r[0]!, value: Number((r[col] as number).toPrecision(5)) });
     });
   });
   return out;

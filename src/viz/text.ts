@@ -46,7 +46,7 @@ export function storyHtml(r: RunFacts, interactive = true): string {
 }
 
 export const PANEL_TEXT = {
-  loss: "Training loss per step (L, L_mask, L_obs) and the eval loss on a fixed set. Shaded: the plateau; red: the drop; blue dashed: the checkpoint selected below. Dashed grey: the copy levels, the loss of a model that copies observed cells and predicts 0 at hidden ones.",
+  loss: "Training loss per step (L, L_mask, L_obs) and the eval loss on a fixed set. Shaded: the plateau; red: the drop; blue dashed: the checkpoint selected below. Dashed grey: the copy levels, the loss of a model that copies observed cells and predicts 0 at hidden ones. The boxes after the losses overlay the progress measures logged during training (--progress-every; right axis, 0 to 1): the attention progress of the best layer, the collapse of the final hidden states and the repetition.",
   attention: "Mean attention pattern of every head (query rows × key columns, tokens in row-major order), averaged over a batch. Header: the head's attention mass on the query's own row and column (excluding itself) and its label. After the drop some heads put most of their mass on the row or column: block or striped patterns.",
   attentionInteractive: "Click a thumbnail to enlarge it; hover a query (a row of the large pattern, or a cell of the matrix) to see where it looks on the matrix.",
   structured: "Random masks: each cell hidden with probability p_mask. Structured mask: whole rows hidden except one kept cell each, the same for every sample — heads that read the observed cells of the row/column then stand out.",

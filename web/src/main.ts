@@ -399,7 +399,9 @@ async function renderLoss(full: boolean): Promise<void> {
   const focus = st.focus ? st.runs.get(st.focus) : undefined;
   const rows = lossRowsAll();
   const ph = focus?.phases;
-  const key = JSON.stringify([st.log, [...st.compare], focus?.name, ph?.plateau?.onset, ph?.plateau?.end, ph?.drop?.step, st.step, el.clientWidth]);
+  // the measure strip is part of the spec: re-embed when it comes or goes
+  const strip = rows.some((r) => (S.MEASURES as readonly string[]).includes(r.series));
+  const key = JSON.stringify([st.log, [...st.compare], focus?.name, ph?.plateau?.onset, ph?.plateau?.end, ph?.drop?.step, st.step, el.clientWidth, strip]);
   if (full || key !== st.lossKey || !st.lossView) {
     st.lossKey = key;
     const width = Math.max(420, Math.min(1100, el.clientWidth - 40));
@@ -761,10 +763,12 @@ function initControls(): void {
     $("smoothing-val").textContent = st.smoothing <= 1 ? "off" : `EMA ${st.smoothing} steps`;
     void renderLoss(false);
   });
-  $("series-boxes").innerHTML = S.SERIES.map((s, i) => `<label><input type="checkbox" data-series="${i}" checked> ${esc(s)}</label>`).join(" ");
+  // the losses, on by default, and the progress measures (--progress-every), off
+  const names: string[] = [...S.SERIES, ...S.MEASURES];
+  $("series-boxes").innerHTML = names.map((s, i) => `<label${i === S.SERIES.length ? ' class="sep"' : ""}><input type="checkbox" data-series="${i}"${st.series.has(s) ? " checked" : ""}> ${esc(s)}</label>`).join(" ");
   for (const cb of $("series-boxes").querySelectorAll<HTMLInputElement>("input")) {
     cb.addEventListener("change", () => {
-      const name = S.SERIES[Number(cb.dataset["series"])]!;
+      const name = names[Number(cb.dataset["series"])]!;
       if (cb.checked) st.series.add(name); else st.series.delete(name);
       void renderLoss(false);
     });
