@@ -180,4 +180,19 @@ test("sweep: a larger stop.max_steps (with --force) continues the censored runs 
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(results(out, names), results(straight, names));
   for (const n of names) assert.deepEqual(finalCkpt(out, n, 700), finalCkpt(straight, n, 700), n);
+
+  // analyze sweep --with: another sweep's cells join the figures and compared.json, named FOLDER/CELL; sweep.json stays this sweep's
+  const cmp = join(dir, "cmp");
+  const a = runCli("analyze", "sweep", out, "--with", `${straight}:lr=0.003`, "--out", cmp);
+  assert.equal(a.status, 0, a.stderr);
+  const both = JSON.parse(readFileSync(join(cmp, "compared.json"), "utf8"));
+  assert.deepEqual(both.cells.map((c: { key: string }) => c.key), ["straight/lr=0.003", "lr=0.001", "lr=0.003"]);
+  const own = JSON.parse(readFileSync(join(out, "sweep.json"), "utf8"));
+  assert.deepEqual(own.cells.map((c: { key: string }) => c.key), ["lr=0.001", "lr=0.003"]);
+  const theirs = JSON.parse(readFileSync(join(straight, "sweep.json"), "utf8")).cells.find((c: { key: string }) => c.key === "lr=0.003");
+  assert.deepEqual({ ...both.cells[0], key: "lr=0.003" }, theirs);
+  assert.match(readFileSync(join(cmp, "km-steps.svg"), "utf8"), /straight\/lr=0\.003/);
+  const bad = runCli("analyze", "sweep", out, "--with", `${straight}:lr=9`, "--out", cmp);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr.trim(), /^abrupt: --with .*: .* has no cell "lr=9" \(cells: lr=0\.001, lr=0\.003\)$/);
 });

@@ -318,12 +318,13 @@ export function buildProgram(): Command {
     .option("--x <key>", "sweep: the phase diagram's x axis (a grid key)")
     .option("--y <key>", "sweep: the phase diagram's y axis (a grid key)")
     .option("--metric <m>", "sweep: the phase diagram's colour, p_drop or median_plateau_end (default both)")
-    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName; x?: string; y?: string; metric?: string }) => {
+    .option("--with <dir[:cells]>", "sweep: add another sweep's cells (all, or the comma-separated CELLS) to the figures, e.g. a baseline (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName; x?: string; y?: string; metric?: string; with: string[] }) => {
       if (experiment === "sweep") {
         if (!runDir) throw new AbruptError("analyze sweep needs the sweep folder: abrupt analyze sweep DIR");
         if (f.metric !== undefined && f.metric !== "p_drop" && f.metric !== "median_plateau_end") throw new AbruptError(`--metric must be p_drop or median_plateau_end (got "${f.metric}")`);
-        const { results, files } = await analyzeSweep(resolve(runDir), { out: f.out, x: f.x, y: f.y, metric: f.metric as "p_drop" | undefined });
-        for (const l of sweepFindings(results)) console.error(`  - ${l}`);
+        const { results, files, compared } = await analyzeSweep(resolve(runDir), { out: f.out, x: f.x, y: f.y, metric: f.metric as "p_drop" | undefined, with: f.with });
+        for (const l of sweepFindings(compared ?? results)) console.error(`  - ${l}`);
         console.error(`  → ${files.join(", ")}`);
         return;
       }

@@ -13,7 +13,7 @@
 // censored at its current step.
 
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { basename, join, relative, resolve } from "node:path";
 import { AbruptError } from "../errors.js";
 import { detectEvents } from "../train/events.js";
 import { type MetricsLine, readMetrics } from "../train/metrics.js";
@@ -145,24 +145,36 @@ export function sweepResults(dir: string, run: typeof runResult = runResult): Sw
 
 export interface AnalyzeSweepOptions {
   out?: string;
+  /**
+   * other sweep folders whose cells join the figures (e.g. a baseline run
+   * as its own sweep), as "FOLDER" or "FOLDER:CELL,CELL"; they are named
+   * "FOLDERNAME/CELL" and written with this sweep's to OUT/compared.json
+   */
+  with?: string[];
   x?: string;
   y?: string;
   metric?: "p_drop" | "median_plateau_end";
 }
 
 /** Writes DIR/sweep.json and the figures; returns the results and the files written. */
-export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Promise<{ results: SweepResults; files: string[] }> {
+export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Promise<{ results: SweepResults; files: string[]; compared?: SweepResults }> {
   const res = sweepResults(dir);
   const files: string[] = [];
   writeJsonAtomic(join(dir, "sweep.json"), res);
   files.push(join(dir, "sweep.json"));
   const out = o.out ?? join(dir, "analysis");
+  const others = (o.with ?? []).flatMap((w) => otherCells(w));
   mkdirSync(out, { recursive: true });
-  if (res.cells.some((c) => c.runs.some((r) => r.status !== "queued"))) {
-    files.push(...(await writeFigure(kmSpec(res.cells, "step"), join(out, "km-steps"))));
-    files.push(...(await writeFigure(kmSpec(res.cells, "seconds"), join(out, "km-seconds"))));
+  const all = [...others, ...res.cells];
+  if (others.length > 0) {
+    writeJsonAtomic(join(out, "compared.json"), { ...res, cells: all });
+    files.push(join(out, "compared.json"));
   }
-  if (res.cells.some((c) => c.p_drop !== null)) files.push(...(await writeFigure(pDropSpec(res.cells), join(out, "p-drop"))));
+  if (all.some((c) => c.runs.some((r) => r.status !== "queued"))) {
+    files.push(...(await writeFigure(kmSpec(all, "step"), join(out, "km-steps"))));
+    files.push(...(await writeFigure(kmSpec(all, "seconds"), join(out, "km-seconds"))));
+  }
+  if (all.some((c) => c.p_drop !== null)) files.push(...(await writeFigure(pDropSpec(all), join(out, "p-drop"))));
   const xKey = o.x ?? res.axes[0], yKey = o.y ?? res.axes[1];
   for (const k of [o.x, o.y]) if (k !== undefined && !res.axes.includes(k)) throw new AbruptError(`--${k === o.x ? "x" : "y"} ${k} is not a grid axis of this sweep (axes: ${res.axes.join(", ") || "none"})`);
   if (xKey && yKey && xKey !== yKey) {
@@ -170,7 +182,19 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
       files.push(...(await writeFigure(phaseSpec(res.cells, xKey, yKey, m), join(out, `phase-${m}`))));
     }
   }
-  return { results: res, files };
+  return { results: res, files, ...(others.length > 0 ? { compared: { ...res, cells: all } } : {}) };
+}
+
+/** The cells of another sweep for --with "FOLDER[:CELL,CELL]", renamed "FOLDERNAME/CELL"; the run dirs relative to it stay as they are. */
+function otherCells(spec: string): SweepCell[] {
+  const m = /^(.*?)(?::([^:/]+))?$/.exec(spec)!;
+  const dir = m[1]!, want = m[2]?.split(",").map((x) => x.trim()).filter(Boolean) ?? null;
+  const res = sweepResults(dir);
+  const name = basename(resolve(dir));
+  for (const k of want ?? []) {
+    if (!res.cells.some((c) => c.key === k)) throw new AbruptError(`--with ${spec}: ${dir} has no cell "${k}" (cells: ${res.cells.map((c) => c.key).join(", ")})`);
+  }
+  return res.cells.filter((c) => !want || want.includes(c.key)).map((c) => ({ ...c, key: `${name}/${c.key}` }));
 }
 
 /** One line per cell: P(drop) with its interval and the medians. */
