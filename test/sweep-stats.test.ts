@@ -3,7 +3,11 @@
 // sweep cell built from synthetic runs with known answers.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cellResult, type SweepRun } from "../src/sweep/results.js";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AbruptError } from "../src/errors.js";
+import { alignedAtDrop, cellResult, type SweepRun } from "../src/sweep/results.js";
 import { kaplanMeier, survivalAt, wilson } from "../src/sweep/stats.js";
 
 const close = (a: number, b: number, tol: number, what: string) => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
@@ -77,4 +81,39 @@ test("a sweep cell from synthetic runs: censored runs count in the curves, not i
   assert.equal(c.median_plateau_end, 1500);
   assert.deepEqual(c.survival_drop_seconds, [[0, 1], [10, 0.666667], [20, 0.333333]]);
   assert.equal(c.median_drop_seconds, 20);
+});
+
+test("aligned at the drop: each run once per bin, the mean and its 95% band over runs, bins with one run left out", () => {
+  const dir = mkdtempSync(join(tmpdir(), "abrupt-aligned-"));
+  try {
+    // run 0 drops at 1000, run 1 at 2000, run 2 never (left out); the field is 1 in run 0, 3 in run 1,
+    // logged every 50 steps (two values per 100-step bin, which count as one)
+    const mk = (seed: number, drop: number | null, value: number, steps: number): SweepRun => {
+      const d = join(dir, "runs", `x_seed=${seed}`);
+      mkdirSync(d, { recursive: true });
+      const lines = [];
+      for (let s = 1; s <= steps; s++) lines.push(JSON.stringify({ step: s, loss: 0.1, loss_mask: 0.1, loss_obs: 0.1, mask_abs: 0.3, lr: 1e-3, ms: 1, ...(s % 50 === 0 ? { x: value + (s % 100 === 0 ? 0.5 : -0.5) } : {}) }));
+      writeFileSync(join(d, "metrics.jsonl"), lines.join("\n") + "\n");
+      return { seed, dir: `runs/x_seed=${seed}`, steps, plateau_end: null, drop, seconds: 1, plateau_end_seconds: null, drop_seconds: null, status: "finished" };
+    };
+    const runs = [mk(0, 1000, 1, 1500), mk(1, 2000, 3, 2500), mk(2, null, 100, 2500)];
+    const cell = cellResult("x", {}, runs);
+    const [al] = alignedAtDrop(dir, [cell], "x");
+    assert.equal(al!.runs, 2);
+    // offsets both runs cover: run 0 from -1000 to +500, run 1 from -2000 to +500 (its earlier bins have one run)
+    assert.deepEqual(al!.points.map((p) => p.offset), Array.from({ length: 16 }, (_, i) => -1000 + 100 * i));
+    const se = Math.sqrt(((1 - 2) ** 2 + (3 - 2) ** 2) / 1 / 2);
+    for (const p of al!.points.slice(1, -1)) {
+      assert.equal(p.n, 2);
+      assert.equal(p.mean, 2, `bin ${p.offset}: each run's two values average to its own value first`);
+      close(p.lo, 2 - 1.96 * se, 1e-6, "lo");
+      close(p.hi, 2 + 1.96 * se, 1e-6, "hi");
+    }
+    // the edge bins: run 0's first bin holds only step 50 (0.5), its last only step 1500 (1.5)
+    assert.equal(al!.points[0]!.mean, (0.5 + 3) / 2);
+    assert.equal(al!.points.at(-1)!.mean, (1.5 + 3.5) / 2);
+    assert.throws(() => alignedAtDrop(dir, [cell], "nope"), (e: Error) => e instanceof AbruptError && /--aligned nope: no run of the sweep logged a number "nope"/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

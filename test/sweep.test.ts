@@ -190,7 +190,9 @@ test("sweep: a larger stop.max_steps (with --force) continues the censored runs 
   const own = JSON.parse(readFileSync(join(out, "sweep.json"), "utf8"));
   assert.deepEqual(own.cells.map((c: { key: string }) => c.key), ["lr=0.001", "lr=0.003"]);
   const theirs = JSON.parse(readFileSync(join(straight, "sweep.json"), "utf8")).cells.find((c: { key: string }) => c.key === "lr=0.003");
-  assert.deepEqual({ ...both.cells[0], key: "lr=0.003" }, theirs);
+  // the same cell, its run folders named relative to this sweep
+  assert.deepEqual({ ...both.cells[0], key: "lr=0.003", runs: both.cells[0].runs.map((r: { dir: string }) => ({ ...r, dir: r.dir.replace(/^\.\.\/straight\//, "") })) }, theirs);
+  assert.ok(both.cells[0].runs.every((r: { dir: string }) => existsSync(join(out, r.dir, "metrics.jsonl"))));
   assert.match(readFileSync(join(cmp, "km-steps.svg"), "utf8"), /straight\/lr=0\.003/);
   const bad = runCli("analyze", "sweep", out, "--with", `${straight}:lr=9`, "--out", cmp);
   assert.notEqual(bad.status, 0);

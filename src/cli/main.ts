@@ -319,11 +319,12 @@ export function buildProgram(): Command {
     .option("--y <key>", "sweep: the phase diagram's y axis (a grid key)")
     .option("--metric <m>", "sweep: the phase diagram's colour, p_drop or median_plateau_end (default both)")
     .option("--with <dir[:cells]>", "sweep: add another sweep's cells (all, or the comma-separated CELLS) to the figures, e.g. a baseline (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName; x?: string; y?: string; metric?: string; with: string[] }) => {
+    .option("--aligned <field>", "sweep: draw a metrics field (e.g. attn_progress) against steps since each run's drop, per cell (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName; x?: string; y?: string; metric?: string; with: string[]; aligned: string[] }) => {
       if (experiment === "sweep") {
         if (!runDir) throw new AbruptError("analyze sweep needs the sweep folder: abrupt analyze sweep DIR");
         if (f.metric !== undefined && f.metric !== "p_drop" && f.metric !== "median_plateau_end") throw new AbruptError(`--metric must be p_drop or median_plateau_end (got "${f.metric}")`);
-        const { results, files, compared } = await analyzeSweep(resolve(runDir), { out: f.out, x: f.x, y: f.y, metric: f.metric as "p_drop" | undefined, with: f.with });
+        const { results, files, compared } = await analyzeSweep(resolve(runDir), { out: f.out, x: f.x, y: f.y, metric: f.metric as "p_drop" | undefined, with: f.with, aligned: f.aligned });
         for (const l of sweepFindings(compared ?? results)) console.error(`  - ${l}`);
         console.error(`  → ${files.join(", ")}`);
         return;

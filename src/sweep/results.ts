@@ -21,7 +21,7 @@ import { writeFigure } from "../train/plot.js";
 import { writeJsonAtomic } from "../store/files.js";
 import { readStatus, runDirOf } from "./runs.js";
 import { type KaplanMeier, type Observation, kaplanMeier, wilson } from "./stats.js";
-import { kmSpec, pDropSpec, phaseSpec } from "../viz/sweep.js";
+import { alignedSpec, kmSpec, pDropSpec, phaseSpec } from "../viz/sweep.js";
 
 export interface SweepRun {
   seed: number;
@@ -151,6 +151,8 @@ export interface AnalyzeSweepOptions {
    * "FOLDERNAME/CELL" and written with this sweep's to OUT/compared.json
    */
   with?: string[];
+  /** metrics fields to draw against steps since each run's drop (e.g. attn_progress) */
+  aligned?: string[];
   x?: string;
   y?: string;
   metric?: "p_drop" | "median_plateau_end";
@@ -163,7 +165,7 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
   writeJsonAtomic(join(dir, "sweep.json"), res);
   files.push(join(dir, "sweep.json"));
   const out = o.out ?? join(dir, "analysis");
-  const others = (o.with ?? []).flatMap((w) => otherCells(w));
+  const others = (o.with ?? []).flatMap((w) => otherCells(dir, w));
   mkdirSync(out, { recursive: true });
   const all = [...others, ...res.cells];
   if (others.length > 0) {
@@ -175,6 +177,11 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
     files.push(...(await writeFigure(kmSpec(all, "seconds"), join(out, "km-seconds"))));
   }
   if (all.some((c) => c.p_drop !== null)) files.push(...(await writeFigure(pDropSpec(all), join(out, "p-drop"))));
+  for (const field of o.aligned ?? []) {
+    const al = alignedAtDrop(dir, all, field);
+    writeJsonAtomic(join(out, `aligned-${field}.json`), { field, bin: ALIGN_BIN, cells: al });
+    files.push(join(out, `aligned-${field}.json`), ...(await writeFigure(alignedSpec(al, field), join(out, `aligned-${field}`))));
+  }
   const xKey = o.x ?? res.axes[0], yKey = o.y ?? res.axes[1];
   for (const k of [o.x, o.y]) if (k !== undefined && !res.axes.includes(k)) throw new AbruptError(`--${k === o.x ? "x" : "y"} ${k} is not a grid axis of this sweep (axes: ${res.axes.join(", ") || "none"})`);
   if (xKey && yKey && xKey !== yKey) {
@@ -185,8 +192,11 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
   return { results: res, files, ...(others.length > 0 ? { compared: { ...res, cells: all } } : {}) };
 }
 
-/** The cells of another sweep for --with "FOLDER[:CELL,CELL]", renamed "FOLDERNAME/CELL"; the run dirs relative to it stay as they are. */
-function otherCells(spec: string): SweepCell[] {
+/**
+ * The cells of another sweep for --with "FOLDER[:CELL,CELL]", renamed
+ * "FOLDERNAME/CELL", their run dirs made relative to this sweep's `dir`.
+ */
+function otherCells(dir0: string, spec: string): SweepCell[] {
   const m = /^(.*?)(?::([^:/]+))?$/.exec(spec)!;
   const dir = m[1]!, want = m[2]?.split(",").map((x) => x.trim()).filter(Boolean) ?? null;
   const res = sweepResults(dir);
@@ -194,7 +204,61 @@ function otherCells(spec: string): SweepCell[] {
   for (const k of want ?? []) {
     if (!res.cells.some((c) => c.key === k)) throw new AbruptError(`--with ${spec}: ${dir} has no cell "${k}" (cells: ${res.cells.map((c) => c.key).join(", ")})`);
   }
-  return res.cells.filter((c) => !want || want.includes(c.key)).map((c) => ({ ...c, key: `${name}/${c.key}` }));
+  return res.cells.filter((c) => !want || want.includes(c.key)).map((c) => ({
+    ...c, key: `${name}/${c.key}`, runs: c.runs.map((r) => ({ ...r, dir: relative(dir0, join(dir, r.dir)) })),
+  }));
+}
+
+/** Bin width, in steps, of the curves aligned at the drop. */
+export const ALIGN_BIN = 100;
+
+export interface AlignedPoint {
+  /** bin start, in steps since the drop (negative: before it) */
+  offset: number;
+  mean: number;
+  /** mean ± 1.96 standard errors over the runs in the bin (the mean itself with one run) */
+  lo: number;
+  hi: number;
+  /** runs with a value in the bin */
+  n: number;
+}
+export interface AlignedCell { key: string; runs: number; points: AlignedPoint[] }
+
+/**
+ * A numeric metrics field of every run that dropped, against steps since its
+ * drop (binned by ALIGN_BIN; a run's values in a bin are averaged first, so
+ * each run counts once per bin): the mean over runs and a normal 95% band.
+ * Bins with fewer than two runs are left out. `dir`: the folder the cells'
+ * run dirs are relative to.
+ */
+export function alignedAtDrop(dir: string, cells: SweepCell[], field: string): AlignedCell[] {
+  let seen = false;
+  const out = cells.map((c) => {
+    const bins = new Map<number, number[]>();
+    const dropped = c.runs.filter((r) => r.drop !== null);
+    for (const r of dropped) {
+      const per = new Map<number, number[]>();
+      for (const l of readMetrics(join(dir, r.dir, "metrics.jsonl")).lines) {
+        const v = (l as unknown as Record<string, unknown>)[field];
+        if (typeof v !== "number" || !Number.isFinite(v)) continue;
+        seen = true;
+        const b = Math.floor((l.step - r.drop!) / ALIGN_BIN) * ALIGN_BIN;
+        (per.get(b) ?? per.set(b, []).get(b)!).push(v);
+      }
+      for (const [b, vs] of per) (bins.get(b) ?? bins.set(b, []).get(b)!).push(vs.reduce((a, x) => a + x, 0) / vs.length);
+    }
+    const points = [...bins.entries()].filter(([, vs]) => vs.length >= 2).sort((a, b) => a[0] - b[0]).map(([offset, vs]) => {
+      const n = vs.length, mean = vs.reduce((a, x) => a + x, 0) / n;
+      const se = Math.sqrt(vs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1) / n);
+      const r6 = (x: number) => Math.round(x * 1e6) / 1e6;
+      return { offset, mean: r6(mean), lo: r6(mean - 1.96 * se), hi: r6(mean + 1.96 * se), n };
+    });
+    return { key: c.key, runs: dropped.length, points };
+  });
+  if (!seen && cells.some((c) => c.runs.some((r) => r.drop !== null))) {
+    throw new AbruptError(`--aligned ${field}: no run of the sweep logged a number "${field}" in metrics.jsonl (e.g. attn_progress, collapse, repetition with --progress-every; loss_mask)`);
+  }
+  return out;
 }
 
 /** One line per cell: P(drop) with its interval and the medians. */

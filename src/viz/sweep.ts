@@ -123,3 +123,25 @@ export function phaseSpec(cells: SweepCellView[], xKey: string, yKey: string, me
     ],
   } as Spec;
 }
+
+/** The fields of an aligned curve (src/sweep/results.ts alignedAtDrop) this figure reads. */
+export interface AlignedCellView { key: string; runs: number; points: Array<{ offset: number; mean: number; lo: number; hi: number; n: number }> }
+
+/** A metrics field against steps since the drop: the mean over each cell's dropped runs with its 95% band; the drop at 0. */
+export function alignedSpec(cells: AlignedCellView[], field: string, o: SweepFigureOptions = {}): Spec {
+  const values = cells.flatMap((c) => c.points.map((p) => ({ ...p, cell: `${c.key} (${c.runs} runs)` })));
+  const x = { field: "offset", type: "quantitative", title: "steps since the drop" };
+  const color = { field: "cell", type: "nominal", title: "cell", legend: { orient: "top", labelLimit: 320, columns: 2 } };
+  return {
+    $schema: SCHEMA, width: o.width ?? 640, height: o.height ?? 300,
+    title: `${field}, aligned at each run's drop (mean over runs, 95% band)`,
+    layer: [
+      { data: { values }, mark: { type: "area", opacity: 0.18 }, encoding: { x, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, color } },
+      {
+        data: { values }, mark: { type: "line", strokeWidth: 1.6, point: { size: 10 } },
+        encoding: { x, y: { field: "mean", type: "quantitative", title: field, scale: { zero: false } }, color, tooltip: [{ field: "cell" }, { field: "offset" }, { field: "mean" }, { field: "n", title: "runs" }] },
+      },
+      { data: { values: [{ x: 0 }] }, mark: { type: "rule", color: "#d62728", strokeDash: [4, 3] }, encoding: { x: { field: "x", type: "quantitative" } } },
+    ],
+  } as Spec;
+}
