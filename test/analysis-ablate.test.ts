@@ -13,7 +13,7 @@ import { Rng } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";
 import { type AnalysisContext, lossSplit } from "../src/analysis/context.js";
 import { ABLATE_DEFAULTS, type AblatedLosses, ablate } from "../src/analysis/ablate.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const cfg: ModelConfig = { vocab: 2002, positions: 20, L: 2, H: 2, d: 8, ff: 16, lnEps: 1e-12 };
 const data: DataConfig = { m: 4, n: 5, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };

@@ -10,10 +10,11 @@ import { AbruptError } from "../src/errors.js";
 import { refKernels } from "../src/kernels/ref.js";
 import { Bert } from "../src/model/bert.js";
 import type { ModelConfig } from "../src/model/params.js";
-import type { AnalysisContext, RunHandle } from "../src/analysis/context.js";
+import type { AnalysisContext } from "../src/analysis/context.js";
+import type { RunHandle } from "../src/store/run.js";
 import { lossSplit } from "../src/analysis/context.js";
 import { EMBEDDINGS_DEFAULTS, type EmbeddingsOptions, embeddings, nnSameRate, permutedLosses, silhouette, tsne } from "../src/analysis/embeddings.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const data: DataConfig = { m: 5, n: 5, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
 const cfg: ModelConfig = { vocab: VOCAB, positions: 25, L: 1, H: 2, d: 12, ff: 16, lnEps: 1e-12 };

@@ -13,7 +13,7 @@ import { AbruptError } from "../src/errors.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { PATCH_DEFAULTS, type PatchRun, negateBatch, patch } from "../src/analysis/patch.js";
 import { CHUNK } from "../src/analysis/context.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const cfg: ModelConfig = { vocab: 2002, positions: 20, L: 2, H: 2, d: 8, ff: 16, lnEps: 1e-12 };
 const data: DataConfig = { m: 4, n: 5, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };

@@ -12,7 +12,7 @@ import type { ModelConfig } from "../src/model/params.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { pca, pearson, ridgeSolve, symEigen } from "../src/analysis/linalg.js";
 import { PROBE_DEFAULTS, probe, probeTargets, runProbes, topLeftSingular } from "../src/analysis/probe.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const data: DataConfig = { m: 4, n: 4, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
 const cfg: ModelConfig = { vocab: 2002, positions: 16, L: 2, H: 2, d: 12, ff: 16, lnEps: 1e-12 };

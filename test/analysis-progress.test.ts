@@ -8,9 +8,10 @@ import { AbruptError } from "../src/errors.js";
 import { refKernels } from "../src/kernels/ref.js";
 import { Bert } from "../src/model/bert.js";
 import type { ModelConfig } from "../src/model/params.js";
-import type { AnalysisContext, RunHandle } from "../src/analysis/context.js";
+import type { AnalysisContext } from "../src/analysis/context.js";
+import type { RunHandle } from "../src/store/run.js";
 import { PROGRESS_DEFAULTS, progress, progressAt, progressChunked } from "../src/analysis/progress.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const data: DataConfig = { m: 3, n: 4, rank: 2, pMask: 0.4, prec: 2, factor: "uniform", clamp: false };
 const T = 12;

@@ -12,8 +12,8 @@ import { loadCpuKernels } from "../src/kernels/cpu.js";
 import { Bert } from "../src/model/bert.js";
 import { paramSpecs } from "../src/model/params.js";
 import { loadCheckpoint } from "../src/store/checkpoint.js";
-import { type RunConfig, resolveConfig } from "../src/train/config.js";
-import { dataConfigOf, decays, modelConfigOf, seedsOf, train } from "../src/train/train.js";
+import { type RunConfig, dataConfigOf, modelConfigOf, resolveConfig } from "../src/train/config.js";
+import { decays, seedsOf, train } from "../src/train/train.js";
 
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-opt-")); made.push(d); return d; };

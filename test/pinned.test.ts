@@ -15,9 +15,10 @@ import { getKernels } from "../src/kernels/index.js";
 import { refKernels } from "../src/kernels/ref.js";
 import { Bert } from "../src/model/bert.js";
 import { loadCheckpoint, loadOptimizerState } from "../src/store/checkpoint.js";
-import { resolveConfig } from "../src/train/config.js";
+import { dataConfigOf, resolveConfig } from "../src/train/config.js";
 import { readMetrics } from "../src/train/metrics.js";
-import { ckptName, dataConfigOf, seedsOf, train } from "../src/train/train.js";
+import { ckptName } from "../src/store/run.js";
+import { seedsOf, train } from "../src/train/train.js";
 
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-pinned-")); made.push(d); return d; };

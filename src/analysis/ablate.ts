@@ -21,7 +21,7 @@
 import { sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
 import { checkBatchSize, fmt } from "./attention.js";
 

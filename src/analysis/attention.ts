@@ -46,7 +46,7 @@
 import { type Batch, structuredMask, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch } from "./context.js";
 
 export interface StructuredMaskSpec {

@@ -12,8 +12,9 @@
 
 import { existsSync } from "node:fs";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
-import { type AnalysisOutput, type RunHandle, openRun } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import { type RunHandle, openRun } from "../store/run.js";
+import type { AnalysisOutput } from "./context.js";
 import { type Phases, detectPhases } from "./phases.js";
 
 export function componentOutput(run: RunHandle): AnalysisOutput {

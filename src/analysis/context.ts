@@ -5,53 +5,18 @@
 // CLI (`abrupt analyze`) writes it to <run>/analysis/<experiment>.json with
 // its figures beside it.
 
-import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Batch, DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
 import { ensureDir, writeFileAtomic } from "../store/files.js";
-import { type AttnBiasConfig, PartialRunConfigSchema, type RunConfig, attnBiasOn, resolveConfig } from "../train/config.js";
+import { type RunHandle, runCheckpoint } from "../store/run.js";
+import { type AttnBiasConfig, attnBiasOn, dataConfigOf } from "../train/config.js";
 import { detectEvents } from "../train/events.js";
-import { type MetricsLine, readMetrics, splitMetrics } from "../train/metrics.js";
-import { type VlSpec, writeFigure } from "../train/plot.js";
-import { ckptName, dataConfigOf, listCheckpoints } from "../train/train.js";
-
-export interface RunHandle {
-  dir: string;
-  cfg: RunConfig;
-  metrics: MetricsLine[];
-  /** checkpoint steps on disk, ascending */
-  steps: number[];
-}
-
-export function openRun(dir: string): RunHandle {
-  const abs = resolve(dir);
-  const cfgFile = join(abs, "config.json");
-  if (!existsSync(abs)) throw new AbruptError(`run directory ${dir} does not exist`);
-  if (!existsSync(cfgFile)) throw new AbruptError(`${dir} is not a run directory (no config.json)`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(cfgFile, "utf8"));
-  } catch (e) {
-    throw new AbruptError(`${cfgFile} is not valid JSON: ${(e as Error).message}`);
-  }
-  // fill fields added since the run was written from its preset's defaults
-  const parsed = PartialRunConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new AbruptError(`${cfgFile}: ${parsed.error.issues[0]!.path.join(".")}: ${parsed.error.issues[0]!.message}`);
-  const cfg = resolveConfig(parsed.data.preset, parsed.data, {});
-  return { dir: abs, cfg, metrics: readMetrics(join(abs, "metrics.jsonl")).lines, steps: listCheckpoints(abs) };
-}
-
-export function checkpointFile(run: RunHandle, step: number): string {
-  if (!run.steps.includes(step)) {
-    const list = run.steps.length > 12 ? [...run.steps.slice(0, 6), "…", ...run.steps.slice(-5)] : run.steps;
-    throw new AbruptError(`checkpoint step ${step} does not exist in ${run.dir} (available: ${list.join(", ") || "none"})`);
-  }
-  return join(run.dir, "checkpoints", `${ckptName(step)}.safetensors`);
-}
+import { splitMetrics } from "../train/metrics.js";
+import { type VlSpec, writeFigure } from "../viz/plot.js";
 
 /** The model source of an analysis: a run's checkpoints or one file. */
 export type Source =
@@ -95,7 +60,7 @@ export function makeContext(
     model(s = ctx.step) {
       let m = cache.get(s);
       if (m) return m;
-      const file = source.kind === "run" ? checkpointFile(source.run, s) : source.file;
+      const file = source.kind === "run" ? runCheckpoint(source.run, s) : source.file;
       const heads = source.kind === "run" ? source.run.cfg.model.H : source.heads;
       const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
       m = new Bert(ck.cfg, kernels);

@@ -27,7 +27,7 @@
 import { MASK_ID, roundTo, sampleBatch, tokenOf, valueOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, lossSplit } from "./context.js";
 import { checkCount, forwardAll } from "./nnm.js";
 

@@ -37,7 +37,7 @@ import { type Batch, VOCAB, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { Bert } from "../model/bert.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
 import { pca, pearson, project } from "./linalg.js";
 

@@ -28,7 +28,7 @@
 import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert, CHUNK, lossSplit } from "./context.js";
 import { NNM_SOLVER_DEFAULTS, NnmSolver, REG_SOLVER_DEFAULTS, RegNnmSolver, nuclearNorm } from "./nnm-solver.js";
 

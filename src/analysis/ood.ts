@@ -23,7 +23,7 @@
 import { type DataConfig, type Factor, sampleBatch, validateDataConfig } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput } from "./context.js";
 import { checkCount, compareWithNnm } from "./nnm.js";
 

@@ -21,7 +21,7 @@
 import { type Batch, MASK_ID, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, forwardBatch } from "./context.js";
 import { checkBatchSize, fmt } from "./attention.js";
 

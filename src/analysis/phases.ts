@@ -12,8 +12,9 @@
 import { AbruptError } from "../errors.js";
 import { type RunEvents, detectEvents } from "../train/events.js";
 import type { MetricsLine } from "../train/metrics.js";
-import type { VlSpec } from "../train/plot.js";
-import type { AnalysisOutput, RunHandle } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import type { RunHandle } from "../store/run.js";
+import type { AnalysisOutput } from "./context.js";
 
 export interface Phases {
   window: number;

@@ -37,7 +37,7 @@ import { AbruptError } from "../errors.js";
 import { hostKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
 import { gramRows, ridgeSolve, symEigen } from "./linalg.js";
 

@@ -33,7 +33,7 @@
 import { type Batch, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
 import { addAttnMass, collapseSum, optimalKeys, queryCount, repetitionSum } from "./measures.js";
 

@@ -27,7 +27,7 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { Bert } from "../model/bert.js";
 import { type ModelConfig, type TensorSpec, groupMatches, groupNames, isValidGroupSelector, paramSpecs } from "../model/params.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
 import { checkBatchSize, fmt } from "./attention.js";
 

@@ -10,7 +10,7 @@ import { loadKernels } from "../kernels/index.js";
 import type { AttentionKind, BackendName } from "../kernels/types.js";
 import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, parseAttnBias, readConfigFile, resolveConfig } from "../train/config.js";
 import { readMetrics } from "../train/metrics.js";
-import { lossCurveSpec, writeFigure } from "../train/plot.js";
+import { lossCurveSpec, writeFigure } from "../viz/plot.js";
 import { summarizeDrop } from "../train/summary.js";
 import { checkTrainMemory, train } from "../train/train.js";
 import { resumeConfig } from "../train/resume.js";

@@ -8,13 +8,13 @@
 // `abrupt analyze` write it) or are computed and cached.
 
 import { basename, join, resolve } from "node:path";
-import { openRun } from "../analysis/context.js";
+import { openRun } from "../store/run.js";
 import { detectPhases, pickSteps } from "../analysis/phases.js";
 import { AbruptError } from "../errors.js";
 import { type ComputeRequest, type Kind, compute } from "../server/compute.js";
 import { checkWritableFile, writeFileAtomic } from "../store/files.js";
 import { MetricsCache, summarizeRun } from "../server/runs.js";
-import { renderSvg } from "../train/plot.js";
+import { renderSvg } from "../viz/plot.js";
 import * as S from "../viz/specs.js";
 import { PANEL_TEXT, changeTableHtml, esc, headsOf, storyHtml } from "../viz/text.js";
 import { findExperiment, parseOpts } from "./analyze.js";

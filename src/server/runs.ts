@@ -12,9 +12,9 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { detectPhases, type Phases } from "../analysis/phases.js";
-import { PartialRunConfigSchema, type RunConfig, checkpointSteps, lastStepOf, resolveConfig } from "../train/config.js";
+import { type RunConfig, checkpointSteps, lastStepOf } from "../train/config.js";
 import { type MetricsLine, parseMetricsLine } from "../train/metrics.js";
-import { listCheckpoints } from "../train/train.js";
+import { listCheckpoints, readRunConfig } from "../store/run.js";
 
 /** A path error: 400 (malformed request) or 404 (no such run/file). */
 export class PathError extends Error {
@@ -154,28 +154,6 @@ function alive(pid: unknown): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/** The resolved config of a run folder, or the reason it cannot be read. */
-export function readRunConfig(dir: string): { cfg: RunConfig | null; problem: string | null } {
-  const file = join(dir, "config.json");
-  if (!existsSync(file)) return { cfg: null, problem: "no config.json" };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
-  } catch (e) {
-    return { cfg: null, problem: `config.json is not valid JSON (${(e as Error).message})` };
-  }
-  const parsed = PartialRunConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const i = parsed.error.issues[0]!;
-    return { cfg: null, problem: `config.json: ${i.path.join(".")}: ${i.message}` };
-  }
-  try {
-    return { cfg: resolveConfig(parsed.data.preset, parsed.data, {}), problem: null };
-  } catch (e) {
-    return { cfg: null, problem: `config.json: ${(e as Error).message}` };
   }
 }
 
