@@ -63,7 +63,7 @@ test("collapse: identical hidden states give 1, two orthogonal groups give the s
   const model = tiny();
   const C = cfg.d;
   let mode: "same" | "split" = "same";
-  model.addHook("blocks.1.resid_post", (a, info) => {
+  model.addHook("blocks.1.ln2.out", (a, info) => {
     const [B] = info.shape as [number, number, number];
     a.fill(0);
     for (let b = 0; b < B; b++) {

@@ -61,8 +61,8 @@ test("swap: everything (all, attn+non-attn) from the other checkpoint gives its 
   const h = new Bert(cfg, refKernels);
   h.params.set(a.params);
   for (let l = 0; l < cfg.L; l++) {
-    h.p.layers[l]!.qkvW.set(b.p.layers[l]!.qkvW);
-    h.p.layers[l]!.qkvB.set(b.p.layers[l]!.qkvB);
+    h.paramViews.layers[l]!.qkvW.set(b.paramViews.layers[l]!.qkvW);
+    h.paramViews.layers[l]!.qkvB.set(b.paramViews.layers[l]!.qkvB);
   }
   const batch = sampleBatch(new Rng(SEED), data, B);
   const o = new Float32Array(B * T);

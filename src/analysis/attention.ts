@@ -47,7 +47,8 @@ import { type Batch, structuredMask, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert } from "./context.js";
+import { forwardBatch } from "./forward.js";
 
 export interface StructuredMaskSpec {
   rows?: number[];

@@ -6,7 +6,7 @@
 // its figures beside it.
 
 import { join } from "node:path";
-import type { Batch, DataConfig } from "../data/matrix.js";
+import type { DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
@@ -104,31 +104,6 @@ export async function writeOutput(
   const files = [`${base}.json`];
   for (const f of out.figures) files.push(...(await writeFigure(f.spec, `${base}-${f.name}`)));
   return files;
-}
-
-/** Samples per forward pass: bounds the activation memory of big models. */
-export const CHUNK = 64;
-
-/**
- * Runs the model over a batch, `chunk` (default CHUNK) samples per forward
- * pass, and returns its outputs [B,T]. `before(b0, nb)` runs before the pass
- * over samples b0..b0+nb (for hooks that need to know which samples they
- * see), `after(b0, nb)` after it (to read activations with model.act).
- */
-export async function forwardBatch(
-  model: AnyBert, batch: Batch,
-  each: { chunk?: number; before?: (b0: number, nb: number) => void; after?: (b0: number, nb: number) => void | Promise<void> } = {},
-): Promise<Float32Array> {
-  const { B, T } = batch;
-  const chunk = each.chunk ?? CHUNK;
-  const out = new Float32Array(B * T);
-  for (let b0 = 0; b0 < B; b0 += chunk) {
-    const nb = Math.min(chunk, B - b0);
-    each.before?.(b0, nb);
-    out.set(await model.run(batch.tokens.subarray(b0 * T, (b0 + nb) * T), nb, T), b0 * T);
-    await each.after?.(b0, nb);
-  }
-  return out;
 }
 
 /** Per-cell losses of model outputs against a batch (the trainer's metrics, less mask_abs). */

@@ -29,7 +29,8 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, lossSplit } from "./context.js";
-import { checkCount, forwardAll } from "./nnm.js";
+import { forwardBatch } from "./forward.js";
+import { checkCount } from "./nnm.js";
 
 export interface CopyOptions {
   /** values whose tokens replace MASK at hidden cells (default [0.44, -0.24]) */
@@ -80,7 +81,7 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
   const { B, T, hidden, targets } = batch;
 
   // with MASK
-  const out0 = await forwardAll(model, batch.tokens, B, T);
+  const out0 = await forwardBatch(model, batch);
   let hiddenCells = 0, s0 = 0, a0 = 0;
   for (let i = 0; i < out0.length; i++) if (hidden[i]) { hiddenCells++; s0 += out0[i]!; a0 += Math.abs(out0[i]!); }
   if (hiddenCells === 0) throw new AbruptError(`copy: no hidden cells in ${B} matrices at p_mask ${ctx.data.pMask}; use a larger p_mask or batch`);
@@ -95,7 +96,7 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
   for (const [vi, v] of values.entries()) {
     const tok = batch.tokens.slice();
     for (let i = 0; i < tok.length; i++) if (hidden[i]) tok[i] = tokens[vi]!;
-    const out = await forwardAll(model, tok, B, T);
+    const out = await forwardBatch(model, { tokens: tok, B, T });
     let s = 0, s2 = 0, abs = 0, sq = 0, h = 0;
     for (let i = 0; i < out.length; i++) {
       if (!hidden[i]) continue;
@@ -123,7 +124,7 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
     rTargets[i] = v;
     rTokens[i] = hidden[i] ? MASK_ID : tokenOf(v);
   }
-  const outR = await forwardAll(model, rTokens, B, T);
+  const outR = await forwardBatch(model, { tokens: rTokens, B, T });
   let sr = 0;
   for (let i = 0; i < outR.length; i++) if (hidden[i]) sr += outR[i]!;
   const random = { ...lossSplit(outR, rTargets, hidden), meanOutHidden: sr / hiddenCells, observedCopy: observedCopy(outR, rTargets, hidden) };

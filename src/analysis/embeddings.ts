@@ -36,9 +36,9 @@ import { createRequire } from "node:module";
 import { type Batch, VOCAB, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import { Bert } from "../model/bert.js";
 import type { VlSpec } from "../viz/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { forwardBatch } from "./forward.js";
 import { pca, pearson, project } from "./linalg.js";
 
 export interface EmbeddingsOptions {
@@ -159,16 +159,14 @@ function permutation(rng: Rng, n: number): number[] {
  */
 export async function permutedLosses(model: AnyBert, batch: Batch, perms: number[][], chunk: number): Promise<{ unpermuted: Loss; runs: Loss[] }> {
   const unpermuted = lossSplit(await forwardBatch(model, batch, { chunk }), batch.targets, batch.hidden);
-  const copy = new Bert(model.cfg, model.k);
-  copy.setParams(await model.paramsHost());
-  copy.setAttnBias(model.attnBias());
+  const copy = model.clone();
   const C = model.cfg.d;
-  const wpe = await model.paramHost(model.p.wpe);
+  const wpe = await model.getParam("embed.pos.weight");
   const permuted = wpe.slice();
   const runs: Loss[] = [];
   for (const perm of perms) {
     perm.forEach((src, t) => permuted.set(wpe.subarray(src * C, (src + 1) * C), t * C));
-    copy.k.upload(copy.p.wpe, permuted);
+    copy.setParam("embed.pos.weight", permuted);
     runs.push(lossSplit(await forwardBatch(copy, batch, { chunk }), batch.targets, batch.hidden));
   }
   return { unpermuted, runs };
@@ -206,7 +204,7 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
   const findings: string[] = [];
 
   // ---- token-embedding norms
-  const wte = await model.paramHost(model.p.wte);
+  const wte = await model.getParam("embed.tok.weight");
   const values: number[] = [], norms: number[] = [];
   for (let id = 1; id < VOCAB; id++) {
     const e = wte.subarray(id * C, (id + 1) * C);
@@ -250,7 +248,7 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
   const pcaSteps = opts.steps.length === 0 ? null : { basisStep: ctx.step, steps: [] as Array<{ step: number; points: Array<{ value: number; pc1: number; pc2: number }> }> };
   for (const step of pcaSteps ? opts.steps : []) {
     const other = ctx.model(step);
-    const X = tokRows(await other.paramHost(other.p.wte));
+    const X = tokRows(await other.getParam("embed.tok.weight"));
     const mean = new Float64Array(C);
     for (let i = 0; i < zoomIds.length; i++) for (let c = 0; c < C; c++) mean[c]! += X[i * C + c]! / zoomIds.length;
     const s = project(X, zoomIds.length, C, { mean, components: tp.components });
@@ -258,7 +256,7 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
   }
 
   // ---- position embeddings: t-SNE and clustering
-  const P = Float64Array.from((await model.paramHost(model.p.wpe)).subarray(0, T * C));
+  const P = Float64Array.from((await model.getParam("embed.pos.weight")).subarray(0, T * C));
   const perplexity = Math.min(opts.perplexity, (T - 1) / 3);
   const Y2 = tsne(P, T, C, ctx.seed + 2, perplexity, opts.tsneIterations, opts.tsneLearningRate);
   const cols = Array.from({ length: T }, (_, t) => t % n);

@@ -29,7 +29,8 @@ import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, CHUNK, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { forwardBatch } from "./forward.js";
 import { NNM_SOLVER_DEFAULTS, NnmSolver, REG_SOLVER_DEFAULTS, RegNnmSolver, nuclearNorm } from "./nnm-solver.js";
 
 export interface NnmOptions {
@@ -46,25 +47,6 @@ export const NNM_DEFAULTS: NnmOptions = {
   matrices: 512,
   lambdas: [],
 };
-
-/**
- * Runs the model on `count` token rows of length T in chunks of CHUNK rows
- * (the last chunk padded with copies of row 0, so one activation shape is
- * allocated); returns a copy of the outputs [count, T].
- */
-export async function forwardAll(model: AnyBert, tokens: Int32Array, count: number, T: number): Promise<Float32Array> {
-  const B = Math.min(CHUNK, count);
-  const out = new Float32Array(count * T);
-  const buf = new Int32Array(B * T);
-  for (let b0 = 0; b0 < count; b0 += B) {
-    const k = Math.min(B, count - b0);
-    buf.set(tokens.subarray(b0 * T, (b0 + k) * T));
-    for (let b = k; b < B; b++) buf.set(tokens.subarray(0, T), b * T);
-    const y = await model.run(buf, B, T);
-    out.set(y.subarray(0, k * T), b0 * T);
-  }
-  return out;
-}
 
 export function checkCount(name: string, v: number, max = 1_000_000): void {
   if (!(Number.isInteger(v) && v >= 1 && v <= max)) throw new AbruptError(`${name} must be an integer in [1, ${max}] (got ${v})`);
@@ -91,7 +73,7 @@ export interface Comparison {
 
 export async function compareWithNnm(model: AnyBert, batch: Batch, nucOfBert = true): Promise<Comparison> {
   const { B, m, n, T } = batch;
-  const out = await forwardAll(model, batch.tokens, B, T);
+  const out = await forwardBatch(model, batch);
   const bert = lossSplit(out, batch.targets, batch.hidden);
   const solver = new NnmSolver(m, n);
   const Mb = new Float64Array(T), Ob = new Float64Array(T);

@@ -1,7 +1,7 @@
 // Experiment 5, linear probes (SPEC §4 "Linear probes"): what each layer's
 // hidden state of a cell token holds, read by least squares.
 //
-// Layers: 0 = `embed.out`, l+1 = `blocks.{l}.resid_post`. Features of a cell
+// Layers: 0 = `embed.out`, l+1 = `blocks.{l}.ln2.out`. Features of a cell
 // token = its C-dim hidden state plus a constant 1 (bias). One probe per
 // (model, layer, cell group, target); the groups are hidden cells (MASK
 // token) and observed cells, fitted and tested separately since their
@@ -111,7 +111,7 @@ export function probeTargets(batch: Batch): { Y: Float32Array; K: number } {
 }
 
 export function probeLayers(model: AnyBert): string[] {
-  return ["embed.out", ...Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.resid_post`)];
+  return ["embed.out", ...Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.ln2.out`)];
 }
 
 interface Acc { ftf: Float64Array; fty: Float64Array; count: number }

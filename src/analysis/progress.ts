@@ -10,7 +10,7 @@
 //   means), and as the mean over all layers and heads. Reference: the
 //   value uniform attention would give, mean |optimal(q)| / (m·n).
 // - hidden-state collapse: mean pairwise cosine similarity of the final
-//   hidden states (`blocks.{L-1}.resid_post`) over the positions of a
+//   hidden states (`blocks.{L-1}.ln2.out`) over the positions of a
 //   sample (all pairs t < t' of nonzero states), averaged over samples.
 // - repetition: fraction of adjacent tokens (t, t+1 in the row-major
 //   sequence, so across row ends too) whose outputs are equal after
@@ -101,7 +101,7 @@ async function progressSums(model: AnyBert, batch: Batch, prec: number): Promise
     addAttnMass(s.mass.subarray(l * H, (l + 1) * H), await model.actHost(`blocks.${l}.attn.pattern`), opt, H, T);
   }
 
-  s.collapse = collapseSum(await model.actHost(L > 0 ? `blocks.${L - 1}.resid_post` : "embed.out"), B, T, C);
+  s.collapse = collapseSum(await model.actHost(L > 0 ? `blocks.${L - 1}.ln2.out` : "embed.out"), B, T, C);
   return s;
 }
 

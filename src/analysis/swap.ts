@@ -28,7 +28,8 @@ import { AbruptError } from "../errors.js";
 import { Bert } from "../model/bert.js";
 import { type ModelConfig, type TensorSpec, groupMatches, groupNames, isValidGroupSelector, paramSpecs } from "../model/params.js";
 import type { VlSpec } from "../viz/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { forwardBatch } from "./forward.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
 export interface SwapOptions {
@@ -65,12 +66,9 @@ export function partTensors(cfg: ModelConfig, part: string): TensorSpec[] {
 
 /** A new model with `base`'s parameters except `tensors`, taken from `donor`. */
 export async function hybrid<Buf>(base: Bert<Buf>, donor: Bert<Buf>, tensors: TensorSpec[]): Promise<Bert<Buf>> {
-  const h = new Bert(base.cfg, base.k);
-  const params = await base.paramsHost();
+  const h = base.clone();
   const from = await donor.paramsHost();
-  for (const s of tensors) params.set(from.subarray(s.offset, s.offset + s.size), s.offset);
-  h.setParams(params);
-  h.setAttnBias(base.attnBias());
+  for (const s of tensors) h.setParam(s.name, from.subarray(s.offset, s.offset + s.size));
   return h;
 }
 

@@ -5,7 +5,8 @@
 
 import { existsSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
-import { type AnalysisContext, type AnalysisOutput, CHUNK, type Source, dataOfRun, makeContext, writeOutput } from "../analysis/context.js";
+import { type AnalysisContext, type AnalysisOutput, type Source, dataOfRun, makeContext, writeOutput } from "../analysis/context.js";
+import { CHUNK } from "../analysis/forward.js";
 import { type RunHandle, openRun } from "../store/run.js";
 import { detectPhases, phasesOutput, pickSteps } from "../analysis/phases.js";
 import { ABLATE_DEFAULTS, ablate } from "../analysis/ablate.js";

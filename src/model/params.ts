@@ -58,8 +58,8 @@ export interface LayerViews<Buf = Float32Array> {
 export interface ParamViews<Buf = Float32Array> {
   wte: Buf; // [V, C]
   wpe: Buf; // [P, C]
-  lnEW: Buf; // [C]
-  lnEB: Buf; // [C]
+  embLnW: Buf; // [C] the embedding LayerNorm
+  embLnB: Buf; // [C]
   layers: LayerViews<Buf>[];
   outW: Buf; // [1, C]
   outB: Buf; // [1]
@@ -132,7 +132,7 @@ export function paramViews<Buf>(cfg: ModelConfig, flat: Float32Array | ((offset:
   }
   return {
     wte: v("embed.tok.weight"), wpe: v("embed.pos.weight"),
-    lnEW: v("embed.ln.weight"), lnEB: v("embed.ln.bias"),
+    embLnW: v("embed.ln.weight"), embLnB: v("embed.ln.bias"),
     layers,
     outW: v("readout.weight"), outB: v("readout.bias"),
   };

@@ -89,12 +89,12 @@ async function initFrom(model: Bert<unknown>, spec: string, trainOnly: string[])
   if (o.L !== c.L || o.d !== c.d || o.ff !== c.ff || o.vocab !== c.vocab || o.positions !== c.positions) {
     throw new AbruptError(`--init-from: ${file} has L${o.L} d${o.d} ff${o.ff} vocab ${o.vocab} positions ${o.positions}, the run needs L${c.L} d${c.d} ff${c.ff} vocab ${c.vocab} positions ${c.positions}`);
   }
-  const fresh = await model.k.download(model.params);
+  const fresh = await model.paramsHost();
   const params = ck.params.slice();
   for (const s of paramSpecs(model.cfg)) {
     if (trainOnly.some((sel) => groupMatchesSel(s.group, sel))) params.set(fresh.subarray(s.offset, s.offset + s.size), s.offset);
   }
-  model.k.upload(model.params, params);
+  model.setParams(params);
 }
 
 export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
