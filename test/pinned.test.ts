@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { predict } from "../src/cli/predict.js";
+import { predict } from "../src/predict/predict.js";
 import { MASK_ID, type Batch, sampleBatch, tokenOf } from "../src/data/matrix.js";
 import { Rng, type RngState } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";

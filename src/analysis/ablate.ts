@@ -18,27 +18,29 @@
 //             mean?: { ...same } }]
 // }
 
+import { z } from "zod";
 import { sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
 import type { HookFn } from "../model/hooks.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
 import { forwardBatch, withHooks } from "./forward.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
 export type AblationMode = "zero" | "mean";
 
-export interface AblateOptions {
+export const AblateOptionsSchema = z.object({
   /** heads as "layer.head" (0-based), e.g. ["2.1", "3.0"]; null (default): every head, one at a time */
-  heads: string[] | null;
+  heads: z.array(z.string()).nullable().default(null),
   /** "both" (default), "zero" or "mean" */
-  mode: AblationMode | "both";
-  /** matrices in the batch (default 256) */
-  batch: number;
-}
-
-export const ABLATE_DEFAULTS: AblateOptions = { heads: null, mode: "both", batch: 256 };
+  mode: z.enum(["both", "zero", "mean"]).default("both"),
+  /** matrices in the batch */
+  batch: count(256),
+});
+export type AblateOptions = z.output<typeof AblateOptionsSchema>;
+export const ABLATE_DEFAULTS: AblateOptions = AblateOptionsSchema.parse({});
 
 export interface Losses {
   loss: number;
@@ -145,3 +147,11 @@ export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise
   } as VlSpec;
   return { json: { batch: B, modes, clean, heads: rows }, figures: [{ name: "heads", spec }], findings };
 }
+
+export const experiment: Experiment<typeof AblateOptionsSchema> = {
+  name: "ablate",
+  summary: "per-head importance: zero or mean-pattern ablation",
+  options: AblateOptionsSchema,
+  steps: "post",
+  run: (ctx, o) => ablate(ctx, o),
+};

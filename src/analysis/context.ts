@@ -1,22 +1,21 @@
 // What every analysis gets: the model at a chosen checkpoint (of a run, or a
 // lone safetensors file such as a converted PyTorch checkpoint), the data
 // config, a seed, a backend, and where to write. Each experiment of SPEC §4
-// lives in its own file in this folder and returns an AnalysisOutput; the
-// CLI (`abrupt analyze`) writes it to <run>/analysis/<experiment>.json with
-// its figures beside it.
+// lives in its own file in this folder (experiment.ts, index.ts) and returns
+// an AnalysisOutput; the runner (runner.ts, `abrupt analyze`) writes it to
+// <run>/analysis/<experiment>.json with its figures beside it (output.ts).
+// Analyses use only the model's hook API and forward.ts, never its tensors.
 
-import { join } from "node:path";
 import type { DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
-import { ensureDir, writeFileAtomic } from "../store/files.js";
 import { type RunHandle, runCheckpoint } from "../store/run.js";
 import { type AttnBiasConfig, attnBiasOn, dataConfigOf } from "../train/config.js";
 import { detectEvents } from "../train/events.js";
 import { splitMetrics } from "../train/metrics.js";
-import { type VlSpec, writeFigure } from "../viz/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 
 /** The model source of an analysis: a run's checkpoints or one file. */
 export type Source =
@@ -40,7 +39,7 @@ export interface AnalysisContext {
   model(step?: number): AnyBert;
 }
 
-/** A model on any backend (analyses only use run / actHost / paramHost / addHook). */
+/** A model on any backend (analyses use run, act / actHost, addHook, getParam, and clone + setParam for variants). */
 export type AnyBert = Bert<unknown>;
 
 /**
@@ -87,23 +86,6 @@ export interface AnalysisOutput {
   json: Record<string, unknown>;
   figures: Array<{ name: string; spec: VlSpec }>;
   findings: string[];
-}
-
-/**
- * Writes <outDir>/<experiment>.json (with experiment, step, seed and the
- * resolved options added) and each figure as <outDir>/<experiment>-<figure>.svg/.png.
- * Returns the written paths.
- */
-export async function writeOutput(
-  ctx: AnalysisContext, experiment: string, out: AnalysisOutput, suffix = "", options?: Record<string, unknown>,
-): Promise<string[]> {
-  ensureDir(ctx.outDir, "output folder");
-  const base = join(ctx.outDir, experiment + suffix);
-  const json = { experiment, step: ctx.step, seed: ctx.seed, ...(options ? { options } : {}), ...out.json, findings: out.findings };
-  writeFileAtomic(`${base}.json`, JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 1) + "\n");
-  const files = [`${base}.json`];
-  for (const f of out.figures) files.push(...(await writeFigure(f.spec, `${base}-${f.name}`)));
-  return files;
 }
 
 /** Per-cell losses of model outputs against a batch (the trainer's metrics, less mask_abs). */

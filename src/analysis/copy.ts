@@ -24,6 +24,7 @@
 //   observedCopy: { meanAbsErr, slope, correlation }  (output vs input at observed cells, MASK input)
 //   random: { loss, loss_mask, loss_obs, meanOutHidden, observedCopy: { meanAbsErr, slope, correlation } }
 
+import { z } from "zod";
 import { MASK_ID, roundTo, sampleBatch, tokenOf, valueOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
@@ -31,15 +32,17 @@ import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, lossSplit } from "./context.js";
 import { forwardBatch } from "./forward.js";
 import { checkCount } from "./nnm.js";
+import { type Experiment, count } from "./experiment.js";
+import { detectPhases } from "./phases.js";
 
-export interface CopyOptions {
-  /** values whose tokens replace MASK at hidden cells (default [0.44, -0.24]) */
-  values: number[];
-  /** matrices (default 256) */
-  batch: number;
-}
-
-export const COPY_DEFAULTS: CopyOptions = { values: [0.44, -0.24], batch: 256 };
+export const CopyOptionsSchema = z.object({
+  /** values whose tokens replace MASK at hidden cells */
+  values: z.array(z.number()).default([0.44, -0.24]),
+  /** matrices */
+  batch: count(256),
+});
+export type CopyOptions = z.output<typeof CopyOptionsSchema>;
+export const COPY_DEFAULTS: CopyOptions = CopyOptionsSchema.parse({});
 
 /** Least-squares line of y on x, and the correlation (null if x is constant). */
 export function fitLine(xs: ArrayLike<number>, ys: ArrayLike<number>): { slope: number | null; intercept: number | null; correlation: number | null } {
@@ -255,3 +258,12 @@ export function copyOverTraining(per: Array<{ step: number; json: Record<string,
   } as VlSpec;
   return { json: { drop, rows }, figures: [{ name: "curve", spec }], findings };
 }
+
+export const experiment: Experiment<typeof CopyOptionsSchema> = {
+  name: "copy",
+  summary: "MASK replaced by value tokens, and random full-rank inputs: does the model copy?",
+  options: CopyOptionsSchema,
+  steps: "pre",
+  run: (ctx, o) => copy(ctx, o),
+  summarize: (per, run) => copyOverTraining(per, run ? (detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask).drop?.step ?? null) : null),
+};

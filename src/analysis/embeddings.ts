@@ -33,32 +33,34 @@
 // Figures: token-norm, token-pca, position-tsne, permutation, pca-steps (steps given only).
 
 import { createRequire } from "node:module";
+import { z } from "zod";
 import { type Batch, VOCAB, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
 import { forwardBatch } from "./forward.js";
+import { type Experiment, count } from "./experiment.js";
 import { pca, pearson, project } from "./linalg.js";
 
-export interface EmbeddingsOptions {
-  /** checkpoint steps for the fixed-basis PCA (default []: none); needs a run */
-  steps: number[];
-  /** random permutations of the position embeddings (default 5) */
-  permutations: number;
-  /** matrices for the permutation loss (default 512) */
-  matrices: number;
-  /** matrices per forward pass (default 64) */
-  batch: number;
-  /** t-SNE perplexity (default 10; capped at (m·n − 1)/3) */
-  perplexity: number;
-  /** t-SNE iterations (default 1000) */
-  tsneIterations: number;
-  /** t-SNE learning rate (default 10: tsne-js's own default, 1000, and even 100 scatter a few dozen points) */
-  tsneLearningRate: number;
-}
-
-export const EMBEDDINGS_DEFAULTS: EmbeddingsOptions = { steps: [], permutations: 5, matrices: 512, batch: 64, perplexity: 10, tsneIterations: 1000, tsneLearningRate: 10 };
+export const EmbeddingsOptionsSchema = z.object({
+  /** checkpoint steps for the fixed-basis PCA ([]: none; with a run, `abrupt analyze` takes its checkpoints up to the analysed one) */
+  steps: z.array(z.number()).default([]),
+  /** random permutations of the position embeddings */
+  permutations: count(5, 10_000, 0),
+  /** matrices for the permutation loss */
+  matrices: count(512),
+  /** matrices per forward pass */
+  batch: count(64),
+  /** t-SNE perplexity (capped at (m·n − 1)/3) */
+  perplexity: z.number().default(10),
+  /** t-SNE iterations */
+  tsneIterations: count(1000, 1_000_000),
+  /** t-SNE learning rate (10: tsne-js's own default, 1000, and even 100 scatter a few dozen points) */
+  tsneLearningRate: z.number().default(10),
+});
+export type EmbeddingsOptions = z.output<typeof EmbeddingsOptionsSchema>;
+export const EMBEDDINGS_DEFAULTS: EmbeddingsOptions = EmbeddingsOptionsSchema.parse({});
 
 export interface Loss { loss: number; loss_mask: number; loss_obs: number }
 export interface Clustering { nn2d: number; nnOrig: number; silhouette2d: number; silhouetteOrig: number; nnChance: number }
@@ -379,3 +381,12 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
     findings,
   };
 }
+
+export const experiment: Experiment<typeof EmbeddingsOptionsSchema> = {
+  name: "embeddings",
+  summary: "token-embedding norms and PCA, position t-SNE, permuted positions",
+  options: EmbeddingsOptionsSchema,
+  steps: "post",
+  batchPerPass: true,
+  run: (ctx, o, run) => embeddings(ctx, run && o.steps.length === 0 ? { ...o, steps: run.steps.filter((s) => s <= ctx.step) } : o),
+};

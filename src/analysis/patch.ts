@@ -18,22 +18,24 @@
 // }
 // Run = { toX: Mse, toNegX: Mse }, Mse = { all, hidden, observed }
 
+import { z } from "zod";
 import { type Batch, MASK_ID, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
 import { forwardBatch, runWithCache, withHooks } from "./forward.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
-export interface PatchOptions {
+export const PatchOptionsSchema = z.object({
   /** hook names to patch, each alone; null (default): blocks.{l}.attn.out for every layer */
-  hooks: string[] | null;
-  /** matrices in the batch (default 256) */
-  batch: number;
-}
-
-export const PATCH_DEFAULTS: PatchOptions = { hooks: null, batch: 256 };
+  hooks: z.array(z.string()).nullable().default(null),
+  /** matrices in the batch */
+  batch: count(256),
+});
+export type PatchOptions = z.output<typeof PatchOptionsSchema>;
+export const PATCH_DEFAULTS: PatchOptions = PatchOptionsSchema.parse({});
 
 export interface Mse {
   all: number;
@@ -136,3 +138,11 @@ export async function patch(ctx: AnalysisContext, opts: PatchOptions): Promise<A
   } as VlSpec;
   return { json: { batch: B, hooks, baselines, patched }, figures: [{ name: "mse", spec }], findings };
 }
+
+export const experiment: Experiment<typeof PatchOptionsSchema> = {
+  name: "patch",
+  summary: "activation patching: run on -X with attention outputs from X",
+  options: PatchOptionsSchema,
+  steps: "post",
+  run: (ctx, o) => patch(ctx, o),
+};

@@ -31,6 +31,7 @@
 //                    is nonzero; null for the scalar target)}[]
 // Figures: mse (test MSE per layer, one panel per target), cos (mean |cos|).
 
+import { z } from "zod";
 import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
@@ -39,22 +40,23 @@ import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
 import { gramRows, ridgeSolve, symEigen } from "./linalg.js";
 
-export interface ProbeOptions {
-  /** training matrices (default 2048) */
-  train: number;
-  /** test matrices (default 256) */
-  test: number;
-  /** matrices per forward pass (default 32) */
-  batch: number;
-  /** ridge λ relative to the mean diagonal of FᵀF (default 1e-6) */
-  ridge: number;
-  /** also probe a randomly initialised model of the same shape (default true) */
-  control: boolean;
-}
-
-export const PROBE_DEFAULTS: ProbeOptions = { train: 2048, test: 256, batch: 32, ridge: 1e-6, control: true };
+export const ProbeOptionsSchema = z.object({
+  /** training matrices */
+  train: count(2048),
+  /** test matrices */
+  test: count(256),
+  /** matrices per forward pass */
+  batch: count(32),
+  /** ridge λ relative to the mean diagonal of FᵀF */
+  ridge: z.number().default(1e-6),
+  /** also probe a randomly initialised model of the same shape */
+  control: z.boolean().default(true),
+});
+export type ProbeOptions = z.output<typeof ProbeOptionsSchema>;
+export const PROBE_DEFAULTS: ProbeOptions = ProbeOptionsSchema.parse({});
 
 export type ProbeTarget = "value" | "row" | "col" | "sv";
 export const PROBE_TARGETS: ProbeTarget[] = ["value", "row", "col", "sv"];
@@ -339,3 +341,12 @@ export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEF
     findings,
   };
 }
+
+export const experiment: Experiment<typeof ProbeOptionsSchema> = {
+  name: "probe",
+  summary: "linear probes per layer: cell value, masked row, top singular vector",
+  options: ProbeOptionsSchema,
+  steps: "post",
+  batchPerPass: true,
+  run: (ctx, o) => probe(ctx, o),
+};

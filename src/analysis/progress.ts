@@ -30,25 +30,28 @@
 //                                                 step, when `metrics` is given; else null)}[]
 // Figure: progress (top: measures vs step; bottom: losses vs step, log scale).
 
+import { z } from "zod";
 import { type Batch, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
 import { addAttnMass, collapseSum, optimalKeys, queryCount, repetitionSum } from "./measures.js";
 
-export interface ProgressOptions {
-  /** checkpoint steps (default []: only ctx.step); more than one needs a run */
-  steps: number[];
-  /** matrices in the batch (default 256) */
-  matrices: number;
-  /** matrices per forward pass (default 64) */
-  batch: number;
+export const ProgressOptionsSchema = z.object({
+  /** checkpoint steps ([]: only ctx.step; with a run, `abrupt analyze` takes all of them); more than one needs a run */
+  steps: z.array(z.number()).default([]),
+  /** matrices in the batch */
+  matrices: count(256),
+  /** matrices per forward pass */
+  batch: count(64),
+});
+export type ProgressOptions = z.output<typeof ProgressOptionsSchema> & {
   /** the run's metrics lines, to plot the training loss at each step (optional) */
   metrics?: Array<{ step: number; loss: number; loss_mask: number }>;
-}
-
-export const PROGRESS_DEFAULTS: ProgressOptions = { steps: [], matrices: 256, batch: 64 };
+};
+export const PROGRESS_DEFAULTS: ProgressOptions = ProgressOptionsSchema.parse({});
 
 export interface ProgressMeasures {
   /** mean over layers and heads of the attention progress */
@@ -222,3 +225,16 @@ export async function progress(ctx: AnalysisContext, opts: ProgressOptions = PRO
   } as VlSpec;
   return { json: { matrices: opts.matrices, steps: rows }, figures: [{ name: "progress", spec }], findings };
 }
+
+export const experiment: Experiment<typeof ProgressOptionsSchema> = {
+  name: "progress",
+  summary: "attention progress, hidden-state collapse, repetition over training",
+  options: ProgressOptionsSchema,
+  steps: "none",
+  batchPerPass: true,
+  run: (ctx, o, run) => progress(ctx, run ? {
+    ...o,
+    steps: o.steps.length === 0 ? run.steps : o.steps,
+    metrics: run.metrics.map((l) => ({ step: l.step, loss: l.loss, loss_mask: l.loss_mask })),
+  } : o),
+};

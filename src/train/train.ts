@@ -19,7 +19,7 @@ import { adamPath, checkpointDir, checkpointPath, ckptName, listCheckpoints, res
 import { type RunConfig, attnBiasOn, checkpointSteps, dataConfigOf, lastStepOf, lrAt, modelConfigOf } from "./config.js";
 import { EventTracker } from "./events.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
-import { Progress } from "./progress.js";
+import { ProgressBar } from "./progress-bar.js";
 import { stepMeasures } from "../analysis/measures.js";
 
 /** Seeds derived from the run seed: model init, training data, eval set. */
@@ -202,7 +202,7 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
     }
   };
 
-  const progress = opts.quiet ? null : new Progress(end, startStep);
+  const progress = opts.quiet ? null : new ProgressBar(end, startStep);
   let last: MetricsLine | null = null;
   let step = startStep;
   let lastSaved = startStep;
