@@ -14,6 +14,8 @@ import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { detectPhases, type Phases } from "../analysis/phases.js";
 import { type RunConfig, checkpointSteps, lastStepOf } from "../train/config.js";
 import { type MetricsLine, parseMetricsLine } from "../train/metrics.js";
+import { applyItems } from "./apply-items.js";
+import type { RunStatus, WireRunSummary } from "./wire.js";
 import { listCheckpoints, readRunConfig } from "../store/run.js";
 
 /** A path error: 400 (malformed request) or 404 (no such run/file). */
@@ -115,36 +117,14 @@ export function readMetricsFrom(file: string, offset: number): MetricsChunk {
   return { items, offset: offset + last + 1, bad, partial: buf.length - last - 1 };
 }
 
-/** Applies items to a step-ordered list: a step replaces the lines from it on; resume_from drops later steps. */
-export function applyItems(lines: MetricsLine[], items: MetricsItem[]): void {
-  for (const it of items) {
-    const cut = "resume_from" in it ? it.resume_from + 1 : it.step;
-    while (lines.length > 0 && lines[lines.length - 1]!.step >= cut) lines.pop();
-    if (!("resume_from" in it)) lines.push(it);
-  }
-}
-
 // ------------------------------------------------------------------ runs
 
-export type RunStatus = "running" | "finished" | "interrupted" | "stopped" | "failed" | "stale" | "malformed" | "unknown";
-
-export interface RunSummary {
-  name: string;
-  status: RunStatus;
-  /** what is wrong with the folder, in words (empty when nothing is) */
-  problems: string[];
+/** A run folder as the dashboard sends it (the page's view of it: wire.ts), with the server's full types. */
+export interface RunSummary extends WireRunSummary {
   config: RunConfig | null;
-  /** steps planned (config) and done (last metrics line) */
-  steps: number | null;
-  stepsDone: number;
   last: MetricsLine | null;
-  lastEval: { step: number; eval_loss: number } | null;
-  checkpoints: number[];
   phases: Phases | null;
-  /** copy levels of this run: p_mask·r/9 (L) and r/9 (L_mask) */
-  copyLevel: { loss: number; loss_mask: number } | null;
   updated: string | null;
-  error: string | null;
 }
 
 function alive(pid: unknown): boolean {
@@ -179,7 +159,7 @@ export class MetricsCache {
     }
     this.ino = ino;
     const chunk = readMetricsFrom(this.file, this.offset);
-    applyItems(this.lines, chunk.items);
+    applyItems(this.lines, chunk.items, (l) => l.step);
     this.offset = chunk.offset;
     this.bad += chunk.bad;
     this.partial = chunk.partial;
