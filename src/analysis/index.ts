@@ -12,8 +12,9 @@
 //   2. import it here and add it to EXPERIMENTS;
 //   3. a test in test/analysis-NAME.test.ts, and a row in the README's table
 //      of experiments.
-// `abrupt analyze NAME RUN`, `analyze all`, `--opt key=value` and the
-// dashboard's /api/runs/RUN/analysis/NAME then work without further changes.
+// `abrupt analyze NAME RUN`, `analyze all`, `--opt key=value` and the memory
+// check then work without further changes (the dashboard serves the
+// experiments named in src/server/compute.ts).
 
 import { AbruptError } from "../errors.js";
 import type { Experiment } from "./experiment.js";
