@@ -37,7 +37,6 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { hostKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
-import { Bert } from "../model/bert.js";
 import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
 import { type Experiment, count } from "./experiment.js";
@@ -278,9 +277,8 @@ export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEF
   const model = ctx.model();
   const models: Array<{ name: "trained" | "control"; model: AnyBert }> = [{ name: "trained", model }];
   if (opts.control) {
-    const ctrl = new Bert(model.cfg, ctx.kernels);
+    const ctrl = model.clone(); // the same shape and attention intervention, then a fresh init
     ctrl.init(ctx.seed + 1);
-    ctrl.setAttnBias(model.attnBias());
     models.push({ name: "control", model: ctrl });
   }
   // the least squares run in host memory: on a host backend when the model is on a device

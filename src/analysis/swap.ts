@@ -26,7 +26,7 @@ import { z } from "zod";
 import { sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import { Bert } from "../model/bert.js";
+import type { Bert } from "../model/bert.js";
 import { type ModelConfig, type TensorSpec, groupMatches, groupNames, isValidGroupSelector, paramSpecs } from "../model/params.js";
 import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
