@@ -13,7 +13,7 @@ import { Rng } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";
 import { type AnalysisContext, lossSplit } from "../src/analysis/context.js";
 import { ABLATE_DEFAULTS, type AblatedLosses, ablate } from "../src/analysis/ablate.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const cfg: ModelConfig = { vocab: 2002, positions: 20, L: 2, H: 2, d: 8, ff: 16, lnEps: 1e-12 };
 const data: DataConfig = { m: 4, n: 5, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
@@ -31,7 +31,7 @@ function model(seed = 1): Bert {
 
 /** zero the output-projection columns of head h in layer l (projW is [out C, in C]) */
 function cutHead(m: Bert, l: number, h: number): void {
-  const w = m.p.layers[l]!.projW;
+  const w = m.paramViews.layers[l]!.projW;
   for (let o = 0; o < cfg.d; o++) w.fill(0, o * cfg.d + h * hs, o * cfg.d + (h + 1) * hs);
 }
 
@@ -82,7 +82,7 @@ test("ablate: a head with zero projection columns is irrelevant (ΔL = 0 exactly
 
 test("ablate: mean-pattern ablation of uniform attention changes nothing; on a random model it equals a two-pass replacement", async () => {
   const u = model(2);
-  for (const w of u.p.layers) { w.qkvW.fill(0, 0, 2 * cfg.d * cfg.d); w.qkvB.fill(0, 0, 2 * cfg.d); } // q = k = 0: every pattern 1/T
+  for (const w of u.paramViews.layers) { w.qkvW.fill(0, 0, 2 * cfg.d * cfg.d); w.qkvB.fill(0, 0, 2 * cfg.d); } // q = k = 0: every pattern 1/T
   const ju = (await ablate(ctxOf(u), { heads: ["1.0"], mode: "both", batch: B })).json as unknown as Json;
   assert.equal(ju.heads[0]!.mean!.dLoss, 0);
   assert.ok(Math.abs(ju.heads[0]!.zero!.dLoss) > 1e-4);

@@ -12,8 +12,8 @@ import { Rng } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { ATTENTION_DEFAULTS, attention, defaultStructuredSpec } from "../src/analysis/attention.js";
-import { CHUNK } from "../src/analysis/context.js";
-import { renderSvg } from "../src/train/plot.js";
+import { CHUNK } from "../src/analysis/forward.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const cfg: ModelConfig = { vocab: 2002, positions: 20, L: 2, H: 2, d: 8, ff: 16, lnEps: 1e-12 };
 const data: DataConfig = { m: 4, n: 5, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
@@ -45,7 +45,7 @@ const close = (a: number, b: number, what: string, tol = 1e-6) => assert.ok(Math
 test("attention: zero Q/K weights give uniform attention; scores are (n−1)/T, (m−1)/T, 1/T and the observed share per sample", async () => {
   assert.ok(B > CHUNK);
   const mdl = model();
-  for (const w of mdl.p.layers) { w.qkvW.fill(0, 0, 2 * cfg.d * cfg.d); w.qkvB.fill(0, 0, 2 * cfg.d); } // q = k = 0
+  for (const w of mdl.paramViews.layers) { w.qkvW.fill(0, 0, 2 * cfg.d * cfg.d); w.qkvB.fill(0, 0, 2 * cfg.d); } // q = k = 0
   const out = await attention(ctxOf(mdl), { ...ATTENTION_DEFAULTS, batch: B, mask: "random" });
   const json = out.json as unknown as Json;
   // expected observed row+col mass for hidden queries, from the same batch

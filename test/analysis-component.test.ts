@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { componentOutput } from "../src/analysis/component.js";
-import type { RunHandle } from "../src/analysis/context.js";
+import type { RunHandle } from "../src/store/run.js";
 import { resolveConfig } from "../src/train/config.js";
 import type { MetricsLine } from "../src/train/metrics.js";
 

@@ -16,7 +16,7 @@ import { AbruptError } from "../src/errors.js";
 import { type AnalysisContext, makeContext } from "../src/analysis/context.js";
 import { COPY_DEFAULTS, copy, copyOverTraining, fitLine } from "../src/analysis/copy.js";
 import { saveCheckpoint } from "../src/store/checkpoint.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 import { affineModel } from "./helpers/affine.js";
 
 

@@ -10,10 +10,11 @@ import { AbruptError } from "../src/errors.js";
 import { refKernels } from "../src/kernels/ref.js";
 import { Bert } from "../src/model/bert.js";
 import type { ModelConfig } from "../src/model/params.js";
-import type { AnalysisContext, RunHandle } from "../src/analysis/context.js";
+import type { AnalysisContext } from "../src/analysis/context.js";
+import type { RunHandle } from "../src/store/run.js";
 import { lossSplit } from "../src/analysis/context.js";
 import { EMBEDDINGS_DEFAULTS, type EmbeddingsOptions, embeddings, nnSameRate, permutedLosses, silhouette, tsne } from "../src/analysis/embeddings.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const data: DataConfig = { m: 5, n: 5, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
 const cfg: ModelConfig = { vocab: VOCAB, positions: 25, L: 1, H: 2, d: 12, ff: 16, lnEps: 1e-12 };
@@ -28,17 +29,17 @@ function planted(seed = 1): Bert {
   const model = new Bert(cfg, refKernels);
   model.init(seed, 0.3);
   const rng = new Rng(seed);
-  model.p.wte.fill(0, C); // keep the MASK row zero as well
+  model.paramViews.wte.fill(0, C); // keep the MASK row zero as well
   for (let id = 1; id < VOCAB; id++) {
     const v = valueOf(id);
-    model.p.wte[id * C] = 2 * Math.abs(v);
-    model.p.wte[id * C + 1] = 0.5 * Math.sign(v);
-    model.p.wte[id * C + 2] = 1;
+    model.paramViews.wte[id * C] = 2 * Math.abs(v);
+    model.paramViews.wte[id * C + 1] = 0.5 * Math.sign(v);
+    model.paramViews.wte[id * C + 2] = 1;
   }
-  model.p.wpe.fill(0);
+  model.paramViews.wpe.fill(0);
   for (let t = 0; t < data.m * data.n; t++) {
-    for (let c = 0; c < C; c++) model.p.wpe[t * C + c] = 0.05 * rng.normal();
-    model.p.wpe[t * C + 3 + (t % data.n)]! += 3;
+    for (let c = 0; c < C; c++) model.paramViews.wpe[t * C + c] = 0.05 * rng.normal();
+    model.paramViews.wpe[t * C + 3 + (t % data.n)]! += 3;
   }
   return model;
 }
@@ -77,7 +78,7 @@ test("embeddings: symmetric norms, PCs of magnitude and sign, positions clustere
 
 test("embeddings: t-SNE is deterministic for a seed and leaves Math.random as it was", async () => {
   const model = planted();
-  const X = Float64Array.from(model.p.wpe.subarray(0, 25 * C));
+  const X = Float64Array.from(model.paramViews.wpe.subarray(0, 25 * C));
   const before = Math.random;
   const a = tsne(X, 25, C, 7, 8, 200);
   const b = tsne(X, 25, C, 7, 8, 200);
@@ -102,7 +103,7 @@ test("permuting position embeddings: no effect on a model that cannot see positi
   const perms = [[1, 0, ...Array.from({ length: 23 }, (_, i) => i + 2)], Array.from({ length: 25 }, (_, i) => 24 - i)];
   // all position rows equal: positions are invisible
   const blind = planted();
-  for (let t = 1; t < 25; t++) blind.p.wpe.copyWithin(t * C, 0, C);
+  for (let t = 1; t < 25; t++) blind.paramViews.wpe.copyWithin(t * C, 0, C);
   const r = await permutedLosses(blind, batch, perms, 3);
   for (const run of r.runs) assert.deepEqual(run, r.unpermuted);
   // a model that sees positions: the loss changes, the original parameters do not, the unpermuted loss is the plain one
@@ -118,7 +119,7 @@ test("PCA across checkpoints uses the fixed basis of the analysed step: a rescal
   const m2 = planted();
   const m1 = new Bert(cfg, refKernels);
   m1.params.set(m2.params);
-  for (let i = 0; i < m1.p.wte.length; i++) m1.p.wte[i]! *= 0.5;
+  for (let i = 0; i < m1.paramViews.wte.length; i++) m1.paramViews.wte[i]! *= 0.5;
   const out = await embeddings(ctxOf((s) => (s === 1 ? m1 : m2), true), { ...opts, steps: [1, 2], permutations: 0 });
   const ps = (out.json as any).pcaSteps;
   assert.equal(ps.basisStep, 2);

@@ -16,7 +16,7 @@ import { AbruptError } from "../src/errors.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { NNM_DEFAULTS, nnm } from "../src/analysis/nnm.js";
 import { NnmSolver, RegNnmSolver, nuclearNorm, spectralNorm, svd } from "../src/analysis/nnm-solver.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 import { affineModel } from "./helpers/affine.js";
 
 

@@ -12,7 +12,7 @@ import { AbruptError } from "../src/errors.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { NnmSolver } from "../src/analysis/nnm-solver.js";
 import { OOD_DEFAULTS, defaultVariants, ood } from "../src/analysis/ood.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 import { affineModel } from "./helpers/affine.js";
 
 

@@ -12,8 +12,8 @@ import { Rng } from "../src/data/rng.js";
 import { AbruptError } from "../src/errors.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { PATCH_DEFAULTS, type PatchRun, negateBatch, patch } from "../src/analysis/patch.js";
-import { CHUNK } from "../src/analysis/context.js";
-import { renderSvg } from "../src/train/plot.js";
+import { CHUNK } from "../src/analysis/forward.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const cfg: ModelConfig = { vocab: 2002, positions: 20, L: 2, H: 2, d: 8, ff: 16, lnEps: 1e-12 };
 const data: DataConfig = { m: 4, n: 5, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
@@ -28,12 +28,12 @@ function setup() {
 
 type Json = { hooks: string[]; baselines: { x: PatchRun; negX: PatchRun }; patched: Array<{ hook: string } & PatchRun> };
 
-test("patch: the last resid_post or embed.out from X gives exactly the X run; attn.out of layer 0 does not", async () => {
+test("patch: the last ln2.out or embed.out from X gives exactly the X run; attn.out of layer 0 does not", async () => {
   assert.ok(B > CHUNK);
   const { model, ctx } = setup();
-  const out = await patch(ctx, { hooks: ["blocks.1.resid_post", "embed.out", "blocks.0.attn.out"], batch: B });
+  const out = await patch(ctx, { hooks: ["blocks.1.ln2.out", "embed.out", "blocks.0.attn.out"], batch: B });
   const j = out.json as unknown as Json;
-  assert.deepEqual(j.patched.map((p) => p.hook), ["blocks.1.resid_post", "embed.out", "blocks.0.attn.out"]);
+  assert.deepEqual(j.patched.map((p) => p.hook), ["blocks.1.ln2.out", "embed.out", "blocks.0.attn.out"]);
   const [last, emb, attn0] = j.patched;
   const strip = (r: PatchRun) => ({ toX: r.toX, toNegX: r.toNegX });
   assert.deepEqual(strip(last!), j.baselines.x);
@@ -68,7 +68,7 @@ test("patch: the last resid_post or embed.out from X gives exactly the X run; at
     near(j.baselines.negX.toX[which], mse(oN, 1, which));
     near(j.baselines.negX.toNegX[which], mse(oN, -1, which));
   }
-  assert.ok(out.findings.some((f) => f.startsWith("run on −X with blocks.1.resid_post from X:")), out.findings.join("\n"));
+  assert.ok(out.findings.some((f) => f.startsWith("run on −X with blocks.1.ln2.out from X:")), out.findings.join("\n"));
   assert.ok((await renderSvg(out.figures[0]!.spec)).includes("<svg"));
 });
 

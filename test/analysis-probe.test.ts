@@ -12,7 +12,7 @@ import type { ModelConfig } from "../src/model/params.js";
 import type { AnalysisContext } from "../src/analysis/context.js";
 import { pca, pearson, ridgeSolve, symEigen } from "../src/analysis/linalg.js";
 import { PROBE_DEFAULTS, probe, probeTargets, runProbes, topLeftSingular } from "../src/analysis/probe.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const data: DataConfig = { m: 4, n: 4, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
 const cfg: ModelConfig = { vocab: 2002, positions: 16, L: 2, H: 2, d: 12, ff: 16, lnEps: 1e-12 };
@@ -21,18 +21,18 @@ const cfg: ModelConfig = { vocab: 2002, positions: 16, L: 2, H: 2, d: 12, ff: 16
  * A model whose embed.out is replaced by embed.sum (no LayerNorm), with
  * channel 0 of the token embedding = the token's value (0 for MASK) and of
  * the position embedding = 0; so channel 0 of layer 0 is the masked input.
- * If `rowAt1`, blocks.0.resid_post channels 0..n-1 are overwritten with the
+ * If `rowAt1`, blocks.0.ln2.out channels 0..n-1 are overwritten with the
  * cell's row of the masked input (read from embed.sum through act()).
  */
 function constructed(rowAt1: boolean): Bert {
   const model = new Bert(cfg, refKernels);
   model.init(5, 0.3);
   const C = cfg.d;
-  for (let id = 0; id < cfg.vocab; id++) model.p.wte[id * C] = id === MASK_ID ? 0 : valueOf(id);
-  for (let t = 0; t < cfg.positions; t++) model.p.wpe[t * C] = 0;
+  for (let id = 0; id < cfg.vocab; id++) model.paramViews.wte[id * C] = id === MASK_ID ? 0 : valueOf(id);
+  for (let t = 0; t < cfg.positions; t++) model.paramViews.wpe[t * C] = 0;
   model.addHook("embed.out", (a) => a.set(model.act("embed.sum")));
   if (rowAt1) {
-    model.addHook("blocks.0.resid_post", (a, info) => {
+    model.addHook("blocks.0.ln2.out", (a, info) => {
       const [B, T] = info.shape as [number, number, number];
       const emb = model.act("embed.sum");
       for (let b = 0; b < B; b++) {

@@ -8,9 +8,10 @@ import { AbruptError } from "../src/errors.js";
 import { refKernels } from "../src/kernels/ref.js";
 import { Bert } from "../src/model/bert.js";
 import type { ModelConfig } from "../src/model/params.js";
-import type { AnalysisContext, RunHandle } from "../src/analysis/context.js";
+import type { AnalysisContext } from "../src/analysis/context.js";
+import type { RunHandle } from "../src/store/run.js";
 import { PROGRESS_DEFAULTS, progress, progressAt, progressChunked } from "../src/analysis/progress.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const data: DataConfig = { m: 3, n: 4, rank: 2, pMask: 0.4, prec: 2, factor: "uniform", clamp: false };
 const T = 12;
@@ -62,7 +63,7 @@ test("collapse: identical hidden states give 1, two orthogonal groups give the s
   const model = tiny();
   const C = cfg.d;
   let mode: "same" | "split" = "same";
-  model.addHook("blocks.1.resid_post", (a, info) => {
+  model.addHook("blocks.1.ln2.out", (a, info) => {
     const [B] = info.shape as [number, number, number];
     a.fill(0);
     for (let b = 0; b < B; b++) {

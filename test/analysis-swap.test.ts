@@ -17,7 +17,7 @@ import { type AnalysisContext, lossSplit, makeContext } from "../src/analysis/co
 import { SWAP_DEFAULTS, partTensors, swap } from "../src/analysis/swap.js";
 import type { Losses } from "../src/analysis/ablate.js";
 import { saveCheckpoint } from "../src/store/checkpoint.js";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 
 const cfg: ModelConfig = { vocab: 2002, positions: 20, L: 2, H: 2, d: 8, ff: 16, lnEps: 1e-12 };
 const data: DataConfig = { m: 4, n: 5, rank: 2, pMask: 0.3, prec: 2, factor: "uniform", clamp: false };
@@ -61,8 +61,8 @@ test("swap: everything (all, attn+non-attn) from the other checkpoint gives its 
   const h = new Bert(cfg, refKernels);
   h.params.set(a.params);
   for (let l = 0; l < cfg.L; l++) {
-    h.p.layers[l]!.qkvW.set(b.p.layers[l]!.qkvW);
-    h.p.layers[l]!.qkvB.set(b.p.layers[l]!.qkvB);
+    h.paramViews.layers[l]!.qkvW.set(b.paramViews.layers[l]!.qkvW);
+    h.paramViews.layers[l]!.qkvB.set(b.paramViews.layers[l]!.qkvB);
   }
   const batch = sampleBatch(new Rng(SEED), data, B);
   const o = new Float32Array(B * T);

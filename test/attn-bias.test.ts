@@ -133,7 +133,7 @@ test("cpu model == ref model with the bias on (outputs and gradients)", () => {
     model.zeroGrad();
     const out = model.forward(a.batch.tokens, a.batch.B, T);
     const dout = new Float32Array(out.length);
-    model.k.mse(dout, out, a.batch.targets, out.length, 1 / out.length);
+    model.kernels.mse(dout, out, a.batch.targets, out.length, 1 / out.length);
     model.backward(dout);
     return { out: out.slice(), g: model.grads.slice() };
   };

@@ -11,7 +11,7 @@ import { getKernels } from "../src/kernels/index.js";
 import { GPT_DEFAULT, Gpt } from "../src/model/gpt.js";
 import { saveGptCheckpoint } from "../src/store/gpt-checkpoint.js";
 import { getFloat32, readSafetensors, writeSafetensors } from "../src/store/safetensors.js";
-import { BENCH_SIZES, benchInProcess, stepFlops } from "../src/cli/bench.js";
+import { BENCH_SIZES, benchInProcess, stepFlops } from "../src/train/bench.js";
 import { root, runCli } from "./helpers/cli.js";
 
 const dir = mkdtempSync(join(tmpdir(), "abrupt-gpt-cli-"));

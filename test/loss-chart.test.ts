@@ -3,7 +3,7 @@
 // and the chart with them is one data set "loss" over two panels.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { renderSvg } from "../src/train/plot.js";
+import { renderSvg } from "../src/viz/plot.js";
 import { MEASURES, SERIES, lossRows, lossSpec } from "../src/viz/specs.js";
 
 // [step, L, L_mask, L_obs, eval L, attn progress, collapse, repetition]

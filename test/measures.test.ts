@@ -83,11 +83,11 @@ function naive(model: Bert, hidden: Uint8Array, B: number, out: Float32Array, pr
   };
   const l = L - 1;
   const sites = {
-    before_attn: cosMean(model.act(`blocks.${l - 1}.resid_post`)),
+    before_attn: cosMean(model.act(`blocks.${l - 1}.ln2.out`)),
     attn_out: cosMean(model.act(`blocks.${l}.attn.out`)),
-    after_attn: cosMean(model.act(`blocks.${l}.resid_mid`)),
+    after_attn: cosMean(model.act(`blocks.${l}.ln1.out`)),
     after_mlp: cosMean(model.act(`blocks.${l}.mlp.out`)),
-    before_head: cosMean(model.act(`blocks.${l}.resid_post`)),
+    before_head: cosMean(model.act(`blocks.${l}.ln2.out`)),
   };
   // repetition: neighbours printed with `prec` decimals
   let rep = 0;

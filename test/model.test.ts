@@ -78,7 +78,7 @@ test("the MASK row of the token embedding gets no gradient; used rows do", () =>
 test("init: N(0, std) weights, zero biases, LayerNorm 1/0, MASK row zero", () => {
   const model = new Bert({ ...cfg, d: 64, ff: 128 }, refKernels);
   model.init(3);
-  const p = model.p;
+  const p = model.paramViews;
   assert.ok(p.wte.subarray(0, 64).every((x) => x === 0));
   let s = 0, s2 = 0;
   const w = p.layers[0]!.fc1W;
@@ -115,8 +115,8 @@ test("hooks: read, zero and replace activations; unknown names fail", () => {
   assert.ok(zeroed.some((x, i) => Math.abs(x - base[i]!) > 1e-4));
   // ...and equals running with the attention projection and its bias zeroed
   const p0 = model.params.slice();
-  model.p.layers[1]!.projW.fill(0);
-  model.p.layers[1]!.projB.fill(0);
+  model.paramViews.layers[1]!.projW.fill(0);
+  model.paramViews.layers[1]!.projB.fill(0);
   const manual = model.forward(tokens, B, T).slice();
   model.params.set(p0);
   for (let i = 0; i < manual.length; i++) assert.ok(Math.abs(manual[i]! - zeroed[i]!) < 1e-6);
@@ -130,7 +130,7 @@ test("hooks: read, zero and replace activations; unknown names fail", () => {
   assert.ok(uni.some((x, i) => Math.abs(x - base[i]!) > 1e-4));
   assert.throws(() => model.addHook("blocks.2.attn.pattern", () => {}), AbruptError);
   assert.throws(() => model.act("blocks.0.nope"), AbruptError);
-  assert.equal(model.hookNames().length, 2 + 9 * cfg.L + 1);
+  assert.equal(model.hookNames().length, 2 + 12 * cfg.L + 1);
 });
 
 test("freezing: frozen groups get no gradient, others do", () => {

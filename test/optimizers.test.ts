@@ -12,8 +12,8 @@ import { loadCpuKernels } from "../src/kernels/cpu.js";
 import { Bert } from "../src/model/bert.js";
 import { paramSpecs } from "../src/model/params.js";
 import { loadCheckpoint } from "../src/store/checkpoint.js";
-import { type RunConfig, resolveConfig } from "../src/train/config.js";
-import { dataConfigOf, decays, modelConfigOf, seedsOf, train } from "../src/train/train.js";
+import { type RunConfig, dataConfigOf, modelConfigOf, resolveConfig } from "../src/train/config.js";
+import { decays, seedsOf, train } from "../src/train/train.js";
 
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-opt-")); made.push(d); return d; };
@@ -35,7 +35,7 @@ function firstStep(cfg: RunConfig) {
   model.zeroGrad();
   const out = model.forward(batch.tokens, batch.B, batch.T);
   const dpred = new Float32Array(out.length);
-  model.k.mse(dpred, out, batch.targets, out.length, 1 / out.length);
+  model.kernels.mse(dpred, out, batch.targets, out.length, 1 / out.length);
   model.backward(dpred);
   return { p0: model.params.slice(), g: model.grads.slice(), specs: paramSpecs(model.cfg) };
 }
@@ -88,12 +88,12 @@ test("init_std sets the std of the body's init (and only of the weights)", async
   const big = resolveConfig("cpu", undefined, { model: { L: 2, H: 2, d: 64, ff: 256, positions: 16 }, train: { init_std: 0.1 } });
   const model = new Bert(modelConfigOf(big), loadCpuKernels());
   model.init(1, big.train.init_std, big.train.readout_init);
-  const w = model.p.layers[1]!.fc1W;
+  const w = model.paramViews.layers[1]!.fc1W;
   let s2 = 0;
   for (const x of w) s2 += x * x;
   const sd = Math.sqrt(s2 / w.length);
   assert.ok(Math.abs(sd - 0.1) < 0.005, `std ${sd}`);
-  assert.ok(model.p.layers[1]!.fc1B.every((x) => x === 0) && model.p.layers[0]!.ln1W.every((x) => x === 1));
+  assert.ok(model.paramViews.layers[1]!.fc1B.every((x) => x === 0) && model.paramViews.layers[0]!.ln1W.every((x) => x === 1));
   // the trainer uses it: its step-1 parameters follow from the init at 0.1 (plain sgd, lr 0.05)
   const c2 = oneStep({ optimizer: "sgd", init_std: 0.1 });
   const { p0, g } = firstStep(c2);

@@ -43,7 +43,7 @@ for (const backend of ["ref", "cpu"] as const) {
     assert.ok(maxRelErr(out, getFloat32(st, "fixture.outputs")) < TOL, `outputs: ${maxRelErr(out, getFloat32(st, "fixture.outputs"))}`);
     const dout = new Float32Array(B * T);
     model.zeroGrad();
-    const sse = model.k.mse(dout, out, targets, B * T, 1 / (B * T));
+    const sse = model.kernels.mse(dout, out, targets, B * T, 1 / (B * T));
     const loss = getFloat32(st, "fixture.loss")[0]!;
     assert.ok(Math.abs(sse / (B * T) - loss) <= TOL * loss, `loss ${sse / (B * T)} vs ${loss}`);
     model.backward(dout);

@@ -15,7 +15,7 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, type Page, chromium } from "playwright-core";
-import { spawnServe } from "../src/server/child.js";
+import { spawnServe } from "./helpers/serve.js";
 import { bin, root } from "./helpers/cli.js";
 import { dropLines, makeTinySweep } from "./helpers/sweep.js";
 import { wilson } from "../src/sweep/stats.js";

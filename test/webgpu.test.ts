@@ -28,7 +28,8 @@ import { loadGptCheckpoint } from "../src/store/gpt-checkpoint.js";
 import { getFloat32, readSafetensors } from "../src/store/safetensors.js";
 import { resolveConfig } from "../src/train/config.js";
 import { readMetrics } from "../src/train/metrics.js";
-import { listCheckpoints, train } from "../src/train/train.js";
+import { listCheckpoints } from "../src/store/run.js";
+import { train } from "../src/train/train.js";
 
 let k: WebGpuKernels;
 before(async () => {

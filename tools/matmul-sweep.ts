@@ -8,7 +8,7 @@
 //
 //   node dist/tools/matmul-sweep.js [--scale F]   (F < 1 shrinks every shape, for a software adapter)
 
-import { timeKernel } from "../src/cli/bench.js";
+import { timeKernel } from "../src/train/bench.js";
 import { Rng } from "../src/data/rng.js";
 import { type GpuTensor, loadWebGpuKernels } from "../src/kernels/webgpu.js";
 

@@ -5,7 +5,7 @@
 // (ABRUPT_CHROMIUM overrides /usr/bin/chromium) with playwright-core, waits
 // until every panel has drawn, then writes OUT.png.
 import { chromium } from "playwright-core";
-import { spawnServe } from "../src/server/child.js";
+import { spawnServe } from "../test/helpers/serve.js";
 
 const [runsDir, run, out] = process.argv.slice(2);
 if (!runsDir || !run || !out) {

@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { measureSgemm } from "../src/cli/bench.js";
+import { measureSgemm } from "../src/train/bench.js";
 import { repoRoot } from "../src/kernels/cpu.js";
 
 const arg = (name: string, def: string) => {

@@ -18,25 +18,29 @@
 //             mean?: { ...same } }]
 // }
 
+import { z } from "zod";
 import { sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import type { HookFn } from "../model/hooks.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
+import { forwardBatch, withHooks } from "./forward.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
 export type AblationMode = "zero" | "mean";
 
-export interface AblateOptions {
+export const AblateOptionsSchema = z.object({
   /** heads as "layer.head" (0-based), e.g. ["2.1", "3.0"]; null (default): every head, one at a time */
-  heads: string[] | null;
+  heads: z.array(z.string()).nullable().default(null),
   /** "both" (default), "zero" or "mean" */
-  mode: AblationMode | "both";
-  /** matrices in the batch (default 256) */
-  batch: number;
-}
-
-export const ABLATE_DEFAULTS: AblateOptions = { heads: null, mode: "both", batch: 256 };
+  mode: z.enum(["both", "zero", "mean"]).default("both"),
+  /** matrices in the batch */
+  batch: count(256),
+});
+export type AblateOptions = z.output<typeof AblateOptionsSchema>;
+export const ABLATE_DEFAULTS: AblateOptions = AblateOptionsSchema.parse({});
 
 export interface Losses {
   loss: number;
@@ -99,22 +103,18 @@ export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise
   for (const [l, h] of heads) {
     const row: (typeof rows)[number] = { layer: l, head: h };
     for (const mode of modes) {
-      const remove = mode === "zero"
-        ? model.addHook(`blocks.${l}.attn.z`, (z, info) => {
-          const N = info.shape[0]! * info.shape[1]!; // [nb, T, C]
-          for (let t = 0; t < N; t++) z.fill(0, t * d + h * hs, t * d + (h + 1) * hs);
-        })
-        : model.addHook(`blocks.${l}.attn.pattern`, (att, info) => {
-          const nb = info.shape[0]!; // [nb, H, T, T]
-          const src = mean32!.subarray((l * H + h) * T * T, (l * H + h + 1) * T * T);
-          for (let b = 0; b < nb; b++) att.set(src, (b * H + h) * T * T);
-        });
-      try {
-        const ls = lossSplit(await forwardBatch(model, batch), batch.targets, batch.hidden);
-        row[mode] = { ...ls, dLoss: ls.loss - clean.loss, dLossMask: ls.loss_mask - clean.loss_mask, dLossObs: ls.loss_obs - clean.loss_obs };
-      } finally {
-        remove();
-      }
+      const zero: HookFn = (z, info) => {
+        const N = info.shape[0]! * info.shape[1]!; // [nb, T, C]
+        for (let t = 0; t < N; t++) z.fill(0, t * d + h * hs, t * d + (h + 1) * hs);
+      };
+      const mean: HookFn = (att, info) => {
+        const nb = info.shape[0]!; // [nb, H, T, T]
+        const src = mean32!.subarray((l * H + h) * T * T, (l * H + h + 1) * T * T);
+        for (let b = 0; b < nb; b++) att.set(src, (b * H + h) * T * T);
+      };
+      const hooks = mode === "zero" ? { [`blocks.${l}.attn.z`]: zero } : { [`blocks.${l}.attn.pattern`]: mean };
+      const ls = lossSplit(await withHooks(model, hooks, () => forwardBatch(model, batch)), batch.targets, batch.hidden);
+      row[mode] = { ...ls, dLoss: ls.loss - clean.loss, dLossMask: ls.loss_mask - clean.loss_mask, dLossObs: ls.loss_obs - clean.loss_obs };
     }
     rows.push(row);
   }
@@ -147,3 +147,11 @@ export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise
   } as VlSpec;
   return { json: { batch: B, modes, clean, heads: rows }, figures: [{ name: "heads", spec }], findings };
 }
+
+export const experiment: Experiment<typeof AblateOptionsSchema> = {
+  name: "ablate",
+  summary: "per-head importance: zero or mean-pattern ablation",
+  options: AblateOptionsSchema,
+  steps: "post",
+  run: (ctx, o) => ablate(ctx, o),
+};

@@ -43,11 +43,14 @@
 //   }]
 // }
 
+import { z } from "zod";
 import { type Batch, structuredMask, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
+import { forwardBatch } from "./forward.js";
 
 export interface StructuredMaskSpec {
   rows?: number[];
@@ -55,24 +58,25 @@ export interface StructuredMaskSpec {
   keep?: Array<[number, number]>;
 }
 
-export interface AttentionOptions {
-  /** matrices in the batch (default 256) */
-  batch: number;
+export const AttentionOptionsSchema = z.object({
+  /** matrices in the batch */
+  batch: count(256),
   /**
-   * "both" (default): random masks and the default structured mask;
+   * "both" (the default): random masks and the default structured mask;
    * "random": masks drawn with the data's p_mask; "structured": the default
-   * structured mask (see defaultStructuredSpec); or a structured mask spec.
+   * structured mask (see defaultStructuredSpec); or a structured mask spec
+   * (JSON, checked by the experiment).
    */
-  mask: "both" | "random" | "structured" | StructuredMaskSpec;
+  mask: z.union([z.enum(["both", "random", "structured"]), z.custom<StructuredMaskSpec>()]).default("both"),
   /**
    * [row, col] (0-based) of the query cell drawn on the matrix; null
    * (default): the first hidden cell of the structured mask, and the
    * centre cell (⌊m/2⌋, ⌊n/2⌋) for random masks.
    */
-  queryCell: [number, number] | null;
-}
-
-export const ATTENTION_DEFAULTS: AttentionOptions = { batch: 256, mask: "both", queryCell: null };
+  queryCell: z.tuple([z.number(), z.number()]).nullable().default(null),
+});
+export type AttentionOptions = z.output<typeof AttentionOptionsSchema>;
+export const ATTENTION_DEFAULTS: AttentionOptions = AttentionOptionsSchema.parse({});
 
 export const SCORE_THRESHOLD = 0.5;
 export const UNIFORM_ENTROPY = 0.9;
@@ -421,3 +425,11 @@ export async function attention(ctx: AnalysisContext, opts: AttentionOptions): P
     findings,
   };
 }
+
+export const experiment: Experiment<typeof AttentionOptionsSchema> = {
+  name: "attention",
+  summary: "mean attention patterns, row/column scores, head labels",
+  options: AttentionOptionsSchema,
+  steps: "post",
+  run: (ctx, o) => attention(ctx, o),
+};

@@ -11,9 +11,12 @@
 //         dropShift: number | null  (component drop step − normal drop step) }
 
 import { existsSync } from "node:fs";
+import { z } from "zod";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
-import { type AnalysisOutput, type RunHandle, openRun } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import { type RunHandle, openRun } from "../store/run.js";
+import type { AnalysisOutput } from "./context.js";
+import type { Experiment } from "./experiment.js";
 import { type Phases, detectPhases } from "./phases.js";
 
 export function componentOutput(run: RunHandle): AnalysisOutput {
@@ -68,3 +71,16 @@ export function componentOutput(run: RunHandle): AnalysisOutput {
     findings,
   };
 }
+
+const NoOptions = z.object({});
+
+export const experiment: Experiment<typeof NoOptions> = {
+  name: "component",
+  summary: "a --train-only run against the run it was initialised from: when does its drop come?",
+  options: NoOptions,
+  steps: "none",
+  run: (_ctx, _o, run) => {
+    if (!run) throw new AbruptError("component needs a run directory made with --init-from/--train-only");
+    return componentOutput(run);
+  },
+};

@@ -1,57 +1,21 @@
 // What every analysis gets: the model at a chosen checkpoint (of a run, or a
 // lone safetensors file such as a converted PyTorch checkpoint), the data
 // config, a seed, a backend, and where to write. Each experiment of SPEC §4
-// lives in its own file in this folder and returns an AnalysisOutput; the
-// CLI (`abrupt analyze`) writes it to <run>/analysis/<experiment>.json with
-// its figures beside it.
+// lives in its own file in this folder (experiment.ts, index.ts) and returns
+// an AnalysisOutput; the runner (runner.ts, `abrupt analyze`) writes it to
+// <run>/analysis/<experiment>.json with its figures beside it (output.ts).
+// Analyses use only the model's hook API and forward.ts, never its tensors.
 
-import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import type { Batch, DataConfig } from "../data/matrix.js";
+import type { DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Bert } from "../model/bert.js";
 import { loadCheckpoint } from "../store/checkpoint.js";
-import { ensureDir, writeFileAtomic } from "../store/files.js";
-import { type AttnBiasConfig, PartialRunConfigSchema, type RunConfig, attnBiasOn, resolveConfig } from "../train/config.js";
+import { type RunHandle, runCheckpoint } from "../store/run.js";
+import { type AttnBiasConfig, attnBiasOn, dataConfigOf } from "../train/config.js";
 import { detectEvents } from "../train/events.js";
-import { type MetricsLine, readMetrics, splitMetrics } from "../train/metrics.js";
-import { type VlSpec, writeFigure } from "../train/plot.js";
-import { ckptName, dataConfigOf, listCheckpoints } from "../train/train.js";
-
-export interface RunHandle {
-  dir: string;
-  cfg: RunConfig;
-  metrics: MetricsLine[];
-  /** checkpoint steps on disk, ascending */
-  steps: number[];
-}
-
-export function openRun(dir: string): RunHandle {
-  const abs = resolve(dir);
-  const cfgFile = join(abs, "config.json");
-  if (!existsSync(abs)) throw new AbruptError(`run directory ${dir} does not exist`);
-  if (!existsSync(cfgFile)) throw new AbruptError(`${dir} is not a run directory (no config.json)`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(cfgFile, "utf8"));
-  } catch (e) {
-    throw new AbruptError(`${cfgFile} is not valid JSON: ${(e as Error).message}`);
-  }
-  // fill fields added since the run was written from its preset's defaults
-  const parsed = PartialRunConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new AbruptError(`${cfgFile}: ${parsed.error.issues[0]!.path.join(".")}: ${parsed.error.issues[0]!.message}`);
-  const cfg = resolveConfig(parsed.data.preset, parsed.data, {});
-  return { dir: abs, cfg, metrics: readMetrics(join(abs, "metrics.jsonl")).lines, steps: listCheckpoints(abs) };
-}
-
-export function checkpointFile(run: RunHandle, step: number): string {
-  if (!run.steps.includes(step)) {
-    const list = run.steps.length > 12 ? [...run.steps.slice(0, 6), "…", ...run.steps.slice(-5)] : run.steps;
-    throw new AbruptError(`checkpoint step ${step} does not exist in ${run.dir} (available: ${list.join(", ") || "none"})`);
-  }
-  return join(run.dir, "checkpoints", `${ckptName(step)}.safetensors`);
-}
+import { splitMetrics } from "../train/metrics.js";
+import type { VlSpec } from "../viz/plot.js";
 
 /** The model source of an analysis: a run's checkpoints or one file. */
 export type Source =
@@ -75,7 +39,7 @@ export interface AnalysisContext {
   model(step?: number): AnyBert;
 }
 
-/** A model on any backend (analyses only use run / actHost / paramHost / addHook). */
+/** A model on any backend (analyses use run, act / actHost, addHook, getParam, and clone + setParam for variants). */
 export type AnyBert = Bert<unknown>;
 
 /**
@@ -95,7 +59,7 @@ export function makeContext(
     model(s = ctx.step) {
       let m = cache.get(s);
       if (m) return m;
-      const file = source.kind === "run" ? checkpointFile(source.run, s) : source.file;
+      const file = source.kind === "run" ? runCheckpoint(source.run, s) : source.file;
       const heads = source.kind === "run" ? source.run.cfg.model.H : source.heads;
       const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
       m = new Bert(ck.cfg, kernels);
@@ -122,48 +86,6 @@ export interface AnalysisOutput {
   json: Record<string, unknown>;
   figures: Array<{ name: string; spec: VlSpec }>;
   findings: string[];
-}
-
-/**
- * Writes <outDir>/<experiment>.json (with experiment, step, seed and the
- * resolved options added) and each figure as <outDir>/<experiment>-<figure>.svg/.png.
- * Returns the written paths.
- */
-export async function writeOutput(
-  ctx: AnalysisContext, experiment: string, out: AnalysisOutput, suffix = "", options?: Record<string, unknown>,
-): Promise<string[]> {
-  ensureDir(ctx.outDir, "output folder");
-  const base = join(ctx.outDir, experiment + suffix);
-  const json = { experiment, step: ctx.step, seed: ctx.seed, ...(options ? { options } : {}), ...out.json, findings: out.findings };
-  writeFileAtomic(`${base}.json`, JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 1) + "\n");
-  const files = [`${base}.json`];
-  for (const f of out.figures) files.push(...(await writeFigure(f.spec, `${base}-${f.name}`)));
-  return files;
-}
-
-/** Samples per forward pass: bounds the activation memory of big models. */
-export const CHUNK = 64;
-
-/**
- * Runs the model over a batch, `chunk` (default CHUNK) samples per forward
- * pass, and returns its outputs [B,T]. `before(b0, nb)` runs before the pass
- * over samples b0..b0+nb (for hooks that need to know which samples they
- * see), `after(b0, nb)` after it (to read activations with model.act).
- */
-export async function forwardBatch(
-  model: AnyBert, batch: Batch,
-  each: { chunk?: number; before?: (b0: number, nb: number) => void; after?: (b0: number, nb: number) => void | Promise<void> } = {},
-): Promise<Float32Array> {
-  const { B, T } = batch;
-  const chunk = each.chunk ?? CHUNK;
-  const out = new Float32Array(B * T);
-  for (let b0 = 0; b0 < B; b0 += chunk) {
-    const nb = Math.min(chunk, B - b0);
-    each.before?.(b0, nb);
-    out.set(await model.run(batch.tokens.subarray(b0 * T, (b0 + nb) * T), nb, T), b0 * T);
-    await each.after?.(b0, nb);
-  }
-  return out;
 }
 
 /** Per-cell losses of model outputs against a batch (the trainer's metrics, less mask_abs). */

@@ -24,21 +24,25 @@
 //   observedCopy: { meanAbsErr, slope, correlation }  (output vs input at observed cells, MASK input)
 //   random: { loss, loss_mask, loss_obs, meanOutHidden, observedCopy: { meanAbsErr, slope, correlation } }
 
+import { z } from "zod";
 import { MASK_ID, roundTo, sampleBatch, tokenOf, valueOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, lossSplit } from "./context.js";
-import { checkCount, forwardAll } from "./nnm.js";
+import { forwardBatch } from "./forward.js";
+import { checkCount } from "./nnm.js";
+import { type Experiment, count } from "./experiment.js";
+import { detectPhases } from "./phases.js";
 
-export interface CopyOptions {
-  /** values whose tokens replace MASK at hidden cells (default [0.44, -0.24]) */
-  values: number[];
-  /** matrices (default 256) */
-  batch: number;
-}
-
-export const COPY_DEFAULTS: CopyOptions = { values: [0.44, -0.24], batch: 256 };
+export const CopyOptionsSchema = z.object({
+  /** values whose tokens replace MASK at hidden cells */
+  values: z.array(z.number()).default([0.44, -0.24]),
+  /** matrices */
+  batch: count(256),
+});
+export type CopyOptions = z.output<typeof CopyOptionsSchema>;
+export const COPY_DEFAULTS: CopyOptions = CopyOptionsSchema.parse({});
 
 /** Least-squares line of y on x, and the correlation (null if x is constant). */
 export function fitLine(xs: ArrayLike<number>, ys: ArrayLike<number>): { slope: number | null; intercept: number | null; correlation: number | null } {
@@ -80,7 +84,7 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
   const { B, T, hidden, targets } = batch;
 
   // with MASK
-  const out0 = await forwardAll(model, batch.tokens, B, T);
+  const out0 = await forwardBatch(model, batch);
   let hiddenCells = 0, s0 = 0, a0 = 0;
   for (let i = 0; i < out0.length; i++) if (hidden[i]) { hiddenCells++; s0 += out0[i]!; a0 += Math.abs(out0[i]!); }
   if (hiddenCells === 0) throw new AbruptError(`copy: no hidden cells in ${B} matrices at p_mask ${ctx.data.pMask}; use a larger p_mask or batch`);
@@ -95,7 +99,7 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
   for (const [vi, v] of values.entries()) {
     const tok = batch.tokens.slice();
     for (let i = 0; i < tok.length; i++) if (hidden[i]) tok[i] = tokens[vi]!;
-    const out = await forwardAll(model, tok, B, T);
+    const out = await forwardBatch(model, { tokens: tok, B, T });
     let s = 0, s2 = 0, abs = 0, sq = 0, h = 0;
     for (let i = 0; i < out.length; i++) {
       if (!hidden[i]) continue;
@@ -123,7 +127,7 @@ export async function copy(ctx: AnalysisContext, opts: CopyOptions): Promise<Ana
     rTargets[i] = v;
     rTokens[i] = hidden[i] ? MASK_ID : tokenOf(v);
   }
-  const outR = await forwardAll(model, rTokens, B, T);
+  const outR = await forwardBatch(model, { tokens: rTokens, B, T });
   let sr = 0;
   for (let i = 0; i < outR.length; i++) if (hidden[i]) sr += outR[i]!;
   const random = { ...lossSplit(outR, rTargets, hidden), meanOutHidden: sr / hiddenCells, observedCopy: observedCopy(outR, rTargets, hidden) };
@@ -254,3 +258,12 @@ export function copyOverTraining(per: Array<{ step: number; json: Record<string,
   } as VlSpec;
   return { json: { drop, rows }, figures: [{ name: "curve", spec }], findings };
 }
+
+export const experiment: Experiment<typeof CopyOptionsSchema> = {
+  name: "copy",
+  summary: "MASK replaced by value tokens, and random full-rank inputs: does the model copy?",
+  options: CopyOptionsSchema,
+  steps: "pre",
+  run: (ctx, o) => copy(ctx, o),
+  summarize: (per, run) => copyOverTraining(per, run ? (detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask).drop?.step ?? null) : null),
+};

@@ -33,32 +33,34 @@
 // Figures: token-norm, token-pca, position-tsne, permutation, pca-steps (steps given only).
 
 import { createRequire } from "node:module";
+import { z } from "zod";
 import { type Batch, VOCAB, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import { Bert } from "../model/bert.js";
-import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { forwardBatch } from "./forward.js";
+import { type Experiment, count } from "./experiment.js";
 import { pca, pearson, project } from "./linalg.js";
 
-export interface EmbeddingsOptions {
-  /** checkpoint steps for the fixed-basis PCA (default []: none); needs a run */
-  steps: number[];
-  /** random permutations of the position embeddings (default 5) */
-  permutations: number;
-  /** matrices for the permutation loss (default 512) */
-  matrices: number;
-  /** matrices per forward pass (default 64) */
-  batch: number;
-  /** t-SNE perplexity (default 10; capped at (m·n − 1)/3) */
-  perplexity: number;
-  /** t-SNE iterations (default 1000) */
-  tsneIterations: number;
-  /** t-SNE learning rate (default 10: tsne-js's own default, 1000, and even 100 scatter a few dozen points) */
-  tsneLearningRate: number;
-}
-
-export const EMBEDDINGS_DEFAULTS: EmbeddingsOptions = { steps: [], permutations: 5, matrices: 512, batch: 64, perplexity: 10, tsneIterations: 1000, tsneLearningRate: 10 };
+export const EmbeddingsOptionsSchema = z.object({
+  /** checkpoint steps for the fixed-basis PCA ([]: none; with a run, `abrupt analyze` takes its checkpoints up to the analysed one) */
+  steps: z.array(z.number()).default([]),
+  /** random permutations of the position embeddings */
+  permutations: count(5, 10_000, 0),
+  /** matrices for the permutation loss */
+  matrices: count(512),
+  /** matrices per forward pass */
+  batch: count(64),
+  /** t-SNE perplexity (capped at (m·n − 1)/3) */
+  perplexity: z.number().default(10),
+  /** t-SNE iterations */
+  tsneIterations: count(1000, 1_000_000),
+  /** t-SNE learning rate (10: tsne-js's own default, 1000, and even 100 scatter a few dozen points) */
+  tsneLearningRate: z.number().default(10),
+});
+export type EmbeddingsOptions = z.output<typeof EmbeddingsOptionsSchema>;
+export const EMBEDDINGS_DEFAULTS: EmbeddingsOptions = EmbeddingsOptionsSchema.parse({});
 
 export interface Loss { loss: number; loss_mask: number; loss_obs: number }
 export interface Clustering { nn2d: number; nnOrig: number; silhouette2d: number; silhouetteOrig: number; nnChance: number }
@@ -159,16 +161,14 @@ function permutation(rng: Rng, n: number): number[] {
  */
 export async function permutedLosses(model: AnyBert, batch: Batch, perms: number[][], chunk: number): Promise<{ unpermuted: Loss; runs: Loss[] }> {
   const unpermuted = lossSplit(await forwardBatch(model, batch, { chunk }), batch.targets, batch.hidden);
-  const copy = new Bert(model.cfg, model.k);
-  copy.setParams(await model.paramsHost());
-  copy.setAttnBias(model.attnBias());
+  const copy = model.clone();
   const C = model.cfg.d;
-  const wpe = await model.paramHost(model.p.wpe);
+  const wpe = await model.getParam("embed.pos.weight");
   const permuted = wpe.slice();
   const runs: Loss[] = [];
   for (const perm of perms) {
     perm.forEach((src, t) => permuted.set(wpe.subarray(src * C, (src + 1) * C), t * C));
-    copy.k.upload(copy.p.wpe, permuted);
+    copy.setParam("embed.pos.weight", permuted);
     runs.push(lossSplit(await forwardBatch(copy, batch, { chunk }), batch.targets, batch.hidden));
   }
   return { unpermuted, runs };
@@ -206,7 +206,7 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
   const findings: string[] = [];
 
   // ---- token-embedding norms
-  const wte = await model.paramHost(model.p.wte);
+  const wte = await model.getParam("embed.tok.weight");
   const values: number[] = [], norms: number[] = [];
   for (let id = 1; id < VOCAB; id++) {
     const e = wte.subarray(id * C, (id + 1) * C);
@@ -250,7 +250,7 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
   const pcaSteps = opts.steps.length === 0 ? null : { basisStep: ctx.step, steps: [] as Array<{ step: number; points: Array<{ value: number; pc1: number; pc2: number }> }> };
   for (const step of pcaSteps ? opts.steps : []) {
     const other = ctx.model(step);
-    const X = tokRows(await other.paramHost(other.p.wte));
+    const X = tokRows(await other.getParam("embed.tok.weight"));
     const mean = new Float64Array(C);
     for (let i = 0; i < zoomIds.length; i++) for (let c = 0; c < C; c++) mean[c]! += X[i * C + c]! / zoomIds.length;
     const s = project(X, zoomIds.length, C, { mean, components: tp.components });
@@ -258,7 +258,7 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
   }
 
   // ---- position embeddings: t-SNE and clustering
-  const P = Float64Array.from((await model.paramHost(model.p.wpe)).subarray(0, T * C));
+  const P = Float64Array.from((await model.getParam("embed.pos.weight")).subarray(0, T * C));
   const perplexity = Math.min(opts.perplexity, (T - 1) / 3);
   const Y2 = tsne(P, T, C, ctx.seed + 2, perplexity, opts.tsneIterations, opts.tsneLearningRate);
   const cols = Array.from({ length: T }, (_, t) => t % n);
@@ -381,3 +381,12 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
     findings,
   };
 }
+
+export const experiment: Experiment<typeof EmbeddingsOptionsSchema> = {
+  name: "embeddings",
+  summary: "token-embedding norms and PCA, position t-SNE, permuted positions",
+  options: EmbeddingsOptionsSchema,
+  steps: "post",
+  batchPerPass: true,
+  run: (ctx, o, run) => embeddings(ctx, run && o.steps.length === 0 ? { ...o, steps: run.steps.filter((s) => s <= ctx.step) } : o),
+};

@@ -109,20 +109,21 @@ export type CollapseSite = (typeof COLLAPSE_SITES)[number];
 
 /**
  * Hook names of the collapse sites for a model of L ≥ 1 layers:
- * before_attn = the last layer's input (blocks.{L−2}.resid_post, embed.out
- * for L = 1); attn_out = blocks.{L−1}.attn.out; after_attn =
- * blocks.{L−1}.resid_mid (LN1(x + attn)); after_mlp = blocks.{L−1}.mlp.out
- * (the MLP's output); before_head = blocks.{L−1}.resid_post (LN2(resid_mid
- * + mlp), what the read-out reads: the "final hidden states").
+ * before_attn = the last layer's input (blocks.{L−1}.resid_pre: embed.out
+ * for L = 1, else blocks.{L−2}.ln2.out); attn_out = blocks.{L−1}.attn.out;
+ * after_attn = blocks.{L−1}.ln1.out (LN1(x + attn)); after_mlp =
+ * blocks.{L−1}.mlp.out (the MLP's output); before_head =
+ * blocks.{L−1}.ln2.out (LN2(ln1.out + mlp), what the read-out reads: the
+ * "final hidden states").
  */
 export function collapseSiteHooks(L: number): Record<CollapseSite, string> {
   const l = L - 1;
   return {
-    before_attn: l > 0 ? `blocks.${l - 1}.resid_post` : "embed.out",
+    before_attn: `blocks.${l}.resid_pre`,
     attn_out: `blocks.${l}.attn.out`,
-    after_attn: `blocks.${l}.resid_mid`,
+    after_attn: `blocks.${l}.ln1.out`,
     after_mlp: `blocks.${l}.mlp.out`,
-    before_head: `blocks.${l}.resid_post`,
+    before_head: `blocks.${l}.ln2.out`,
   };
 }
 
@@ -152,7 +153,7 @@ export async function stepMeasures(model: Bert<unknown>, batch: Batch, out: Floa
   const { B, T, m, n } = batch;
   const sites = collapseSiteHooks(L);
   const names = [...Array.from({ length: L }, (_, l) => `blocks.${l}.attn.pattern`), ...COLLAPSE_SITES.map((s) => sites[s])];
-  const acts = model.k.host
+  const acts = model.kernels.host
     ? names.map((nm) => model.act(nm) as Float32Array)
     : await Promise.all(names.map((nm) => model.actHost(nm)));
   const opt = optimalKeys(batch.hidden, B, m, n);

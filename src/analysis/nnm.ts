@@ -25,46 +25,26 @@
 //   regularised: per λ { lambda, rows: per p_mask { pMask, mse_hidden, nuc, unconverged } }
 //   (empty when lambdas = [])
 
+import { z } from "zod";
 import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, CHUNK, lossSplit } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
+import { forwardBatch } from "./forward.js";
 import { NNM_SOLVER_DEFAULTS, NnmSolver, REG_SOLVER_DEFAULTS, RegNnmSolver, nuclearNorm } from "./nnm-solver.js";
 
-export interface NnmOptions {
-  /** masking probabilities (default 0.10, 0.15, …, 0.60) */
-  pMasks: number[];
-  /** matrices per p_mask (default 512) */
-  matrices: number;
-  /** λ of the regularised variant (default [] = skip; e.g. [0.01, 0.1]) */
-  lambdas: number[];
-}
-
-export const NNM_DEFAULTS: NnmOptions = {
-  pMasks: Array.from({ length: 11 }, (_, i) => Math.round((0.1 + 0.05 * i) * 100) / 100),
-  matrices: 512,
-  lambdas: [],
-};
-
-/**
- * Runs the model on `count` token rows of length T in chunks of CHUNK rows
- * (the last chunk padded with copies of row 0, so one activation shape is
- * allocated); returns a copy of the outputs [count, T].
- */
-export async function forwardAll(model: AnyBert, tokens: Int32Array, count: number, T: number): Promise<Float32Array> {
-  const B = Math.min(CHUNK, count);
-  const out = new Float32Array(count * T);
-  const buf = new Int32Array(B * T);
-  for (let b0 = 0; b0 < count; b0 += B) {
-    const k = Math.min(B, count - b0);
-    buf.set(tokens.subarray(b0 * T, (b0 + k) * T));
-    for (let b = k; b < B; b++) buf.set(tokens.subarray(0, T), b * T);
-    const y = await model.run(buf, B, T);
-    out.set(y.subarray(0, k * T), b0 * T);
-  }
-  return out;
-}
+export const NnmOptionsSchema = z.object({
+  /** masking probabilities (0.10, 0.15, …, 0.60) */
+  pMasks: z.array(z.number()).default(() => Array.from({ length: 11 }, (_, i) => Math.round((0.1 + 0.05 * i) * 100) / 100)),
+  /** matrices per p_mask */
+  matrices: count(512),
+  /** λ of the regularised variant ([] = skip; e.g. [0.01, 0.1]) */
+  lambdas: z.array(z.number()).default([]),
+});
+export type NnmOptions = z.output<typeof NnmOptionsSchema>;
+export const NNM_DEFAULTS: NnmOptions = NnmOptionsSchema.parse({});
 
 export function checkCount(name: string, v: number, max = 1_000_000): void {
   if (!(Number.isInteger(v) && v >= 1 && v <= max)) throw new AbruptError(`${name} must be an integer in [1, ${max}] (got ${v})`);
@@ -91,7 +71,7 @@ export interface Comparison {
 
 export async function compareWithNnm(model: AnyBert, batch: Batch, nucOfBert = true): Promise<Comparison> {
   const { B, m, n, T } = batch;
-  const out = await forwardAll(model, batch.tokens, B, T);
+  const out = await forwardBatch(model, batch);
   const bert = lossSplit(out, batch.targets, batch.hidden);
   const solver = new NnmSolver(m, n);
   const Mb = new Float64Array(T), Ob = new Float64Array(T);
@@ -236,3 +216,11 @@ export async function nnm(ctx: AnalysisContext, opts: NnmOptions): Promise<Analy
     findings,
   };
 }
+
+export const experiment: Experiment<typeof NnmOptionsSchema> = {
+  name: "nnm",
+  summary: "nuclear-norm minimisation baseline vs BERT over p_mask 0.10…0.60",
+  options: NnmOptionsSchema,
+  steps: "post",
+  run: (ctx, o) => nnm(ctx, o),
+};

@@ -20,11 +20,13 @@
 //     bert_wins                        fraction of matrices where BERT's hidden-cell error < NNM's
 //     nnm_unconverged }
 
+import { z } from "zod";
 import { type DataConfig, type Factor, sampleBatch, validateDataConfig } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
 import { checkCount, compareWithNnm } from "./nnm.js";
 
 /** Changes to ctx.data; missing fields keep the run's value. */
@@ -37,14 +39,14 @@ export interface OodVariant {
   factor?: Factor;
 }
 
-export interface OodOptions {
-  /** matrices per variant (default 128) */
-  matrices: number;
-  /** the variants (default null: derived from ctx.data, see defaultVariants) */
-  variants: OodVariant[] | null;
-}
-
-export const OOD_DEFAULTS: OodOptions = { matrices: 128, variants: null };
+export const OodOptionsSchema = z.object({
+  /** matrices per variant */
+  matrices: count(128),
+  /** the variants (JSON, checked by the experiment; null (default): derived from ctx.data, see defaultVariants) */
+  variants: z.array(z.custom<OodVariant>()).nullable().default(null),
+});
+export type OodOptions = z.output<typeof OodOptionsSchema>;
+export const OOD_DEFAULTS: OodOptions = OodOptionsSchema.parse({});
 
 const FACTORS: Factor[] = ["uniform", "gaussian", "laplace"];
 
@@ -168,3 +170,11 @@ export async function ood(ctx: AnalysisContext, opts: OodOptions): Promise<Analy
 
   return { json: { matrices: opts.matrices, positions, rows }, figures: [{ name: "variants", spec }], findings };
 }
+
+export const experiment: Experiment<typeof OodOptionsSchema> = {
+  name: "ood",
+  summary: "out of distribution: factors, ranks, p_mask, sizes; BERT vs NNM",
+  options: OodOptionsSchema,
+  steps: "post",
+  run: (ctx, o) => ood(ctx, o),
+};

@@ -18,21 +18,24 @@
 // }
 // Run = { toX: Mse, toNegX: Mse }, Mse = { all, hidden, observed }
 
+import { z } from "zod";
 import { type Batch, MASK_ID, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, forwardBatch } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
+import { forwardBatch, runWithCache, withHooks } from "./forward.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
-export interface PatchOptions {
+export const PatchOptionsSchema = z.object({
   /** hook names to patch, each alone; null (default): blocks.{l}.attn.out for every layer */
-  hooks: string[] | null;
-  /** matrices in the batch (default 256) */
-  batch: number;
-}
-
-export const PATCH_DEFAULTS: PatchOptions = { hooks: null, batch: 256 };
+  hooks: z.array(z.string()).nullable().default(null),
+  /** matrices in the batch */
+  batch: count(256),
+});
+export type PatchOptions = z.output<typeof PatchOptionsSchema>;
+export const PATCH_DEFAULTS: PatchOptions = PatchOptionsSchema.parse({});
 
 export interface Mse {
   all: number;
@@ -77,35 +80,21 @@ export async function patch(ctx: AnalysisContext, opts: PatchOptions): Promise<A
   const { B } = x;
   const run = (out: Float32Array): PatchRun => ({ toX: mse(out, x.targets, x.hidden, 1), toNegX: mse(out, x.targets, x.hidden, -1) });
 
-  // pass 1 on X: cache each hooked activation ([B, ...] as B per-sample blocks)
-  const cache = new Map<string, Float32Array>();
-  let at = 0; // first sample of the current chunk
-  const removers = [...new Set(hooks)].map((name) => model.addHook(name, (act, info) => {
-    const per = act.length / info.shape[0]!;
-    let c = cache.get(name);
-    if (!c) { c = new Float32Array(B * per); cache.set(name, c); }
-    c.set(act, at * per);
-  }));
-  let xOut: Float32Array;
-  try {
-    xOut = await forwardBatch(model, x, { before: (b0) => { at = b0; } });
-  } finally {
-    for (const r of removers) r();
-  }
+  // pass 1 on X caches every chosen activation ([B, ...]); pass 2 runs on −X
+  const { out: xOut, cache } = await runWithCache(model, x, hooks);
   const baselines = { x: run(xOut), negX: run(await forwardBatch(model, negX)) };
 
+  // then on −X with one activation replaced by its value on X
   const patched: Array<{ hook: string } & PatchRun> = [];
   for (const name of hooks) {
     const src = cache.get(name)!;
-    const remove = model.addHook(name, (act, info) => {
+    let at = 0; // first sample of the current chunk
+    const fromX = (act: Float32Array, info: { shape: number[] }) => {
       const per = act.length / info.shape[0]!;
       act.set(src.subarray(at * per, at * per + act.length));
-    });
-    try {
-      patched.push({ hook: name, ...run(await forwardBatch(model, negX, { before: (b0) => { at = b0; } })) });
-    } finally {
-      remove();
-    }
+    };
+    const out = await withHooks(model, { [name]: fromX }, () => forwardBatch(model, negX, { before: (b0) => { at = b0; } }));
+    patched.push({ hook: name, ...run(out) });
   }
 
   const f = (r: PatchRun) => `MSE to X ${fmt(r.toX.hidden)}, to −X ${fmt(r.toNegX.hidden)} (hidden cells; all cells ${fmt(r.toX.all)} / ${fmt(r.toNegX.all)})`;
@@ -149,3 +138,11 @@ export async function patch(ctx: AnalysisContext, opts: PatchOptions): Promise<A
   } as VlSpec;
   return { json: { batch: B, hooks, baselines, patched }, figures: [{ name: "mse", spec }], findings };
 }
+
+export const experiment: Experiment<typeof PatchOptionsSchema> = {
+  name: "patch",
+  summary: "activation patching: run on -X with attention outputs from X",
+  options: PatchOptionsSchema,
+  steps: "post",
+  run: (ctx, o) => patch(ctx, o),
+};

@@ -9,11 +9,14 @@
 // "post" (last checkpoint, if after the drop) checkpoints for the other
 // analyses.
 
+import { z } from "zod";
 import { AbruptError } from "../errors.js";
 import { type RunEvents, detectEvents } from "../train/events.js";
 import type { MetricsLine } from "../train/metrics.js";
-import type { VlSpec } from "../train/plot.js";
-import type { AnalysisOutput, RunHandle } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import type { RunHandle } from "../store/run.js";
+import type { AnalysisOutput } from "./context.js";
+import type { Experiment } from "./experiment.js";
 
 export interface Phases {
   window: number;
@@ -125,3 +128,16 @@ export function phasesOutput(run: RunHandle): AnalysisOutput {
   } as VlSpec;
   return { json: { ...ph }, figures: [{ name: "loss", spec }], findings };
 }
+
+const NoOptions = z.object({});
+
+export const experiment: Experiment<typeof NoOptions> = {
+  name: "phases",
+  summary: "plateau onset/end, drop step, plateau level vs the copy level",
+  options: NoOptions,
+  steps: "none",
+  run: (_ctx, _o, run) => {
+    if (!run) throw new AbruptError("phases needs a run directory (metrics.jsonl), not a lone checkpoint");
+    return phasesOutput(run);
+  },
+};

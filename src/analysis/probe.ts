@@ -1,7 +1,7 @@
 // Experiment 5, linear probes (SPEC §4 "Linear probes"): what each layer's
 // hidden state of a cell token holds, read by least squares.
 //
-// Layers: 0 = `embed.out`, l+1 = `blocks.{l}.resid_post`. Features of a cell
+// Layers: 0 = `embed.out`, l+1 = `blocks.{l}.ln2.out`. Features of a cell
 // token = its C-dim hidden state plus a constant 1 (bias). One probe per
 // (model, layer, cell group, target); the groups are hidden cells (MASK
 // token) and observed cells, fitted and tested separately since their
@@ -31,30 +31,31 @@
 //                    is nonzero; null for the scalar target)}[]
 // Figures: mse (test MSE per layer, one panel per target), cos (mean |cos|).
 
+import { z } from "zod";
 import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { hostKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
-import { Bert } from "../model/bert.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
 import { gramRows, ridgeSolve, symEigen } from "./linalg.js";
 
-export interface ProbeOptions {
-  /** training matrices (default 2048) */
-  train: number;
-  /** test matrices (default 256) */
-  test: number;
-  /** matrices per forward pass (default 32) */
-  batch: number;
-  /** ridge λ relative to the mean diagonal of FᵀF (default 1e-6) */
-  ridge: number;
-  /** also probe a randomly initialised model of the same shape (default true) */
-  control: boolean;
-}
-
-export const PROBE_DEFAULTS: ProbeOptions = { train: 2048, test: 256, batch: 32, ridge: 1e-6, control: true };
+export const ProbeOptionsSchema = z.object({
+  /** training matrices */
+  train: count(2048),
+  /** test matrices */
+  test: count(256),
+  /** matrices per forward pass */
+  batch: count(32),
+  /** ridge λ relative to the mean diagonal of FᵀF */
+  ridge: z.number().default(1e-6),
+  /** also probe a randomly initialised model of the same shape */
+  control: z.boolean().default(true),
+});
+export type ProbeOptions = z.output<typeof ProbeOptionsSchema>;
+export const PROBE_DEFAULTS: ProbeOptions = ProbeOptionsSchema.parse({});
 
 export type ProbeTarget = "value" | "row" | "col" | "sv";
 export const PROBE_TARGETS: ProbeTarget[] = ["value", "row", "col", "sv"];
@@ -111,7 +112,7 @@ export function probeTargets(batch: Batch): { Y: Float32Array; K: number } {
 }
 
 export function probeLayers(model: AnyBert): string[] {
-  return ["embed.out", ...Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.resid_post`)];
+  return ["embed.out", ...Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.ln2.out`)];
 }
 
 interface Acc { ftf: Float64Array; fty: Float64Array; count: number }
@@ -276,9 +277,8 @@ export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEF
   const model = ctx.model();
   const models: Array<{ name: "trained" | "control"; model: AnyBert }> = [{ name: "trained", model }];
   if (opts.control) {
-    const ctrl = new Bert(model.cfg, ctx.kernels);
+    const ctrl = model.clone(); // the same shape and attention intervention, then a fresh init
     ctrl.init(ctx.seed + 1);
-    ctrl.setAttnBias(model.attnBias());
     models.push({ name: "control", model: ctrl });
   }
   // the least squares run in host memory: on a host backend when the model is on a device
@@ -339,3 +339,12 @@ export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEF
     findings,
   };
 }
+
+export const experiment: Experiment<typeof ProbeOptionsSchema> = {
+  name: "probe",
+  summary: "linear probes per layer: cell value, masked row, top singular vector",
+  options: ProbeOptionsSchema,
+  steps: "post",
+  batchPerPass: true,
+  run: (ctx, o) => probe(ctx, o),
+};

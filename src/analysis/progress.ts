@@ -10,7 +10,7 @@
 //   means), and as the mean over all layers and heads. Reference: the
 //   value uniform attention would give, mean |optimal(q)| / (m·n).
 // - hidden-state collapse: mean pairwise cosine similarity of the final
-//   hidden states (`blocks.{L-1}.resid_post`) over the positions of a
+//   hidden states (`blocks.{L-1}.ln2.out`) over the positions of a
 //   sample (all pairs t < t' of nonzero states), averaged over samples.
 // - repetition: fraction of adjacent tokens (t, t+1 in the row-major
 //   sequence, so across row ends too) whose outputs are equal after
@@ -30,25 +30,28 @@
 //                                                 step, when `metrics` is given; else null)}[]
 // Figure: progress (top: measures vs step; bottom: losses vs step, log scale).
 
+import { z } from "zod";
 import { type Batch, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import type { VlSpec } from "../train/plot.js";
+import type { VlSpec } from "../viz/plot.js";
 import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
 import { addAttnMass, collapseSum, optimalKeys, queryCount, repetitionSum } from "./measures.js";
 
-export interface ProgressOptions {
-  /** checkpoint steps (default []: only ctx.step); more than one needs a run */
-  steps: number[];
-  /** matrices in the batch (default 256) */
-  matrices: number;
-  /** matrices per forward pass (default 64) */
-  batch: number;
+export const ProgressOptionsSchema = z.object({
+  /** checkpoint steps ([]: only ctx.step; with a run, `abrupt analyze` takes all of them); more than one needs a run */
+  steps: z.array(z.number()).default([]),
+  /** matrices in the batch */
+  matrices: count(256),
+  /** matrices per forward pass */
+  batch: count(64),
+});
+export type ProgressOptions = z.output<typeof ProgressOptionsSchema> & {
   /** the run's metrics lines, to plot the training loss at each step (optional) */
   metrics?: Array<{ step: number; loss: number; loss_mask: number }>;
-}
-
-export const PROGRESS_DEFAULTS: ProgressOptions = { steps: [], matrices: 256, batch: 64 };
+};
+export const PROGRESS_DEFAULTS: ProgressOptions = ProgressOptionsSchema.parse({});
 
 export interface ProgressMeasures {
   /** mean over layers and heads of the attention progress */
@@ -101,7 +104,7 @@ async function progressSums(model: AnyBert, batch: Batch, prec: number): Promise
     addAttnMass(s.mass.subarray(l * H, (l + 1) * H), await model.actHost(`blocks.${l}.attn.pattern`), opt, H, T);
   }
 
-  s.collapse = collapseSum(await model.actHost(L > 0 ? `blocks.${L - 1}.resid_post` : "embed.out"), B, T, C);
+  s.collapse = collapseSum(await model.actHost(L > 0 ? `blocks.${L - 1}.ln2.out` : "embed.out"), B, T, C);
   return s;
 }
 
@@ -222,3 +225,16 @@ export async function progress(ctx: AnalysisContext, opts: ProgressOptions = PRO
   } as VlSpec;
   return { json: { matrices: opts.matrices, steps: rows }, figures: [{ name: "progress", spec }], findings };
 }
+
+export const experiment: Experiment<typeof ProgressOptionsSchema> = {
+  name: "progress",
+  summary: "attention progress, hidden-state collapse, repetition over training",
+  options: ProgressOptionsSchema,
+  steps: "none",
+  batchPerPass: true,
+  run: (ctx, o, run) => progress(ctx, run ? {
+    ...o,
+    steps: o.steps.length === 0 ? run.steps : o.steps,
+    metrics: run.metrics.map((l) => ({ step: l.step, loss: l.loss, loss_mask: l.loss_mask })),
+  } : o),
+};

@@ -22,27 +22,31 @@
 //             AwithB: Losses, BwithA: Losses }],
 // }
 
+import { z } from "zod";
 import { sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
-import { Bert } from "../model/bert.js";
+import type { Bert } from "../model/bert.js";
 import { type ModelConfig, type TensorSpec, groupMatches, groupNames, isValidGroupSelector, paramSpecs } from "../model/params.js";
-import type { VlSpec } from "../train/plot.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, forwardBatch, lossSplit } from "./context.js";
+import type { VlSpec } from "../viz/plot.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { type Experiment, count } from "./experiment.js";
+import { forwardBatch } from "./forward.js";
+import { pickSteps } from "./phases.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
-export interface SwapOptions {
-  /** checkpoint step of model A (the CLI defaults it to the "pre" checkpoint); null: none given → error */
-  stepA: number | null;
-  /** checkpoint step of model B (the CLI defaults it to the "post" checkpoint) */
-  stepB: number | null;
-  /** parts to swap (default ["qkv", "attn", "non-attn"]) */
-  parts: string[];
-  /** matrices in the batch (default 256) */
-  batch: number;
-}
-
-export const SWAP_DEFAULTS: SwapOptions = { stepA: null, stepB: null, parts: ["qkv", "attn", "non-attn"], batch: 256 };
+export const SwapOptionsSchema = z.object({
+  /** checkpoint step of model A (with a run, `abrupt analyze` takes the "pre" checkpoint); null: none given → error */
+  stepA: z.number().nullable().default(null),
+  /** checkpoint step of model B (with a run: the "post" checkpoint) */
+  stepB: z.number().nullable().default(null),
+  /** parts to swap */
+  parts: z.array(z.string()).default(["qkv", "attn", "non-attn"]),
+  /** matrices in the batch */
+  batch: count(256),
+});
+export type SwapOptions = z.output<typeof SwapOptionsSchema>;
+export const SWAP_DEFAULTS: SwapOptions = SwapOptionsSchema.parse({});
 
 /** The parameter tensors a part names. */
 export function partTensors(cfg: ModelConfig, part: string): TensorSpec[] {
@@ -65,12 +69,9 @@ export function partTensors(cfg: ModelConfig, part: string): TensorSpec[] {
 
 /** A new model with `base`'s parameters except `tensors`, taken from `donor`. */
 export async function hybrid<Buf>(base: Bert<Buf>, donor: Bert<Buf>, tensors: TensorSpec[]): Promise<Bert<Buf>> {
-  const h = new Bert(base.cfg, base.k);
-  const params = await base.paramsHost();
+  const h = base.clone();
   const from = await donor.paramsHost();
-  for (const s of tensors) params.set(from.subarray(s.offset, s.offset + s.size), s.offset);
-  h.setParams(params);
-  h.setAttnBias(base.attnBias());
+  for (const s of tensors) h.setParam(s.name, from.subarray(s.offset, s.offset + s.size));
   return h;
 }
 
@@ -141,3 +142,11 @@ export async function swap(ctx: AnalysisContext, opts: SwapOptions): Promise<Ana
     findings,
   };
 }
+
+export const experiment: Experiment<typeof SwapOptionsSchema> = {
+  name: "swap",
+  summary: "swap Q/K/V, attention or non-attention weights between pre and post checkpoints",
+  options: SwapOptionsSchema,
+  steps: "none",
+  run: (ctx, o, run) => swap(ctx, run ? { ...o, stepA: o.stepA ?? pickSteps(run, "pre")[0]!, stepB: o.stepB ?? pickSteps(run, "post")[0]! } : o),
+};

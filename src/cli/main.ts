@@ -1,27 +1,28 @@
 #!/usr/bin/env node
-// The `abrupt` command line: train, predict, bench.
+// The `abrupt` command line: train, sweep, worker, predict, analyze, bench,
+// serve, report. It only reads flags and prints; the work is done in
+// src/train, src/sweep, src/analysis, src/server and the files beside this one.
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { AbruptError } from "../errors.js";
-import { loadKernels } from "../kernels/index.js";
+import { BACKENDS, loadKernels } from "../kernels/index.js";
 import type { AttentionKind, BackendName } from "../kernels/types.js";
 import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, parseAttnBias, readConfigFile, resolveConfig } from "../train/config.js";
-import { readMetrics } from "../train/metrics.js";
-import { lossCurveSpec, writeFigure } from "../train/plot.js";
-import { summarizeDrop } from "../train/summary.js";
+import { finishRun } from "../train/summary.js";
 import { checkTrainMemory, train } from "../train/train.js";
 import { resumeConfig } from "../train/resume.js";
 import { checkWritableFile, ensureDir, writeJsonAtomic } from "../store/files.js";
-import { EXPERIMENTS, analyze } from "./analyze.js";
-import { benchInProcess, checkBenchOptions, measureMatmul, runBench } from "./bench.js";
-import { loadPredictor, predict, readPredictInput, sizeWarning } from "./predict.js";
-import { loadGptPredictor, predictGpt } from "./predict-gpt.js";
+import { analyzeCommand } from "./analyze.js";
+import { benchInProcess, checkBenchOptions, measureMatmul, runBench } from "../train/bench.js";
+import { BACKEND_WORDS, attnOpt, backendOpt, collect, int, intList, isBackend, list, num, seedOpt } from "./flags.js";
+import { loadPredictor, predict, readPredictInput, sizeWarning } from "../predict/predict.js";
+import { loadGptPredictor, predictGpt } from "../predict/predict-gpt.js";
 import { Gpt } from "../model/gpt.js";
 import { checkpointFamily } from "../store/gpt-checkpoint.js";
-import { writeReport } from "./report.js";
+import { writeReport } from "../server/report.js";
 import { isLoopback, startServer } from "../server/server.js";
 import { runLocal } from "../sweep/local.js";
 import { prepareSweepDir } from "../sweep/runs.js";
@@ -29,32 +30,6 @@ import { analyzeSweep, sweepFindings } from "../sweep/results.js";
 import { planSweep, readSweepFile } from "../sweep/spec.js";
 import { checkQueue, enqueueSweep, followSweep, runWorker } from "../sweep/queue.js";
 import { cpus } from "node:os";
-
-const num = (name: string) => (v: string) => {
-  const x = Number(v);
-  if (v.trim() === "" || !Number.isFinite(x)) throw new InvalidArgumentError(`${name} must be a number (got "${v}")`);
-  return x;
-};
-const int = (name: string) => (v: string) => {
-  const x = num(name)(v);
-  if (!Number.isInteger(x)) throw new InvalidArgumentError(`${name} must be an integer (got "${v}")`);
-  return x;
-};
-const seedOpt = (name: string) => (v: string) => {
-  const x = int(name)(v);
-  if (x < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer (got ${v})`);
-  return x;
-};
-const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
-const intList = (name: string) => (v: string) => list(v).map((s) => int(name)(s));
-const attnOpt = (v: string): AttentionKind => {
-  if (v !== "softmax" && v !== "linear") throw new InvalidArgumentError(`attention must be softmax or linear (got "${v}")`);
-  return v;
-};
-const backendOpt = (v: string): BackendName => {
-  if (v !== "cpu" && v !== "ref" && v !== "webgpu") throw new InvalidArgumentError(`backend must be cpu, ref or webgpu (got "${v}")`);
-  return v;
-};
 
 interface TrainFlags {
   preset?: string; config?: string; out?: string; resume?: boolean; quiet?: boolean;
@@ -93,30 +68,6 @@ function packageVersion(): string {
 
 function stamp(): string {
   return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
-}
-
-/** Loss figure + drop summary of a run directory. */
-export async function finishRun(outDir: string, cfg: RunConfig): Promise<ReturnType<typeof summarizeDrop>> {
-  const { lines } = readMetrics(join(outDir, "metrics.jsonl"));
-  const summary = summarizeDrop(lines, cfg.data.rank);
-  writeJsonAtomic(join(outDir, "summary.json"), summary);
-  if (lines.length > 1) {
-    const m = cfg.model;
-    const t = cfg.train;
-    const decayFrom = decayStartOf(t);
-    const marks: Array<{ step: number; label: string }> = [];
-    if (t.lr_decay === "cosine" && decayFrom > 0) marks.push({ step: decayFrom, label: `lr decay starts (${decayFrom})` });
-    if (summary.drop) marks.push({ step: summary.drop.step, label: `L_mask < 0.2·r/9 (${summary.drop.step})` });
-    await writeFigure(
-      lossCurveSpec(lines, {
-        rank: cfg.data.rank, pMask: cfg.data.p_mask, marks,
-        title: `${cfg.data.m}×${cfg.data.n} rank ${cfg.data.rank}, p_mask ${cfg.data.p_mask} · BERT L${m.L} H${m.H} d${m.d} · batch ${t.batch}, lr ${t.lr}` +
-          (t.lr_decay === "cosine" ? `, cosine to ${t.lr * t.lr_final} from step ${decayFrom}` : ""),
-      }),
-      join(outDir, "loss"),
-    );
-  }
-  return summary;
 }
 
 export function buildProgram(): Command {
@@ -159,7 +110,7 @@ export function buildProgram(): Command {
     .option("--width <n>", "width d", int("--width"))
     .option("--ff <n>", "feed-forward width", int("--ff"))
     .option("--positions <n>", "rows of the position table", int("--positions"))
-    .option("--backend <name>", "cpu, ref or webgpu", backendOpt)
+    .option("--backend <name>", BACKEND_WORDS, backendOpt)
     .option("--device <name>", "same as --backend (webgpu: the GPU through Dawn)", backendOpt)
     .option("--threads <n>", "threads (0 = all cores)", int("--threads"))
     .option("--eval-every <n>", "eval every n steps (0 = never)", int("--eval-every"))
@@ -277,7 +228,7 @@ export function buildProgram(): Command {
     .requiredOption("--input <file>", "JSON {\"matrices\": [[[v or null, ...], ...], ...]} (null = hidden)")
     .option("--heads <n>", "heads, when the checkpoint has no config (default 8; a GPT's 2)", int("--heads"))
     .option("--attn <kind>", "a GPT's attention, when the checkpoint has no config: softmax or linear (default softmax)", attnOpt)
-    .option("--backend <name>", "cpu, ref or webgpu", backendOpt, "cpu" as BackendName)
+    .option("--backend <name>", BACKEND_WORDS, backendOpt, "cpu" as BackendName)
     .option("--device <name>", "same as --backend", backendOpt)
     .option("--clamp", "clamp values outside the vocabulary's range ([-10, 10]; a GPT's [-2, 2]) instead of failing")
     .action(async (f: { checkpoint: string; input: string; heads?: number; attn?: AttentionKind; backend: BackendName; device?: BackendName; clamp?: boolean }) => {
@@ -295,61 +246,7 @@ export function buildProgram(): Command {
       process.stdout.write(JSON.stringify({ predictions }) + "\n");
     });
 
-  program
-    .command("analyze")
-    .description(`run an experiment of the paper on a run's checkpoints: ${EXPERIMENTS.map((e) => e.name).join(", ")}, or all`)
-    .argument("<experiment>", "experiment name, or all")
-    .argument("[run]", "run directory (omit with --checkpoint)")
-    .option("--step <which>", "checkpoint: pre, post, final, all, or a step number (default depends on the experiment)")
-    .option("--checkpoint <file>", "analyse one safetensors file instead of a run (e.g. a converted PyTorch checkpoint)")
-    .option("--heads <n>", "heads, for a checkpoint without config (default 8)", int("--heads"))
-    .option("--m <n>", "matrix rows (default: the run's, or 7)", int("--m"))
-    .option("--n <n>", "matrix columns", int("--n"))
-    .option("--rank <r>", "rank", int("--rank"))
-    .option("--p-mask <p>", "probability that a cell is hidden", num("--p-mask"))
-    .option("--factor <dist>", "uniform, gaussian or laplace")
-    .option("--seed <n>", "seed of the analysis data", seedOpt("--seed"), 0)
-    .option("--clamp", "clamp values outside [-10, 10] instead of failing")
-    .option("--backend <name>", "cpu, ref or webgpu", backendOpt, "cpu" as BackendName)
-    .option("--device <name>", "same as --backend", backendOpt)
-    .option("--out <dir>", "output folder (default RUN/analysis)")
-    .option("--opt <key=value>", "experiment option (repeatable), e.g. --opt values=0.44,-0.24", (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option("--attn-bias <C[@STEP[-UNTIL]][:LAYERS]>", "run the models with the attention intervention (as train --attn-bias; at the checkpoints where training had it on)")
-    .option("--x <key>", "sweep: the phase diagram's x axis (a grid key)")
-    .option("--y <key>", "sweep: the phase diagram's y axis (a grid key)")
-    .option("--metric <m>", "sweep: the phase diagram's colour, p_drop or median_plateau_end (default both)")
-    .option("--with <dir[:cells]>", "sweep: add another sweep's cells (all, or the comma-separated CELLS) to the figures, e.g. a baseline (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option("--aligned <field>", "sweep: draw a metrics field (e.g. attn_progress) against steps since each run's drop, per cell (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .action(async (experiment: string, runDir: string | undefined, f: Parameters<typeof analyze>[2] & { device?: BackendName; x?: string; y?: string; metric?: string; with: string[]; aligned: string[] }) => {
-      if (experiment === "sweep") {
-        if (!runDir) throw new AbruptError("analyze sweep needs the sweep folder: abrupt analyze sweep DIR");
-        if (f.metric !== undefined && f.metric !== "p_drop" && f.metric !== "median_plateau_end") throw new AbruptError(`--metric must be p_drop or median_plateau_end (got "${f.metric}")`);
-        const { results, files, compared } = await analyzeSweep(resolve(runDir), { out: f.out, x: f.x, y: f.y, metric: f.metric as "p_drop" | undefined, with: f.with, aligned: f.aligned });
-        for (const l of sweepFindings(compared ?? results)) console.error(`  - ${l}`);
-        console.error(`  → ${files.join(", ")}`);
-        return;
-      }
-      const t0 = performance.now();
-      const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, "0")}`;
-      await analyze(experiment, runDir, {
-        ...f, backend: f.device ?? f.backend,
-        // results as they come, with the job count, elapsed time and an ETA
-        onProgress: (ev) => {
-          const at = (step: number) => (step >= 0 ? ` @ step ${step}` : "");
-          if (ev.kind === "start") {
-            if (ev.total > 1) console.error(`[${ev.done + 1}/${ev.total}] ${ev.experiment}${at(ev.step)} …`);
-            return;
-          }
-          const r = ev.result;
-          const el = (performance.now() - t0) / 1000;
-          const eta = ev.done > 0 && ev.done < ev.total ? `, ETA ${clock((el / ev.done) * (ev.total - ev.done))}` : "";
-          const time = ev.seconds !== null ? ` (${ev.seconds.toFixed(1)} s; elapsed ${clock(el)}${eta})` : "";
-          console.error(`${r.experiment}${at(r.step)}:${time}`);
-          for (const x of r.findings) console.error(`  - ${x}`);
-          if (r.files.length) console.error(`  → ${r.files.join(", ")}`);
-        },
-      });
-    });
+  analyzeCommand(program);
 
   program
     .command("bench")
@@ -372,8 +269,8 @@ export function buildProgram(): Command {
         return;
       }
       const backends = f.device ? [f.device] : f.backends.map((b) => {
-        if (b !== "cpu" && b !== "ref" && b !== "webgpu") throw new AbruptError(`--backends: unknown backend "${b}" (backends: cpu, ref, webgpu)`);
-        return b as BackendName;
+        if (!isBackend(b)) throw new AbruptError(`--backends: unknown backend "${b}" (backends: ${BACKENDS.join(", ")})`);
+        return b;
       });
       checkBenchOptions(f.sizes, f.steps);
       if (f.json) checkWritableFile(f.json, "--json file");
@@ -409,7 +306,7 @@ export function buildProgram(): Command {
     .option("--pre <step>", "checkpoint for 'before' (default: the last on the plateau)", int("--pre"))
     .option("--post <step>", "checkpoint for 'after' (default: the last, if after the drop)", int("--post"))
     .option("--seed <n>", "seed of the analysis data", seedOpt("--seed"), 0)
-    .option("--opt <key=value>", "experiment option (repeatable), as for analyze", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--opt <key=value>", "experiment option (repeatable), as for analyze", collect, [] as string[])
     .action(async (runDir: string, f: { out?: string; pre?: number; post?: number; seed: number; opt: string[] }) => {
       const file = await writeReport(runDir, f);
       console.error(`report: ${file}`);

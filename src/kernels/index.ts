@@ -6,7 +6,8 @@ import { loadCpuKernels } from "./cpu.js";
 import { refKernels } from "./ref.js";
 import type { BackendName, Kernels } from "./types.js";
 
-export const BACKENDS: readonly BackendName[] = ["ref", "cpu", "webgpu"];
+/** Every backend, the default (cpu) first. */
+export const BACKENDS: readonly BackendName[] = ["cpu", "ref", "webgpu"];
 
 export type HostBackendName = Exclude<BackendName, "webgpu">;
 

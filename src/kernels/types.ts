@@ -17,6 +17,19 @@
 // - parameter gradients ACCUMULATE (+=); activation gradients are
 //   OVERWRITTEN unless a flag says otherwise;
 // - linear weights are PyTorch-shaped [out, in].
+//
+// To add a kernel:
+//   1. declare it in `Kernels` below, with the shape of every buffer in its
+//      comment and whether it accumulates or overwrites;
+//   2. write it in ref.ts (plain TypeScript, the oracle the others are tested
+//      against), then for cpu in native/abrupt.c (exported by the addon,
+//      wrapped in cpu.ts only where the call differs) and for webgpu in
+//      webgpu.ts (WGSL);
+//   3. test cpu against ref in test/kernels.test.ts and webgpu against ref in
+//      test/webgpu.test.ts, on awkward shapes and subarray views;
+//   4. call it from the model's forward or backward (src/model/bert.ts).
+// A new backend implements `Kernels`, and gets its name in BackendName and in
+// BACKENDS and loadKernels (index.ts).
 
 export type F32 = Float32Array;
 

@@ -1,25 +1,31 @@
 // The BERT of SPEC §2 with an explicit forward and backward, llm.c style.
 //
 //   x = LN_emb(wte[tok] + wpe[pos])                       embed.sum, embed.out
-//   per layer l (post-LN):
+//   per layer l (post-LN), x = blocks.l.resid_pre:
 //     qkv = x Wqkvᵀ + b                                   blocks.l.attn.qkv
 //     A   = softmax(q kᵀ / √hs [+ bias]) per head         blocks.l.attn.pattern
 //     z   = A v (heads concatenated)                      blocks.l.attn.z
 //     a   = z Woᵀ + bo                                    blocks.l.attn.out
-//     x   = LN1(x + a)                                    blocks.l.resid_mid
+//     r   = x + a                                         blocks.l.resid_mid
+//     x   = LN1(r)                                        blocks.l.ln1.out
 //     h   = gelu(x W1ᵀ + b1)                              blocks.l.mlp.pre / .post
 //     f   = h W2ᵀ + b2                                    blocks.l.mlp.out
-//     x   = LN2(x + f)                                    blocks.l.resid_post
+//     r   = x + f                                         blocks.l.resid_post
+//     x   = LN2(r)                                        blocks.l.ln2.out
 //   y = x wᵀ + b  (one number per token)                  readout
 //
-// Every activation above has a stable hook name: analysis code can read it
-// after a forward pass (`act(name)`) or read/replace/zero it during the pass
-// (`addHook(name, fn)`), which then changes everything downstream.
+// Every activation above has a stable hook name (TransformerLens's names for
+// a post-LN block: resid_mid and resid_post are the sums that go into the
+// LayerNorms; blocks.l.resid_pre is embed.out or blocks.{l-1}.ln2.out). The
+// hook table (`hookTable` below: name, buffer, shape) is the one list of
+// them; analysis code reads an activation after a forward pass (`act`) or
+// reads/replaces it during the pass (`addHook`), which then changes
+// everything downstream. See src/model/hooks.ts.
 //
 // Tensors are the backend's (`Bert<Buf>`, Buf = Float32Array by default):
 // parameters, gradients and activations are allocated through the kernels,
 // so on webgpu they all live on the GPU. Analyses use the asynchronous
-// `run` / `actHost` / `paramHost`, which work on every backend: on webgpu a
+// `run` / `actHost` / `getParam`, which work on every backend: on webgpu a
 // hooked activation is downloaded, handed to its hooks, and uploaded back.
 //
 // The attention intervention (`setAttnBias`, src/model/attn-bias.ts) adds
@@ -31,32 +37,28 @@ import { AbruptError } from "../errors.js";
 import { Rng } from "../data/rng.js";
 import { MASK_ID } from "../data/matrix.js";
 import { type AttnBias, fillAttnBias } from "./attn-bias.js";
+import { type HookFn, HookTable, drive, driveAsync } from "./hooks.js";
 import {
-  type ModelConfig, type ParamViews, groupMatches, groupNames, isValidGroupSelector,
+  type ModelConfig, type ParamViews, type TensorSpec, groupMatches, groupNames, isValidGroupSelector,
   paramCount, paramSpecs, paramViews,
 } from "./params.js";
 
-export type HookFn = (act: Float32Array, info: HookInfo) => void;
-export interface HookInfo {
-  name: string;
-  /** shape of the activation, e.g. [B, T, C] or [B, H, T, T] */
-  shape: number[];
-}
+export type { HookFn, HookInfo } from "./hooks.js";
 
 interface LayerActs<Buf> {
   qkv: Buf; // [N, 3C]
   att: Buf; // [B, H, T, T]
   z: Buf; // [N, C]
   attnOut: Buf; // [N, C]
-  res1: Buf; // [N, C] x + attnOut (LN1 input)
-  ln1: Buf; // [N, C] resid_mid
+  residMid: Buf; // [N, C] x + attnOut (LN1 input)
+  ln1: Buf; // [N, C]
   ln1Mean: Buf; // [N]
   ln1Rstd: Buf; // [N]
   pre: Buf; // [N, F]
   post: Buf; // [N, F]
   mlpOut: Buf; // [N, C]
-  res2: Buf; // [N, C] resid_mid + mlpOut (LN2 input)
-  ln2: Buf; // [N, C] resid_post
+  residPost: Buf; // [N, C] ln1 + mlpOut (LN2 input)
+  ln2: Buf; // [N, C] the block's output
   ln2Mean: Buf; // [N]
   ln2Rstd: Buf; // [N]
 }
@@ -75,46 +77,82 @@ interface Acts<Buf> {
   bias: { dev: Buf; host: Float32Array } | null;
 }
 
+/** Activation gradients of one backward pass, allocated for one (B, T). */
 interface Grads<Buf> {
-  N: number;
-  BHTT: number;
+  B: number;
+  T: number;
   dx: Buf; // [N, C]
   dres: Buf; // [N, C]
   dz: Buf; // [N, C]
-  dF: Buf; // [N, F]
+  dh: Buf; // [N, F] the MLP's hidden layer (post, then pre)
   dqkv: Buf; // [N, 3C]
   datt: Buf; // [B, H, T, T]
+}
+
+/** The activations a hook can read or replace, in forward order (see the header). */
+function hookTable<Buf>(cfg: ModelConfig): HookTable<Acts<Buf>, Buf> {
+  const { d: C, ff: F, H } = cfg;
+  const btc = (B: number, T: number) => [B, T, C];
+  const btf = (B: number, T: number) => [B, T, F];
+  const la = (a: Acts<Buf>, l: number) => a.layers[l]!;
+  return new HookTable<Acts<Buf>, Buf>(
+    [
+      { name: "embed.sum", buf: (a) => a.embSum, shape: btc },
+      { name: "embed.out", buf: (a) => a.embOut, shape: btc },
+    ],
+    [
+      { name: "resid_pre", buf: (a, l) => (l > 0 ? la(a, l - 1).ln2 : a.embOut), shape: btc },
+      { name: "attn.qkv", buf: (a, l) => la(a, l).qkv, shape: (B, T) => [B, T, 3 * C] },
+      { name: "attn.pattern", buf: (a, l) => la(a, l).att, shape: (B, T) => [B, H, T, T] },
+      { name: "attn.z", buf: (a, l) => la(a, l).z, shape: btc },
+      { name: "attn.out", buf: (a, l) => la(a, l).attnOut, shape: btc },
+      { name: "resid_mid", buf: (a, l) => la(a, l).residMid, shape: btc },
+      { name: "ln1.out", buf: (a, l) => la(a, l).ln1, shape: btc },
+      { name: "mlp.pre", buf: (a, l) => la(a, l).pre, shape: btf },
+      { name: "mlp.post", buf: (a, l) => la(a, l).post, shape: btf },
+      { name: "mlp.out", buf: (a, l) => la(a, l).mlpOut, shape: btc },
+      { name: "resid_post", buf: (a, l) => la(a, l).residPost, shape: btc },
+      { name: "ln2.out", buf: (a, l) => la(a, l).ln2, shape: btc },
+    ],
+    cfg.L,
+    [{ name: "readout", buf: (a) => a.out, shape: (B, T) => [B, T] }],
+  );
 }
 
 export const DEFAULT_INIT_STD = 0.02;
 
 export class Bert<Buf = Float32Array> {
   readonly cfg: ModelConfig;
-  readonly k: Kernels<Buf>;
+  /** the backend everything of this model lives on */
+  readonly kernels: Kernels<Buf>;
   /** all parameters, laid out by paramSpecs */
   readonly params: Buf;
   /** gradients, same layout */
   readonly grads: Buf;
-  readonly p: ParamViews<Buf>;
-  readonly g: ParamViews<Buf>;
+  /** named views of `params` (wte, wpe, layers[l].qkvW, ...) */
+  readonly paramViews: ParamViews<Buf>;
+  private readonly gradViews: ParamViews<Buf>;
+  private readonly specs: Map<string, TensorSpec>;
 
   private actsByShape = new Map<string, Acts<Buf>>();
   private acts: Acts<Buf> | null = null;
   private gradBufs: Grads<Buf> | null = null;
-  private hooks = new Map<string, HookFn[]>();
+  private hooks: HookTable<Acts<Buf>, Buf>;
   private frozen = new Set<string>();
   private attnBiasCfg: AttnBias | null = null;
 
   constructor(cfg: ModelConfig, kernels: Kernels<Buf>) {
     if (cfg.d % cfg.H !== 0) throw new AbruptError(`heads (${cfg.H}) must divide the width d (${cfg.d})`);
     this.cfg = cfg;
-    this.k = kernels;
+    this.kernels = kernels;
     const n = paramCount(cfg);
     this.params = kernels.alloc(n);
     this.grads = kernels.alloc(n);
     const view = (flat: Buf) => (offset: number, size: number) => kernels.view(flat, offset, size);
-    this.p = paramViews(cfg, view(this.params));
-    this.g = paramViews(cfg, view(this.grads));
+    this.paramViews = paramViews(cfg, view(this.params));
+    this.gradViews = paramViews(cfg, view(this.grads));
+    this.specs = new Map(paramSpecs(cfg).map((s) => [s.name, s]));
+    this.hooks = hookTable<Buf>(cfg);
   }
 
   /**
@@ -137,52 +175,40 @@ export class Bert<Buf = Float32Array> {
       else for (let i = 0; i < v.length; i++) v[i] = std * rng.normal();
     }
     params.subarray(MASK_ID * this.cfg.d, (MASK_ID + 1) * this.cfg.d).fill(0); // wte comes first
-    this.k.upload(this.params, params);
+    this.kernels.upload(this.params, params);
+  }
+
+  /**
+   * A new model on the same backend with a copy of this one's parameters,
+   * frozen groups and attention intervention (no hooks): a variant to change
+   * (setParam) while this one stays as it is.
+   */
+  clone(): Bert<Buf> {
+    const c = new Bert(this.cfg, this.kernels);
+    this.kernels.copy(c.params, this.params, paramCount(this.cfg));
+    c.frozen = new Set(this.frozen);
+    c.attnBiasCfg = this.attnBiasCfg;
+    return c;
   }
 
   // ---------------------------------------------------------------- hooks
 
   /** All hook names of this model, in forward order. */
   hookNames(): string[] {
-    const names = ["embed.sum", "embed.out"];
-    for (let l = 0; l < this.cfg.L; l++) {
-      for (const s of ["attn.qkv", "attn.pattern", "attn.z", "attn.out", "resid_mid", "mlp.pre", "mlp.post", "mlp.out", "resid_post"]) {
-        names.push(`blocks.${l}.${s}`);
-      }
-    }
-    names.push("readout");
-    return names;
+    return [...this.hooks.names];
   }
 
   hookShape(name: string, B: number, T: number): number[] {
-    const { d: C, ff: F, H } = this.cfg;
-    if (name === "readout") return [B, T];
-    if (name.endsWith("attn.qkv")) return [B, T, 3 * C];
-    if (name.endsWith("attn.pattern")) return [B, H, T, T];
-    if (name.endsWith("mlp.pre") || name.endsWith("mlp.post")) return [B, T, F];
-    return [B, T, C];
-  }
-
-  private checkHookName(name: string): void {
-    if (!this.hookNames().includes(name)) {
-      throw new AbruptError(`unknown hook "${name}" (valid: embed.sum, embed.out, blocks.{0..${this.cfg.L - 1}}.{attn.qkv, attn.pattern, attn.z, attn.out, resid_mid, mlp.pre, mlp.post, mlp.out, resid_post}, readout)`);
-    }
+    return this.hooks.shape(name, B, T);
   }
 
   /**
    * Calls fn on the activation right after it is computed; fn may change it
    * in place. On a device backend (webgpu) fn gets a host copy, and the pass
-   * must be run with `run` (asynchronous).
+   * must be run with `run` (asynchronous). Returns the function that removes it.
    */
   addHook(name: string, fn: HookFn): () => void {
-    this.checkHookName(name);
-    const list = this.hooks.get(name) ?? [];
-    list.push(fn);
-    this.hooks.set(name, list);
-    return () => {
-      const l = this.hooks.get(name);
-      if (l) this.hooks.set(name, l.filter((f) => f !== fn));
-    };
+    return this.hooks.add(name, fn);
   }
 
   clearHooks(): void {
@@ -191,25 +217,10 @@ export class Bert<Buf = Float32Array> {
 
   /** The activation of the last forward pass (a view: copy it to keep it). */
   act(name: string): Buf {
-    this.checkHookName(name);
+    this.hooks.check(name);
     const a = this.acts;
     if (!a) throw new AbruptError("no forward pass has run yet");
-    if (name === "embed.sum") return a.embSum;
-    if (name === "embed.out") return a.embOut;
-    if (name === "readout") return a.out;
-    const m = /^blocks\.(\d+)\.(.+)$/.exec(name)!;
-    const la = a.layers[Number(m[1])]!;
-    switch (m[2]) {
-      case "attn.qkv": return la.qkv;
-      case "attn.pattern": return la.att;
-      case "attn.z": return la.z;
-      case "attn.out": return la.attnOut;
-      case "resid_mid": return la.ln1;
-      case "mlp.pre": return la.pre;
-      case "mlp.post": return la.post;
-      case "mlp.out": return la.mlpOut;
-      default: return la.ln2;
-    }
+    return this.hooks.buffer(a, name);
   }
 
   // -------------------------------------------------------------- freezing
@@ -261,14 +272,14 @@ export class Bert<Buf = Float32Array> {
   private allocActs(B: number, T: number): Acts<Buf> {
     const { d: C, ff: F, H, L } = this.cfg;
     const N = B * T;
-    const f = (n: number) => this.k.alloc(n);
+    const f = (n: number) => this.kernels.alloc(n);
     const layers: LayerActs<Buf>[] = [];
     for (let l = 0; l < L; l++) {
       layers.push({
         qkv: f(N * 3 * C), att: f(B * H * T * T), z: f(N * C), attnOut: f(N * C),
-        res1: f(N * C), ln1: f(N * C), ln1Mean: f(N), ln1Rstd: f(N),
+        residMid: f(N * C), ln1: f(N * C), ln1Mean: f(N), ln1Rstd: f(N),
         pre: f(N * F), post: f(N * F), mlpOut: f(N * C),
-        res2: f(N * C), ln2: f(N * C), ln2Mean: f(N), ln2Rstd: f(N),
+        residPost: f(N * C), ln2: f(N * C), ln2Mean: f(N), ln2Rstd: f(N),
       });
     }
     return {
@@ -284,14 +295,7 @@ export class Bert<Buf = Float32Array> {
    * and the result stays on the device; hooks then need `run`.
    */
   forward(tokens: Int32Array, B: number, T: number): Buf {
-    const pass = this.pass(tokens, B, T);
-    let r = pass.next();
-    if (!r.done && !this.k.host) throw new AbruptError(`hooks on ${this.k.name} need the asynchronous model.run(), not model.forward()`);
-    while (!r.done) {
-      this.fireHost(r.value, B, T);
-      r = pass.next();
-    }
-    return r.value;
+    return drive(this.pass(tokens, B, T), this.hooks, this.kernels, () => this.acts!, B, T);
   }
 
   /**
@@ -301,20 +305,7 @@ export class Bert<Buf = Float32Array> {
    * (so a hook may change it, as on the host).
    */
   async run(tokens: Int32Array, B: number, T: number): Promise<Float32Array> {
-    const pass = this.pass(tokens, B, T);
-    let r = pass.next();
-    while (!r.done) {
-      if (this.k.host) this.fireHost(r.value, B, T);
-      else {
-        const { name, buf } = r.value;
-        const host = await this.k.download(buf);
-        const info = { name, shape: this.hookShape(name, B, T) };
-        for (const fn of this.hooks.get(name)!) fn(host, info);
-        this.k.upload(buf, host);
-      }
-      r = pass.next();
-    }
-    return this.hostCopy(r.value);
+    return this.hostCopy(await driveAsync(this.pass(tokens, B, T), this.hooks, this.kernels, () => this.acts!, B, T));
   }
 
   /** A host copy of an activation of the last forward pass (any backend; see act). */
@@ -322,38 +313,48 @@ export class Bert<Buf = Float32Array> {
     return this.hostCopy(this.act(name));
   }
 
-  /** A host copy of a parameter tensor (any backend), e.g. `await model.paramHost(model.p.wte)`. */
-  async paramHost(view: Buf): Promise<Float32Array> {
-    return this.hostCopy(view);
+  private spec(name: string): TensorSpec {
+    const s = this.specs.get(name);
+    if (!s) throw new AbruptError(`unknown parameter "${name}" (parameters: ${[...this.specs.keys()].slice(0, 4).join(", ")}, …; see paramSpecs in src/model/params.ts)`);
+    return s;
+  }
+
+  /** A host copy of one parameter tensor by its name (any backend), e.g. `await model.getParam("embed.pos.weight")`. */
+  async getParam(name: string): Promise<Float32Array> {
+    const s = this.spec(name);
+    return this.hostCopy(this.kernels.view(this.params, s.offset, s.size));
+  }
+
+  /** Sets one parameter tensor by its name from a host array of its size. */
+  setParam(name: string, data: Float32Array): void {
+    const s = this.spec(name);
+    if (data.length !== s.size) throw new Error(`setParam: ${data.length} values for ${name}, which has ${s.size}`);
+    this.kernels.upload(this.kernels.view(this.params, s.offset, s.size), data);
   }
 
   /** A host copy of any tensor of this model (a Float32Array slice on host backends). */
   private async hostCopy(t: Buf): Promise<Float32Array> {
-    return this.k.host ? (t as Float32Array).slice() : await this.k.download(t);
+    return this.kernels.host ? (t as Float32Array).slice() : await this.kernels.download(t);
   }
 
   /** A host copy of all parameters, laid out by paramSpecs. */
   async paramsHost(): Promise<Float32Array> {
-    return this.paramHost(this.params);
+    return this.hostCopy(this.params);
   }
 
   /** Sets all parameters from a host array laid out by paramSpecs. */
   setParams(params: Float32Array): void {
     if (params.length !== paramCount(this.cfg)) throw new Error(`setParams: ${params.length} values, the model has ${paramCount(this.cfg)}`);
-    this.k.upload(this.params, params);
-  }
-
-  private fireHost(at: { name: string; buf: Buf }, B: number, T: number): void {
-    const info = { name: at.name, shape: this.hookShape(at.name, B, T) };
-    for (const fn of this.hooks.get(at.name)!) fn(at.buf as Float32Array, info); // host backend: Buf is Float32Array
+    this.kernels.upload(this.params, params);
   }
 
   /**
-   * The forward pass itself, written once: it yields at every hooked
-   * activation (only those with hooks) so that `forward` (synchronous) and
-   * `run` (asynchronous) can hand it to the hooks, and returns the outputs.
+   * The forward pass itself, written once: it yields the name of every
+   * hooked activation (only those with hooks) when it is ready, so that
+   * `forward` (synchronous) and `run` (asynchronous) can hand it to the
+   * hooks (hooks.ts), and returns the outputs.
    */
-  private *pass(tokens: Int32Array, B: number, T: number): Generator<{ name: string; buf: Buf }, Buf, void> {
+  private *pass(tokens: Int32Array, B: number, T: number): Generator<string, Buf, void> {
     const { d: C, ff: F, H, L, vocab, positions, lnEps } = this.cfg;
     if (T > positions) throw new AbruptError(`sequence of ${T} tokens is longer than the model's ${positions} positions`);
     if (tokens.length !== B * T) throw new Error(`forward: tokens has ${tokens.length} entries, expected ${B * T}`);
@@ -368,11 +369,12 @@ export class Bert<Buf = Float32Array> {
       this.actsByShape.set(key, a);
     }
     this.acts = a;
-    const k = this.k;
-    const p = this.p;
+    const k = this.kernels;
+    const p = this.paramViews;
     const N = B * T;
     a.tokens.set(tokens);
-    const hooked = (name: string) => (this.hooks.get(name)?.length ?? 0) > 0;
+    const hooks = this.hooks;
+    const on = hooks.active;
     const ab = this.attnBiasCfg;
     if (ab) {
       if (ab.m * ab.n !== T) throw new AbruptError(`attention bias: ${ab.m}×${ab.n} matrices have ${ab.m * ab.n} cells, the input has ${T} tokens`);
@@ -383,39 +385,43 @@ export class Bert<Buf = Float32Array> {
     const biasOf = (l: number) => (ab && a.bias && (ab.layers === null || ab.layers.includes(l)) ? a.bias.dev : null);
 
     k.embeddingForward(a.embSum, tokens, p.wte, p.wpe, B, T, C);
-    if (hooked("embed.sum")) yield { name: "embed.sum", buf: a.embSum };
-    k.layernormForward(a.embOut, a.embMean, a.embRstd, a.embSum, p.lnEW, p.lnEB, N, C, lnEps);
-    if (hooked("embed.out")) yield { name: "embed.out", buf: a.embOut };
+    if (on && hooks.has("embed.sum")) yield "embed.sum";
+    k.layernormForward(a.embOut, a.embMean, a.embRstd, a.embSum, p.embLnW, p.embLnB, N, C, lnEps);
+    if (on && hooks.has("embed.out")) yield "embed.out";
 
     let x = a.embOut;
     for (let l = 0; l < L; l++) {
       const w = p.layers[l]!;
       const la = a.layers[l]!;
       const at = (s: string) => `blocks.${l}.${s}`;
+      const hooked = (s: string) => on && hooks.has(at(s));
+      if (hooked("resid_pre")) yield at("resid_pre");
       k.linearForward(la.qkv, x, w.qkvW, w.qkvB, N, C, 3 * C);
-      if (hooked(at("attn.qkv"))) yield { name: at("attn.qkv"), buf: la.qkv };
+      if (hooked("attn.qkv")) yield at("attn.qkv");
       k.attentionPattern(la.att, la.qkv, B, T, C, H, biasOf(l));
-      if (hooked(at("attn.pattern"))) yield { name: at("attn.pattern"), buf: la.att };
+      if (hooked("attn.pattern")) yield at("attn.pattern");
       k.attentionApply(la.z, la.att, la.qkv, B, T, C, H);
-      if (hooked(at("attn.z"))) yield { name: at("attn.z"), buf: la.z };
+      if (hooked("attn.z")) yield at("attn.z");
       k.linearForward(la.attnOut, la.z, w.projW, w.projB, N, C, C);
-      if (hooked(at("attn.out"))) yield { name: at("attn.out"), buf: la.attnOut };
-      k.add(la.res1, x, la.attnOut, N * C);
-      k.layernormForward(la.ln1, la.ln1Mean, la.ln1Rstd, la.res1, w.ln1W, w.ln1B, N, C, lnEps);
-      if (hooked(at("resid_mid"))) yield { name: at("resid_mid"), buf: la.ln1 };
+      if (hooked("attn.out")) yield at("attn.out");
+      k.add(la.residMid, x, la.attnOut, N * C);
+      if (hooked("resid_mid")) yield at("resid_mid");
+      k.layernormForward(la.ln1, la.ln1Mean, la.ln1Rstd, la.residMid, w.ln1W, w.ln1B, N, C, lnEps);
+      if (hooked("ln1.out")) yield at("ln1.out");
       k.linearForward(la.pre, la.ln1, w.fc1W, w.fc1B, N, C, F);
-      if (hooked(at("mlp.pre"))) yield { name: at("mlp.pre"), buf: la.pre };
+      if (hooked("mlp.pre")) yield at("mlp.pre");
       k.geluForward(la.post, la.pre, N * F);
-      if (hooked(at("mlp.post"))) yield { name: at("mlp.post"), buf: la.post };
+      if (hooked("mlp.post")) yield at("mlp.post");
       k.linearForward(la.mlpOut, la.post, w.fc2W, w.fc2B, N, F, C);
-      if (hooked(at("mlp.out"))) yield { name: at("mlp.out"), buf: la.mlpOut };
-      k.add(la.res2, la.ln1, la.mlpOut, N * C);
-      k.layernormForward(la.ln2, la.ln2Mean, la.ln2Rstd, la.res2, w.ln2W, w.ln2B, N, C, lnEps);
-      if (hooked(at("resid_post"))) yield { name: at("resid_post"), buf: la.ln2 };
+      if (hooked("mlp.out")) yield at("mlp.out");
+      k.add(la.residPost, la.ln1, la.mlpOut, N * C);
+      if (hooked("resid_post")) yield at("resid_post");
+      k.layernormForward(la.ln2, la.ln2Mean, la.ln2Rstd, la.residPost, w.ln2W, w.ln2B, N, C, lnEps);
+      if (hooked("ln2.out")) yield at("ln2.out");
       x = la.ln2;
     }
     k.linearForward(a.out, x, p.outW, p.outB, N, C, 1);
-    if (hooked("readout")) yield { name: "readout", buf: a.out };
+    if (on && hooks.has("readout")) yield "readout";
     return a.out;
   }
 
@@ -432,21 +438,21 @@ export class Bert<Buf = Float32Array> {
     const { d: C, ff: F, H, L } = this.cfg;
     const { B, T } = a;
     const N = B * T;
-    const k = this.k;
-    const p = this.p;
-    const g = this.g;
+    const k = this.kernels;
+    const p = this.paramViews;
+    const g = this.gradViews;
     let gb = this.gradBufs;
-    if (!gb || gb.N !== N || gb.BHTT !== B * H * T * T) {
+    if (!gb || gb.B !== B || gb.T !== T) {
       const f = (n: number) => k.alloc(n);
-      gb = { N, BHTT: B * H * T * T, dx: f(N * C), dres: f(N * C), dz: f(N * C), dF: f(N * F), dqkv: f(N * 3 * C), datt: f(B * H * T * T) };
+      gb = { B, T, dx: f(N * C), dres: f(N * C), dz: f(N * C), dh: f(N * F), dqkv: f(N * 3 * C), datt: f(B * H * T * T) };
       this.gradBufs = gb;
     }
     const tr = (group: string) => !this.frozen.has(group);
-    const { dx, dres, dz, dF, dqkv, datt } = gb;
+    const { dx, dres, dz, dh, dqkv, datt } = gb;
 
     const xFinal = L > 0 ? a.layers[L - 1]!.ln2 : a.embOut;
-    const ro = tr("readout");
-    k.linearBackward(dx, ro ? g.outW : null, ro ? g.outB : null, dout, xFinal, p.outW, N, C, 1, false);
+    const trainReadout = tr("readout");
+    k.linearBackward(dx, trainReadout ? g.outW : null, trainReadout ? g.outB : null, dout, xFinal, p.outW, N, C, 1, false);
 
     for (let l = L - 1; l >= 0; l--) {
       const w = p.layers[l]!;
@@ -455,15 +461,15 @@ export class Bert<Buf = Float32Array> {
       const xIn = l > 0 ? a.layers[l - 1]!.ln2 : a.embOut;
       const name = `blocks.${l}`;
       const tLn2 = tr(`${name}.ln2`), tMlp = tr(`${name}.mlp`), tLn1 = tr(`${name}.ln1`), tAttn = tr(`${name}.attn`);
-      // x = LN2(res2), res2 = ln1 + mlpOut
-      k.layernormBackward(dres, tLn2 ? gw.ln2W : null, tLn2 ? gw.ln2B : null, dx, la.res2, w.ln2W, la.ln2Mean, la.ln2Rstd, N, C);
+      // x = LN2(residPost), residPost = ln1 + mlpOut
+      k.layernormBackward(dres, tLn2 ? gw.ln2W : null, tLn2 ? gw.ln2B : null, dx, la.residPost, w.ln2W, la.ln2Mean, la.ln2Rstd, N, C);
       // mlpOut = gelu(ln1 W1ᵀ + b1) W2ᵀ + b2
-      k.linearBackward(dF, tMlp ? gw.fc2W : null, tMlp ? gw.fc2B : null, dres, la.post, w.fc2W, N, F, C, false);
-      k.geluBackward(dF, la.pre, dF, N * F);
+      k.linearBackward(dh, tMlp ? gw.fc2W : null, tMlp ? gw.fc2B : null, dres, la.post, w.fc2W, N, F, C, false);
+      k.geluBackward(dh, la.pre, dh, N * F);
       k.copy(dx, dres, N * C);
-      k.linearBackward(dx, tMlp ? gw.fc1W : null, tMlp ? gw.fc1B : null, dF, la.ln1, w.fc1W, N, C, F, true);
-      // ln1 = LN1(res1), res1 = xIn + attnOut
-      k.layernormBackward(dres, tLn1 ? gw.ln1W : null, tLn1 ? gw.ln1B : null, dx, la.res1, w.ln1W, la.ln1Mean, la.ln1Rstd, N, C);
+      k.linearBackward(dx, tMlp ? gw.fc1W : null, tMlp ? gw.fc1B : null, dh, la.ln1, w.fc1W, N, C, F, true);
+      // ln1 = LN1(residMid), residMid = xIn + attnOut
+      k.layernormBackward(dres, tLn1 ? gw.ln1W : null, tLn1 ? gw.ln1B : null, dx, la.residMid, w.ln1W, la.ln1Mean, la.ln1Rstd, N, C);
       k.linearBackward(dz, tAttn ? gw.projW : null, tAttn ? gw.projB : null, dres, la.z, w.projW, N, C, C, false);
       k.attentionBackward(dqkv, datt, dz, la.qkv, la.att, B, T, C, H);
       k.copy(dx, dres, N * C);
@@ -471,12 +477,12 @@ export class Bert<Buf = Float32Array> {
     }
     const tLnE = tr("emb_ln"), tTok = tr("tok_emb"), tPos = tr("pos_emb");
     if (tLnE || tTok || tPos) {
-      k.layernormBackward(dres, tLnE ? g.lnEW : null, tLnE ? g.lnEB : null, dx, a.embSum, p.lnEW, a.embMean, a.embRstd, N, C);
+      k.layernormBackward(dres, tLnE ? g.embLnW : null, tLnE ? g.embLnB : null, dx, a.embSum, p.embLnW, a.embMean, a.embRstd, N, C);
       if (tTok || tPos) k.embeddingBackward(tTok ? g.wte : null, tPos ? g.wpe : null, dres, a.tokens, B, T, C, MASK_ID);
     }
   }
 
   zeroGrad(): void {
-    this.k.zero(this.grads);
+    this.kernels.zero(this.grads);
   }
 }

@@ -2,7 +2,7 @@
 // side by side, llm.c style:
 //
 //   x = wte[tok] + wpe[pos]                                   embed.out
-//   per layer l (pre-LN):
+//   per layer l (pre-LN), x = blocks.l.resid_pre:
 //     u   = ln_1(x)                                           blocks.l.ln1.out
 //     qkv = u Wc_attnᵀ + b                                    blocks.l.attn.qkv
 //     A   = causal softmax(q kᵀ / √hs) per head               blocks.l.attn.pattern
@@ -18,7 +18,8 @@
 //   logits = y Wlm_headᵀ (no bias)                            logits
 //
 // LayerNorm eps 1e-5, no dropout. The loss is next-token cross-entropy
-// (`loss`); generation is greedy (`generate`). Hooks, freezing and the
+// (`loss`); generation is greedy (`generate`). Hooks (one hook table,
+// `gptHookTable`, as in bert.ts; src/model/hooks.ts), freezing and the
 // backend-generic tensors work as in bert.ts: a trainer calls init, forward,
 // loss, backward, zeroGrad and the Adam kernel over `params`/`grads` the same
 // way; the parameter layout (`gptParamSpecs`) uses minGPT's tensor names, so
@@ -29,7 +30,7 @@ import { GPT_VOCAB } from "../data/sequence.js";
 import { AbruptError } from "../errors.js";
 import type { AttentionKind, Kernels } from "../kernels/types.js";
 import { type TensorSpec, groupMatches } from "./params.js";
-import type { HookFn } from "./bert.js";
+import { type HookFn, HookTable, drive, driveAsync } from "./hooks.js";
 
 export interface GptConfig {
   /** vocabulary (405: MASK, 401 values, 2 unused, SEP) */
@@ -192,9 +193,39 @@ interface Acts<Buf> {
 interface Grads<Buf> {
   key: string;
   dx: Buf; dln: Buf; dres: Buf; dz: Buf; // [N, C]
-  dF: Buf; // [N, F]
+  dh: Buf; // [N, F]
   dqkv: Buf; // [N, 3C]
   datt: Buf; // [B, H, T, T]
+}
+
+/** The activations a hook can read or replace, in forward order (see the header). */
+function gptHookTable<Buf>(cfg: GptConfig): HookTable<Acts<Buf>, Buf> {
+  const { d: C, ff: F, H, vocab: V } = cfg;
+  const btc = (B: number, T: number) => [B, T, C];
+  const btf = (B: number, T: number) => [B, T, F];
+  const la = (a: Acts<Buf>, l: number) => a.layers[l]!;
+  return new HookTable<Acts<Buf>, Buf>(
+    [{ name: "embed.out", buf: (a) => a.embOut, shape: btc }],
+    [
+      { name: "resid_pre", buf: (a, l) => (l > 0 ? la(a, l - 1).residPost : a.embOut), shape: btc },
+      { name: "ln1.out", buf: (a, l) => la(a, l).ln1, shape: btc },
+      { name: "attn.qkv", buf: (a, l) => la(a, l).qkv, shape: (B, T) => [B, T, 3 * C] },
+      { name: "attn.pattern", buf: (a, l) => la(a, l).att, shape: (B, T) => [B, H, T, T] },
+      { name: "attn.z", buf: (a, l) => la(a, l).z, shape: btc },
+      { name: "attn.out", buf: (a, l) => la(a, l).attnOut, shape: btc },
+      { name: "resid_mid", buf: (a, l) => la(a, l).residMid, shape: btc },
+      { name: "ln2.out", buf: (a, l) => la(a, l).ln2, shape: btc },
+      { name: "mlp.pre", buf: (a, l) => la(a, l).pre, shape: btf },
+      { name: "mlp.post", buf: (a, l) => la(a, l).post, shape: btf },
+      { name: "mlp.out", buf: (a, l) => la(a, l).mlpOut, shape: btc },
+      { name: "resid_post", buf: (a, l) => la(a, l).residPost, shape: btc },
+    ],
+    cfg.L,
+    [
+      { name: "ln_f.out", buf: (a) => a.lnf, shape: btc },
+      { name: "logits", buf: (a) => a.logits, shape: (B, T) => [B, T, V] },
+    ],
+  );
 }
 
 /** The loss of the last forward pass (tensors of the model's backend, valid until the next forward of that shape). */
@@ -211,30 +242,33 @@ export interface GptLoss<Buf> {
 
 export class Gpt<Buf = Float32Array> {
   readonly cfg: GptConfig;
-  readonly k: Kernels<Buf>;
+  /** the backend everything of this model lives on */
+  readonly kernels: Kernels<Buf>;
   /** the parameter layout (minGPT names) */
   readonly specs: TensorSpec[];
   readonly params: Buf;
   readonly grads: Buf;
-  readonly p: GptViews<Buf>;
-  readonly g: GptViews<Buf>;
+  /** named views of `params` */
+  readonly paramViews: GptViews<Buf>;
+  private readonly gradViews: GptViews<Buf>;
 
   private actsByShape = new Map<string, Acts<Buf>>();
   private acts: Acts<Buf> | null = null;
   private gradBufs: Grads<Buf> | null = null;
-  private hooks = new Map<string, HookFn[]>();
+  private hooks: HookTable<Acts<Buf>, Buf>;
   private frozen = new Set<string>();
 
   constructor(cfg: GptConfig, kernels: Kernels<Buf>) {
     validateGptConfig(cfg);
     this.cfg = cfg;
-    this.k = kernels;
+    this.kernels = kernels;
     this.specs = gptParamSpecs(cfg);
     const n = gptParamCount(cfg);
     this.params = kernels.alloc(n);
     this.grads = kernels.alloc(n);
-    this.p = gptViews(cfg, (o, s) => kernels.view(this.params, o, s));
-    this.g = gptViews(cfg, (o, s) => kernels.view(this.grads, o, s));
+    this.paramViews = gptViews(cfg, (o, s) => kernels.view(this.params, o, s));
+    this.gradViews = gptViews(cfg, (o, s) => kernels.view(this.grads, o, s));
+    this.hooks = gptHookTable<Buf>(cfg);
   }
 
   /** Number of parameters. */
@@ -261,46 +295,23 @@ export class Gpt<Buf = Float32Array> {
         for (let i = 0; i < v.length; i++) v[i] = sd * rng.normal();
       }
     }
-    this.k.upload(this.params, params);
+    this.kernels.upload(this.params, params);
   }
 
   // ---------------------------------------------------------------- hooks
 
   /** All hook names, in forward order. */
   hookNames(): string[] {
-    const names = ["embed.out"];
-    for (let l = 0; l < this.cfg.L; l++) {
-      for (const s of GPT_LAYER_HOOKS) names.push(`blocks.${l}.${s}`);
-    }
-    names.push("ln_f.out", "logits");
-    return names;
+    return [...this.hooks.names];
   }
 
   hookShape(name: string, B: number, T: number): number[] {
-    const { d: C, ff: F, H, vocab: V } = this.cfg;
-    if (name === "logits") return [B, T, V];
-    if (name.endsWith("attn.qkv")) return [B, T, 3 * C];
-    if (name.endsWith("attn.pattern")) return [B, H, T, T];
-    if (name.endsWith("mlp.pre") || name.endsWith("mlp.post")) return [B, T, F];
-    return [B, T, C];
-  }
-
-  private checkHookName(name: string): void {
-    if (!this.hookNames().includes(name)) {
-      throw new AbruptError(`unknown hook "${name}" (valid: embed.out, blocks.{0..${this.cfg.L - 1}}.{${GPT_LAYER_HOOKS.join(", ")}}, ln_f.out, logits)`);
-    }
+    return this.hooks.shape(name, B, T);
   }
 
   /** As Bert.addHook: fn sees (and may change) the activation right after it is computed. */
   addHook(name: string, fn: HookFn): () => void {
-    this.checkHookName(name);
-    const list = this.hooks.get(name) ?? [];
-    list.push(fn);
-    this.hooks.set(name, list);
-    return () => {
-      const l = this.hooks.get(name);
-      if (l) this.hooks.set(name, l.filter((f) => f !== fn));
-    };
+    return this.hooks.add(name, fn);
   }
 
   clearHooks(): void {
@@ -309,28 +320,21 @@ export class Gpt<Buf = Float32Array> {
 
   /** The activation of the last forward pass (a view: copy it to keep it). */
   act(name: string): Buf {
-    this.checkHookName(name);
+    this.hooks.check(name);
     const a = this.acts;
     if (!a) throw new AbruptError("no forward pass has run yet");
-    if (name === "embed.out") return a.embOut;
-    if (name === "ln_f.out") return a.lnf;
-    if (name === "logits") return a.logits;
-    const m = /^blocks\.(\d+)\.(.+)$/.exec(name)!;
-    const la = a.layers[Number(m[1])]!;
-    const of: Record<(typeof GPT_LAYER_HOOKS)[number], Buf> = {
-      "ln1.out": la.ln1, "attn.qkv": la.qkv, "attn.pattern": la.att, "attn.z": la.z, "attn.out": la.attnOut,
-      resid_mid: la.residMid, "ln2.out": la.ln2, "mlp.pre": la.pre, "mlp.post": la.post, "mlp.out": la.mlpOut,
-      resid_post: la.residPost,
-    };
-    return of[m[2] as (typeof GPT_LAYER_HOOKS)[number]];
+    return this.hooks.buffer(a, name);
   }
 
   async actHost(name: string): Promise<Float32Array> {
     return this.hostCopy(this.act(name));
   }
 
-  async paramHost(view: Buf): Promise<Float32Array> {
-    return this.hostCopy(view);
+  /** A host copy of one parameter tensor by its (minGPT) name. */
+  async getParam(name: string): Promise<Float32Array> {
+    const s = this.specs.find((x) => x.name === name);
+    if (!s) throw new AbruptError(`unknown parameter "${name}" (see gptParamSpecs in src/model/gpt.ts)`);
+    return this.hostCopy(this.kernels.view(this.params, s.offset, s.size));
   }
 
   async paramsHost(): Promise<Float32Array> {
@@ -339,11 +343,11 @@ export class Gpt<Buf = Float32Array> {
 
   setParams(params: Float32Array): void {
     if (params.length !== this.size) throw new Error(`setParams: ${params.length} values, the model has ${this.size}`);
-    this.k.upload(this.params, params);
+    this.kernels.upload(this.params, params);
   }
 
   private async hostCopy(t: Buf): Promise<Float32Array> {
-    return this.k.host ? (t as Float32Array).slice() : await this.k.download(t);
+    return this.kernels.host ? (t as Float32Array).slice() : await this.kernels.download(t);
   }
 
   // -------------------------------------------------------------- freezing
@@ -377,7 +381,7 @@ export class Gpt<Buf = Float32Array> {
   private allocActs(B: number, T: number): Acts<Buf> {
     const { d: C, ff: F, H, L, vocab: V } = this.cfg;
     const N = B * T;
-    const f = (n: number) => this.k.alloc(n);
+    const f = (n: number) => this.kernels.alloc(n);
     const layers: LayerActs<Buf>[] = [];
     for (let l = 0; l < L; l++) {
       layers.push({
@@ -399,32 +403,12 @@ export class Gpt<Buf = Float32Array> {
    * Synchronous; with hooks on a device backend use `run`.
    */
   forward(tokens: Int32Array, B: number, T: number): Buf {
-    const pass = this.pass(tokens, B, T);
-    let r = pass.next();
-    if (!r.done && !this.k.host) throw new AbruptError(`hooks on ${this.k.name} need the asynchronous model.run(), not model.forward()`);
-    while (!r.done) {
-      this.fireHost(r.value, B, T);
-      r = pass.next();
-    }
-    return r.value;
+    return drive(this.pass(tokens, B, T), this.hooks, this.kernels, () => this.acts!, B, T);
   }
 
   /** The forward pass on any backend with hooks; the logits stay on the backend. */
-  private async forwardAsync(tokens: Int32Array, B: number, T: number): Promise<Buf> {
-    const pass = this.pass(tokens, B, T);
-    let r = pass.next();
-    while (!r.done) {
-      if (this.k.host) this.fireHost(r.value, B, T);
-      else {
-        const { name, buf } = r.value;
-        const host = await this.k.download(buf);
-        const info = { name, shape: this.hookShape(name, B, T) };
-        for (const fn of this.hooks.get(name)!) fn(host, info);
-        this.k.upload(buf, host);
-      }
-      r = pass.next();
-    }
-    return r.value;
+  private forwardAsync(tokens: Int32Array, B: number, T: number): Promise<Buf> {
+    return driveAsync(this.pass(tokens, B, T), this.hooks, this.kernels, () => this.acts!, B, T);
   }
 
   /** As Bert.run: any backend, hooks included; returns a host copy of the logits [B,T,V]. */
@@ -432,13 +416,8 @@ export class Gpt<Buf = Float32Array> {
     return this.hostCopy(await this.forwardAsync(tokens, B, T));
   }
 
-  private fireHost(at: { name: string; buf: Buf }, B: number, T: number): void {
-    const info = { name: at.name, shape: this.hookShape(at.name, B, T) };
-    for (const fn of this.hooks.get(at.name)!) fn(at.buf as Float32Array, info);
-  }
-
-  /** The forward pass, written once; yields at hooked activations (see Bert.pass). */
-  private *pass(tokens: Int32Array, B: number, T: number): Generator<{ name: string; buf: Buf }, Buf, void> {
+  /** The forward pass, written once; yields the names of hooked activations (see Bert.pass). */
+  private *pass(tokens: Int32Array, B: number, T: number): Generator<string, Buf, void> {
     const { d: C, ff: F, H, L, vocab: V, block, lnEps, attn } = this.cfg;
     if (T > block) throw new AbruptError(`sequence of ${T} tokens is longer than the model's block size ${block}`);
     if (tokens.length !== B * T) throw new Error(`forward: tokens has ${tokens.length} entries, expected ${B * T}`);
@@ -453,49 +432,52 @@ export class Gpt<Buf = Float32Array> {
       this.actsByShape.set(key, a);
     }
     this.acts = a;
-    const k = this.k;
-    const p = this.p;
+    const k = this.kernels;
+    const p = this.paramViews;
     const N = B * T;
     a.tokens.set(tokens);
-    const hooked = (name: string) => (this.hooks.get(name)?.length ?? 0) > 0;
+    const hooks = this.hooks;
+    const on = hooks.active;
 
     k.embeddingForward(a.embOut, tokens, p.wte, p.wpe, B, T, C);
-    if (hooked("embed.out")) yield { name: "embed.out", buf: a.embOut };
+    if (on && hooks.has("embed.out")) yield "embed.out";
     let x = a.embOut;
     for (let l = 0; l < L; l++) {
       const w = p.layers[l]!;
       const la = a.layers[l]!;
       const at = (s: string) => `blocks.${l}.${s}`;
+      const hooked = (s: string) => on && hooks.has(at(s));
+      if (hooked("resid_pre")) yield at("resid_pre");
       // x = x + attn(ln_1(x))
       k.layernormForward(la.ln1, la.ln1Mean, la.ln1Rstd, x, w.ln1W, w.ln1B, N, C, lnEps);
-      if (hooked(at("ln1.out"))) yield { name: at("ln1.out"), buf: la.ln1 };
+      if (hooked("ln1.out")) yield at("ln1.out");
       k.linearForward(la.qkv, la.ln1, w.qkvW, w.qkvB, N, C, 3 * C);
-      if (hooked(at("attn.qkv"))) yield { name: at("attn.qkv"), buf: la.qkv };
+      if (hooked("attn.qkv")) yield at("attn.qkv");
       k.causalAttentionPattern(la.att, la.qkv, B, T, C, H, attn);
-      if (hooked(at("attn.pattern"))) yield { name: at("attn.pattern"), buf: la.att };
+      if (hooked("attn.pattern")) yield at("attn.pattern");
       k.attentionApply(la.z, la.att, la.qkv, B, T, C, H);
-      if (hooked(at("attn.z"))) yield { name: at("attn.z"), buf: la.z };
+      if (hooked("attn.z")) yield at("attn.z");
       k.linearForward(la.attnOut, la.z, w.projW, w.projB, N, C, C);
-      if (hooked(at("attn.out"))) yield { name: at("attn.out"), buf: la.attnOut };
+      if (hooked("attn.out")) yield at("attn.out");
       k.add(la.residMid, x, la.attnOut, N * C);
-      if (hooked(at("resid_mid"))) yield { name: at("resid_mid"), buf: la.residMid };
+      if (hooked("resid_mid")) yield at("resid_mid");
       // x = x + mlp(ln_2(x))
       k.layernormForward(la.ln2, la.ln2Mean, la.ln2Rstd, la.residMid, w.ln2W, w.ln2B, N, C, lnEps);
-      if (hooked(at("ln2.out"))) yield { name: at("ln2.out"), buf: la.ln2 };
+      if (hooked("ln2.out")) yield at("ln2.out");
       k.linearForward(la.pre, la.ln2, w.fcW, w.fcB, N, C, F);
-      if (hooked(at("mlp.pre"))) yield { name: at("mlp.pre"), buf: la.pre };
+      if (hooked("mlp.pre")) yield at("mlp.pre");
       k.geluTanhForward(la.post, la.pre, N * F);
-      if (hooked(at("mlp.post"))) yield { name: at("mlp.post"), buf: la.post };
+      if (hooked("mlp.post")) yield at("mlp.post");
       k.linearForward(la.mlpOut, la.post, w.fcProjW, w.fcProjB, N, F, C);
-      if (hooked(at("mlp.out"))) yield { name: at("mlp.out"), buf: la.mlpOut };
+      if (hooked("mlp.out")) yield at("mlp.out");
       k.add(la.residPost, la.residMid, la.mlpOut, N * C);
-      if (hooked(at("resid_post"))) yield { name: at("resid_post"), buf: la.residPost };
+      if (hooked("resid_post")) yield at("resid_post");
       x = la.residPost;
     }
     k.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, x, p.lnfW, p.lnfB, N, C, lnEps);
-    if (hooked("ln_f.out")) yield { name: "ln_f.out", buf: a.lnf };
+    if (on && hooks.has("ln_f.out")) yield "ln_f.out";
     k.linearForward(a.logits, a.lnf, p.lmW, null, N, C, V);
-    if (hooked("logits")) yield { name: "logits", buf: a.logits };
+    if (on && hooks.has("logits")) yield "logits";
     return a.logits;
   }
 
@@ -513,7 +495,7 @@ export class Gpt<Buf = Float32Array> {
     const N = a.B * a.T;
     if (targets.length !== N) throw new Error(`loss: targets has ${targets.length} entries, expected ${N}`);
     const dl = withGrad ? a.dlogits : null;
-    const value = this.k.crossEntropy(dl, a.rowLoss, a.logits, targets, N, this.cfg.vocab, 1, a.loss);
+    const value = this.kernels.crossEntropy(dl, a.rowLoss, a.logits, targets, N, this.cfg.vocab, 1, a.loss);
     return { mean: a.loss, rowLoss: a.rowLoss, dlogits: dl, value };
   }
 
@@ -530,18 +512,18 @@ export class Gpt<Buf = Float32Array> {
     const { d: C, ff: F, H, L, vocab: V, attn } = this.cfg;
     const { B, T } = a;
     const N = B * T;
-    const k = this.k;
-    const p = this.p;
-    const g = this.g;
+    const k = this.kernels;
+    const p = this.paramViews;
+    const g = this.gradViews;
     const key = `${B},${T}`;
     let gb = this.gradBufs;
     if (!gb || gb.key !== key) {
       const f = (n: number) => k.alloc(n);
-      gb = { key, dx: f(N * C), dln: f(N * C), dres: f(N * C), dz: f(N * C), dF: f(N * F), dqkv: f(N * 3 * C), datt: f(B * H * T * T) };
+      gb = { key, dx: f(N * C), dln: f(N * C), dres: f(N * C), dz: f(N * C), dh: f(N * F), dqkv: f(N * 3 * C), datt: f(B * H * T * T) };
       this.gradBufs = gb;
     }
     const tr = (group: string) => !this.frozen.has(group);
-    const { dx, dln, dres, dz, dF, dqkv, datt } = gb;
+    const { dx, dln, dres, dz, dh, dqkv, datt } = gb;
 
     // logits = ln_f(x) Wᵀ
     const xLast = L > 0 ? a.layers[L - 1]!.residPost : a.embOut;
@@ -557,9 +539,9 @@ export class Gpt<Buf = Float32Array> {
       const b = `blocks.${l}`;
       const tMlp = tr(`${b}.mlp`), tLn2 = tr(`${b}.ln2`), tAttn = tr(`${b}.attn`), tLn1 = tr(`${b}.ln1`);
       // dx holds d resid_post; resid_post = resid_mid + c_proj(gelu(c_fc(ln_2(resid_mid))))
-      k.linearBackward(dF, tMlp ? gw.fcProjW : null, tMlp ? gw.fcProjB : null, dx, la.post, w.fcProjW, N, F, C, false);
-      k.geluTanhBackward(dF, la.pre, dF, N * F);
-      k.linearBackward(dln, tMlp ? gw.fcW : null, tMlp ? gw.fcB : null, dF, la.ln2, w.fcW, N, C, F, false);
+      k.linearBackward(dh, tMlp ? gw.fcProjW : null, tMlp ? gw.fcProjB : null, dx, la.post, w.fcProjW, N, F, C, false);
+      k.geluTanhBackward(dh, la.pre, dh, N * F);
+      k.linearBackward(dln, tMlp ? gw.fcW : null, tMlp ? gw.fcB : null, dh, la.ln2, w.fcW, N, C, F, false);
       k.layernormBackward(dres, tLn2 ? gw.ln2W : null, tLn2 ? gw.ln2B : null, dln, la.residMid, w.ln2W, la.ln2Mean, la.ln2Rstd, N, C);
       k.add(dx, dx, dres, N * C);
       // dx holds d resid_mid; resid_mid = xIn + c_proj(attn(c_attn(ln_1(xIn))))
@@ -575,7 +557,7 @@ export class Gpt<Buf = Float32Array> {
   }
 
   zeroGrad(): void {
-    this.k.zero(this.grads);
+    this.kernels.zero(this.grads);
   }
 
   // ------------------------------------------------------------ generation
@@ -599,15 +581,15 @@ export class Gpt<Buf = Float32Array> {
     const seq = new Int32Array(B * T); // positions not generated yet hold 0 (any id would do)
     for (let b = 0; b < B; b++) seq.set(prompts.subarray(b * P, (b + 1) * P), b * T);
     const out = new Int32Array(B * steps);
-    const rows = this.k.host ? null : this.k.alloc(B * V);
+    const rows = this.kernels.host ? null : this.kernels.alloc(B * V);
     for (let s = 0; s < steps; s++) {
       const pos = P - 1 + s; // the position whose logits predict the next token
       const logits = await this.forwardAsync(seq, B, T);
       let last: Float32Array;
       if (rows === null) last = logits as Float32Array;
       else {
-        for (let b = 0; b < B; b++) this.k.copy(this.k.view(rows, b * V, V), this.k.view(logits, (b * T + pos) * V, V), V);
-        last = await this.k.download(rows);
+        for (let b = 0; b < B; b++) this.kernels.copy(this.kernels.view(rows, b * V, V), this.kernels.view(logits, (b * T + pos) * V, V), V);
+        last = await this.kernels.download(rows);
       }
       for (let b = 0; b < B; b++) {
         const r = rows === null ? (b * T + pos) * V : b * V;
@@ -620,8 +602,3 @@ export class Gpt<Buf = Float32Array> {
     return out;
   }
 }
-
-const GPT_LAYER_HOOKS = [
-  "ln1.out", "attn.qkv", "attn.pattern", "attn.z", "attn.out", "resid_mid",
-  "ln2.out", "mlp.pre", "mlp.post", "mlp.out", "resid_post",
-] as const;

@@ -2,22 +2,33 @@
 // views. The order is chosen so that query, key and value of a layer are
 // adjacent (one [3C, C] product) and each freezable group is contiguous.
 
-export interface ModelConfig {
-  /** vocabulary size (2002 for the default tokenisation) */
-  vocab: number;
-  /** rows of the position table (>= m*n; HF default 512) */
-  positions: number;
+import { z } from "zod";
+
+const posInt = z.number().int().positive();
+
+/**
+ * The model's shape: the one schema of it, for run configs (config.json,
+ * presets, flags; src/train/config.ts) and checkpoint metadata
+ * (src/store/checkpoint.ts, which also asks for L ≥ 1).
+ */
+export const ModelConfigSchema = z.object({
   /** layers */
-  L: number;
+  L: z.number().int().min(0),
   /** heads */
-  H: number;
+  H: posInt,
   /** width */
-  d: number;
+  d: posInt,
   /** feed-forward width */
-  ff: number;
+  ff: posInt,
+  /** rows of the position table (>= m*n; HF default 512) */
+  positions: posInt,
+  /** vocabulary size (2002 for the default tokenisation) */
+  vocab: posInt,
   /** LayerNorm epsilon (HF BERT: 1e-12) */
-  lnEps: number;
-}
+  lnEps: z.number().positive(),
+}).strict();
+
+export type ModelConfig = z.infer<typeof ModelConfigSchema>;
 
 export interface TensorSpec {
   /** our name, e.g. "blocks.0.attn.qkv.weight" */
@@ -47,8 +58,8 @@ export interface LayerViews<Buf = Float32Array> {
 export interface ParamViews<Buf = Float32Array> {
   wte: Buf; // [V, C]
   wpe: Buf; // [P, C]
-  lnEW: Buf; // [C]
-  lnEB: Buf; // [C]
+  embLnW: Buf; // [C] the embedding LayerNorm
+  embLnB: Buf; // [C]
   layers: LayerViews<Buf>[];
   outW: Buf; // [1, C]
   outB: Buf; // [1]
@@ -121,7 +132,7 @@ export function paramViews<Buf>(cfg: ModelConfig, flat: Float32Array | ((offset:
   }
   return {
     wte: v("embed.tok.weight"), wpe: v("embed.pos.weight"),
-    lnEW: v("embed.ln.weight"), lnEB: v("embed.ln.bias"),
+    embLnW: v("embed.ln.weight"), embLnB: v("embed.ln.bias"),
     layers,
     outW: v("readout.weight"), outB: v("readout.bias"),
   };

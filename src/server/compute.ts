@@ -18,16 +18,19 @@
 
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { ensureDir, writeFileAtomic } from "../store/files.js";
+import { ensureDir } from "../store/files.js";
 import { join } from "node:path";
-import { type AnalysisOutput, dataOfRun, forwardBatch, lossSplit, makeContext, openRun, writeOutput } from "../analysis/context.js";
+import { type AnalysisOutput, dataOfRun, lossSplit, makeContext } from "../analysis/context.js";
+import { checkAnalysisMemory, withDefaults } from "../analysis/experiment.js";
+import { findExperiment } from "../analysis/index.js";
+import { writeOutput } from "../analysis/output.js";
+import { forwardBatch } from "../analysis/forward.js";
 import { defaultStructuredSpec } from "../analysis/attention.js";
 import { structuredMask, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import { getKernels } from "../kernels/index.js";
-import { checkAnalysisMemory, findExperiment, withDefaults } from "../cli/analyze.js";
-import { listCheckpoints } from "../train/train.js";
+import { listCheckpoints, openRun } from "../store/run.js";
 
 /** Experiments the dashboard computes per checkpoint (plus "sample"), and over the run. */
 export const PER_STEP = ["attention", "embeddings", "probe", "copy", "ablate", "patch", "sample"] as const;
@@ -199,4 +202,3 @@ export function boundOptions(req: ComputeRequest): void {
   }
 }
 
-export { writeFileAtomic };

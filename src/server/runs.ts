@@ -12,9 +12,11 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { detectPhases, type Phases } from "../analysis/phases.js";
-import { PartialRunConfigSchema, type RunConfig, checkpointSteps, lastStepOf, resolveConfig } from "../train/config.js";
+import { type RunConfig, checkpointSteps, lastStepOf } from "../train/config.js";
 import { type MetricsLine, parseMetricsLine } from "../train/metrics.js";
-import { listCheckpoints } from "../train/train.js";
+import { applyItems } from "./apply-items.js";
+import type { RunStatus, WireRunSummary } from "./wire.js";
+import { listCheckpoints, readRunConfig } from "../store/run.js";
 
 /** A path error: 400 (malformed request) or 404 (no such run/file). */
 export class PathError extends Error {
@@ -115,36 +117,14 @@ export function readMetricsFrom(file: string, offset: number): MetricsChunk {
   return { items, offset: offset + last + 1, bad, partial: buf.length - last - 1 };
 }
 
-/** Applies items to a step-ordered list: a step replaces the lines from it on; resume_from drops later steps. */
-export function applyItems(lines: MetricsLine[], items: MetricsItem[]): void {
-  for (const it of items) {
-    const cut = "resume_from" in it ? it.resume_from + 1 : it.step;
-    while (lines.length > 0 && lines[lines.length - 1]!.step >= cut) lines.pop();
-    if (!("resume_from" in it)) lines.push(it);
-  }
-}
-
 // ------------------------------------------------------------------ runs
 
-export type RunStatus = "running" | "finished" | "interrupted" | "stopped" | "failed" | "stale" | "malformed" | "unknown";
-
-export interface RunSummary {
-  name: string;
-  status: RunStatus;
-  /** what is wrong with the folder, in words (empty when nothing is) */
-  problems: string[];
+/** A run folder as the dashboard sends it (the page's view of it: wire.ts), with the server's full types. */
+export interface RunSummary extends WireRunSummary {
   config: RunConfig | null;
-  /** steps planned (config) and done (last metrics line) */
-  steps: number | null;
-  stepsDone: number;
   last: MetricsLine | null;
-  lastEval: { step: number; eval_loss: number } | null;
-  checkpoints: number[];
   phases: Phases | null;
-  /** copy levels of this run: p_mask·r/9 (L) and r/9 (L_mask) */
-  copyLevel: { loss: number; loss_mask: number } | null;
   updated: string | null;
-  error: string | null;
 }
 
 function alive(pid: unknown): boolean {
@@ -154,28 +134,6 @@ function alive(pid: unknown): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/** The resolved config of a run folder, or the reason it cannot be read. */
-export function readRunConfig(dir: string): { cfg: RunConfig | null; problem: string | null } {
-  const file = join(dir, "config.json");
-  if (!existsSync(file)) return { cfg: null, problem: "no config.json" };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
-  } catch (e) {
-    return { cfg: null, problem: `config.json is not valid JSON (${(e as Error).message})` };
-  }
-  const parsed = PartialRunConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const i = parsed.error.issues[0]!;
-    return { cfg: null, problem: `config.json: ${i.path.join(".")}: ${i.message}` };
-  }
-  try {
-    return { cfg: resolveConfig(parsed.data.preset, parsed.data, {}), problem: null };
-  } catch (e) {
-    return { cfg: null, problem: `config.json: ${(e as Error).message}` };
   }
 }
 
@@ -201,7 +159,7 @@ export class MetricsCache {
     }
     this.ino = ino;
     const chunk = readMetricsFrom(this.file, this.offset);
-    applyItems(this.lines, chunk.items);
+    applyItems(this.lines, chunk.items, (l) => l.step);
     this.offset = chunk.offset;
     this.bad += chunk.bad;
     this.partial = chunk.partial;

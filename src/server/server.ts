@@ -37,6 +37,7 @@ import type { MetricsLine } from "../train/metrics.js";
 import { type ComputeRequest, type Kind, boundOptions, cacheName, isKind, lookupCache } from "./compute.js";
 import { SweepResultsCache, isSweepDir } from "./sweep.js";
 import { MetricsCache, type MetricsItem, PathError, type RunSummary, isInside, listRunNames, readMetricsFrom, runDir, runFile, summarizeRun } from "./runs.js";
+import type { MetricsEvent, MetricsResponse, MetricsRow, MetricsRowItem, RunsResponse, SweepResponse } from "./wire.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** dist/web, next to dist/src/server */
@@ -113,11 +114,11 @@ class HttpError extends Error {
  * Compact metrics row: [step, L, L_mask, L_obs, eval L, attn progress,
  * collapse, repetition] (null where the step has none), 5 significant digits.
  */
-function row(l: MetricsLine): Array<number | null> {
+function row(l: MetricsLine): MetricsRow {
   const r = (x: number | undefined | null) => (typeof x === "number" && Number.isFinite(x) ? Number(x.toPrecision(5)) : null);
   return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), r(l.attn_progress), r(l.collapse), r(l.repetition)];
 }
-function itemOut(it: MetricsItem): unknown {
+function itemOut(it: MetricsItem): MetricsRowItem {
   return "resume_from" in it ? { resume_from: it.resume_from } : row(it);
 }
 
@@ -190,7 +191,7 @@ class RunWatch {
       const ch = readMetricsFrom(file, c.offset);
       if (ch.offset !== c.offset) {
         c.offset = ch.offset;
-        send(c.res, "metrics", { offset: ch.offset, bad: ch.bad, items: ch.items.map(itemOut) });
+        send(c.res, "metrics", { offset: ch.offset, bad: ch.bad, items: ch.items.map(itemOut) } satisfies MetricsEvent);
       }
     }
     const s = this.summary();
@@ -403,7 +404,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           return { name, status: "malformed", problems: [(e as Error).message] } as unknown as RunSummary;
         }
       });
-      sendJson(req, res, 200, { root, runs });
+      sendJson(req, res, 200, { root, runs } satisfies RunsResponse);
       return;
     }
     const name = segs[1]!;
@@ -412,7 +413,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const what = segs[2]!;
     if (what === "metrics" && segs.length === 3) {
       w.metrics.update();
-      sendJson(req, res, 200, { offset: w.metrics.offset, bad: w.metrics.bad, partial: w.metrics.partial, rows: w.metrics.lines.map(row) });
+      sendJson(req, res, 200, { offset: w.metrics.offset, bad: w.metrics.bad, partial: w.metrics.partial, rows: w.metrics.lines.map(row) } satisfies MetricsResponse);
       return;
     }
     if (what === "events" && segs.length === 3) {
@@ -468,7 +469,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const { segs, query } = pathSegments(req.url ?? "/");
       checkCaller(req, host, port, segs.length === 0 || (segs.length === 1 && segs[0] === "index.html"));
       if (segs[0] === "api" && segs[1] === "runs") { await api(req, res, segs.slice(1), query); return; }
-      if (segs[0] === "api" && segs[1] === "sweep" && segs.length === 2) { sendJson(req, res, 200, { sweep: sweep?.results() ?? null }); return; }
+      if (segs[0] === "api" && segs[1] === "sweep" && segs.length === 2) { sendJson(req, res, 200, { sweep: sweep?.results() ?? null } satisfies SweepResponse); return; }
       if (segs.length === 0 || (segs.length === 1 && segs[0] === "index.html")) {
         const index = join(webDir, "index.html");
         if (!existsSync(index)) {

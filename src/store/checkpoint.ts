@@ -16,7 +16,7 @@
 
 import { z } from "zod";
 import { AbruptError } from "../errors.js";
-import { type ModelConfig, paramCount, paramSpecs } from "../model/params.js";
+import { type ModelConfig, ModelConfigSchema, paramCount, paramSpecs } from "../model/params.js";
 import { type StFile, type TensorIn, getFloat32, readSafetensors, writeSafetensors } from "./safetensors.js";
 
 const BACKBONE = "_backbone.";
@@ -25,9 +25,9 @@ const CONFIG_KEY = "abrupt.config";
 const RESERVED = new Set([CONFIG_KEY, "format"]);
 const STEP_KEY = "adam.step";
 
-const posInt = z.number().int().positive();
-const ConfigSchema: z.ZodType<ModelConfig> = z
-  .strictObject({ vocab: posInt, positions: posInt, L: posInt, H: posInt, d: posInt, ff: posInt, lnEps: z.number().positive() })
+/** A checkpoint's model: the model config with at least one layer, and H dividing d. */
+const ConfigSchema = ModelConfigSchema
+  .extend({ L: z.number().int().positive() })
   .refine((c) => c.d % c.H === 0, { message: "H must divide d" });
 
 function fail(file: string, problem: string): never {

@@ -4,7 +4,7 @@
 // with one-line errors; the temporary files of killed processes are removed
 // on the next start of a run.
 
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { AbruptError } from "../errors.js";
 
@@ -60,14 +60,28 @@ export function ensureDir(dir: string, what = "folder"): string {
   return abs;
 }
 
-/** Writes a file through FILE.tmp-<pid> and a rename; on failure the temporary file is removed. */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+/**
+ * Writes a file through FILE.tmp-<pid> and a rename; on failure the temporary
+ * file is removed and the old file (if any) is left as it was. `data` may be
+ * a list of chunks, written one after the other (never joined in memory);
+ * `sync` flushes the file to the disk before the rename (checkpoints).
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[], opts: { sync?: boolean } = {}): void {
   const tmp = `${file}.tmp-${process.pid}`;
+  const chunks = typeof data === "string" ? [Buffer.from(data, "utf8")] : data instanceof Uint8Array ? [data] : data;
+  let fd: number | undefined;
   try {
-    writeFileSync(tmp, data);
+    fd = openSync(tmp, "w");
+    for (const c of chunks) {
+      for (let done = 0; done < c.byteLength;) done += writeSync(fd, c, done, c.byteLength - done);
+    }
+    if (opts.sync) fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
     renameSync(tmp, file);
   } catch (e) {
     try {
+      if (fd !== undefined) closeSync(fd);
       rmSync(tmp, { force: true });
     } catch {
       /* a read-only folder: nothing was written either */

@@ -6,11 +6,12 @@
 // tile the data exactly: no overlap, no holes, nothing after the last one.
 //
 // Reading keeps the raw bytes; getFloat32 / getInt32 convert on demand.
-// Writing is atomic: FILE.tmp-<pid>, fsync, rename.
+// Writing is atomic: FILE.tmp-<pid>, fsync, rename (writeFileAtomic, src/store/files.ts).
 
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { AbruptError } from "../errors.js";
+import { writeFileAtomic } from "./files.js";
 
 /** Bytes per element of every dtype the format defines (all can be read and skipped). */
 const DTYPE_SIZE = {
@@ -230,11 +231,6 @@ const ARRAY_OF: Record<TensorIn["dtype"], Function> = {
   F32: Float32Array, F64: Float64Array, I32: Int32Array, I64: BigInt64Array, F16: Uint16Array, BF16: Uint16Array,
 };
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += fs.writeSync(fd, bytes, done);
-}
-
 /**
  * Write tensors (in the given order in the header; data sorted by element
  * size so every tensor is aligned) and string metadata, atomically. All
@@ -288,20 +284,6 @@ export function writeSafetensors(
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.byteLength));
 
-  const tmp = `${file}.tmp-${process.pid}`;
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, "w");
-    writeAll(fd, len);
-    writeAll(fd, json);
-    for (const { t } of order) writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    fail(file, `cannot write: ${errText(e)}`);
-  }
+  const data = order.map(({ t }) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  writeFileAtomic(file, [len, json, ...data], { sync: true });
 }

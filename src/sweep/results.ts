@@ -17,7 +17,7 @@ import { basename, join, relative, resolve } from "node:path";
 import { AbruptError } from "../errors.js";
 import { detectEvents } from "../train/events.js";
 import { type MetricsLine, readMetrics } from "../train/metrics.js";
-import { writeFigure } from "../train/plot.js";
+import { writeFigure } from "../viz/plot.js";
 import { writeJsonAtomic } from "../store/files.js";
 import { readStatus, runDirOf } from "./runs.js";
 import { type KaplanMeier, type Observation, kaplanMeier, wilson } from "./stats.js";

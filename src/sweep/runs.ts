@@ -16,6 +16,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AbruptError } from "../errors.js";
 import { lockOwner } from "../store/lock.js";
+import { checkpointDir } from "../store/run.js";
 import { writeJsonAtomic } from "../store/files.js";
 import { lastStepOf } from "../train/config.js";
 import { type PlannedRun, type SweepPlan, canonical } from "./spec.js";
@@ -74,7 +75,7 @@ export function runState(runDir: string, planned?: PlannedRun["config"]): RunSta
     const more = planned && st.reason === "max_steps" && typeof st.step === "number" && lastStepOf(planned.train) > st.step;
     if (!more) return "finished";
   }
-  const ck = join(runDir, "checkpoints");
+  const ck = checkpointDir(runDir);
   if (existsSync(ck) && readdirSync(ck).some((f) => f.endsWith(".adam.safetensors"))) return "resumable";
   return "fresh";
 }

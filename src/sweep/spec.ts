@@ -20,8 +20,9 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { AbruptError } from "../errors.js";
 import {
-  type AttnBiasConfig, DataSchema, ModelSchema, type PartialRunConfig, PartialRunConfigSchema, type RunConfig, TrainSchema, parseAttnBias, resolveConfig,
+  type AttnBiasConfig, DataSchema, type PartialRunConfig, PartialRunConfigSchema, type RunConfig, TrainSchema, parseAttnBias, resolveConfig,
 } from "../train/config.js";
+import { ModelConfigSchema } from "../model/params.js";
 
 const scalar = z.union([z.number(), z.string(), z.boolean(), z.null(), z.array(z.union([z.number(), z.string()]))]);
 
@@ -66,7 +67,7 @@ export interface SweepPlan {
   axes: string[];
 }
 
-const SECTIONS = { model: ModelSchema, data: DataSchema, train: TrainSchema } as const;
+const SECTIONS = { model: ModelConfigSchema, data: DataSchema, train: TrainSchema } as const;
 
 function fail(file: string, msg: string): never {
   throw new AbruptError(`sweep file ${file}: ${msg}`);

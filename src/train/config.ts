@@ -6,19 +6,11 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import type { DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
+import { type ModelConfig, ModelConfigSchema } from "../model/params.js";
 
 const posInt = z.number().int().positive();
-
-export const ModelSchema = z.object({
-  L: z.number().int().min(0),
-  H: posInt,
-  d: posInt,
-  ff: posInt,
-  positions: posInt,
-  vocab: posInt,
-  lnEps: z.number().positive(),
-}).strict();
 
 export const DataSchema = z.object({
   m: posInt,
@@ -117,7 +109,7 @@ export const TrainSchema = z.object({
 
 export const RunConfigSchema = z.object({
   preset: z.string(),
-  model: ModelSchema,
+  model: ModelConfigSchema,
   data: DataSchema,
   train: TrainSchema,
 }).strict();
@@ -127,7 +119,7 @@ export type RunConfig = z.infer<typeof RunConfigSchema>;
 /** Partial config as found in files and presets. */
 export const PartialRunConfigSchema = z.object({
   preset: z.string().optional(),
-  model: ModelSchema.partial().strict().optional(),
+  model: ModelConfigSchema.partial().strict().optional(),
   data: DataSchema.partial().strict().optional(),
   train: TrainSchema.partial().strict().optional(),
 }).strict();
@@ -286,6 +278,16 @@ export function parseAttnBias(spec: string, flag = "--attn-bias"): AttnBiasConfi
     layers = [...new Set(layers)].sort((a, b) => a - b);
   }
   return { c, from, ...(until !== null ? { until } : {}), layers };
+}
+
+export function modelConfigOf(c: RunConfig): ModelConfig {
+  return { ...c.model };
+}
+
+/** The data config of a run in the sampler's terms (src/data/matrix.ts). */
+export function dataConfigOf(c: RunConfig): DataConfig {
+  const d = c.data;
+  return { m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, prec: d.prec, factor: d.factor, clamp: d.clamp };
 }
 
 /** Checkpoint steps: every N, log-spaced, explicit ones, and always the last. */

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { AbruptError } from "../errors.js";
 import { type PartialRunConfig, type RunConfig, readConfigFile, resolveConfig, validateRunConfig } from "./config.js";
-import { ckptName, listCheckpoints } from "./train.js";
+import { resumeStep } from "../store/run.js";
 
 /** The flag of each setting that has one (others are named by their config key). */
 const FLAGS: Record<string, string> = {
@@ -22,12 +22,6 @@ const flagOf = (key: string) => FLAGS[key] ?? (key.startsWith("train.") ? `--${k
 const LENGTH = new Set(["train.steps", "train.max_steps", "train.stop_after_drop"]);
 /** Of those, the ones that may not fall below the step the run resumes from. */
 const AT_LEAST_NOW = new Set(["train.steps", "train.max_steps"]);
-
-/** The step a resume starts from: the newest checkpoint with its Adam state (null if none). */
-export function resumeStep(outDir: string): number | null {
-  const dir = join(outDir, "checkpoints");
-  return [...listCheckpoints(outDir)].reverse().find((s) => existsSync(join(dir, `${ckptName(s)}.adam.safetensors`))) ?? null;
-}
 
 function entries(c: PartialRunConfig): Array<[string, unknown]> {
   const out: Array<[string, unknown]> = [];

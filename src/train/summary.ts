@@ -1,8 +1,13 @@
 // summary.json of a run: its events (src/train/events.ts, the one definition
-// of plateau and drop) in the shape the CLI prints and the dashboard reads.
+// of plateau and drop) in the shape the CLI prints and the dashboard reads,
+// written with the loss figure when training ends.
 
+import { join } from "node:path";
+import { writeJsonAtomic } from "../store/files.js";
+import { lossCurveSpec, writeFigure } from "../viz/plot.js";
+import { type RunConfig, decayStartOf } from "./config.js";
 import { EVENT_WINDOW, type RunEvents, detectEvents } from "./events.js";
-import type { MetricsLine } from "./metrics.js";
+import { type MetricsLine, readMetrics } from "./metrics.js";
 
 export interface DropSummary {
   copyLevel: number;
@@ -36,4 +41,28 @@ export function summarizeDrop(lines: MetricsLine[], rank: number, opts: { window
     seconds: Math.round(ev.seconds),
     events: ev,
   };
+}
+
+/** After training: the run's summary.json and its loss figure (loss.svg, loss.png). */
+export async function finishRun(outDir: string, cfg: RunConfig): Promise<DropSummary> {
+  const { lines } = readMetrics(join(outDir, "metrics.jsonl"));
+  const summary = summarizeDrop(lines, cfg.data.rank);
+  writeJsonAtomic(join(outDir, "summary.json"), summary);
+  if (lines.length > 1) {
+    const m = cfg.model;
+    const t = cfg.train;
+    const decayFrom = decayStartOf(t);
+    const marks: Array<{ step: number; label: string }> = [];
+    if (t.lr_decay === "cosine" && decayFrom > 0) marks.push({ step: decayFrom, label: `lr decay starts (${decayFrom})` });
+    if (summary.drop) marks.push({ step: summary.drop.step, label: `L_mask < 0.2·r/9 (${summary.drop.step})` });
+    await writeFigure(
+      lossCurveSpec(lines, {
+        rank: cfg.data.rank, pMask: cfg.data.p_mask, marks,
+        title: `${cfg.data.m}×${cfg.data.n} rank ${cfg.data.rank}, p_mask ${cfg.data.p_mask} · BERT L${m.L} H${m.H} d${m.d} · batch ${t.batch}, lr ${t.lr}` +
+          (t.lr_decay === "cosine" ? `, cosine to ${t.lr * t.lr_final} from step ${decayFrom}` : ""),
+      }),
+      join(outDir, "loss"),
+    );
+  }
+  return summary;
 }

@@ -3,53 +3,29 @@
 // (safetensors, paper names) with the Adam state and the data PRNG state so
 // that --resume continues bit-identically.
 
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { type Batch, type DataConfig, allocBatch, sampleBatch } from "../data/matrix.js";
+import { type Batch, allocBatch, sampleBatch } from "../data/matrix.js";
 import { Rng, type RngState } from "../data/rng.js";
 import { AbruptError, DeviceError } from "../errors.js";
 import { loadKernels } from "../kernels/index.js";
 import { Bert } from "../model/bert.js";
 import { checkMemory, trainingBytes } from "../model/memory.js";
-import { type ModelConfig, groupMatches as groupMatchesSel, groupNames, paramCount, paramSpecs } from "../model/params.js";
+import { groupMatches as groupMatchesSel, groupNames, paramCount, paramSpecs } from "../model/params.js";
 import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
 import { ensureDir, removeStaleTemps, writeJsonAtomic } from "../store/files.js";
 import { lockRun } from "../store/lock.js";
-import { type RunConfig, attnBiasOn, checkpointSteps, lastStepOf, lrAt } from "./config.js";
+import { adamPath, checkpointDir, checkpointPath, ckptName, listCheckpoints, resumeStep } from "../store/run.js";
+import { type RunConfig, attnBiasOn, checkpointSteps, dataConfigOf, lastStepOf, lrAt, modelConfigOf } from "./config.js";
 import { EventTracker } from "./events.js";
 import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
-import { Progress } from "./progress.js";
+import { ProgressBar } from "./progress-bar.js";
 import { stepMeasures } from "../analysis/measures.js";
-
-export function modelConfigOf(c: RunConfig): ModelConfig {
-  return { ...c.model };
-}
-
-export function dataConfigOf(c: RunConfig): DataConfig {
-  const d = c.data;
-  return { m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, prec: d.prec, factor: d.factor, clamp: d.clamp };
-}
 
 /** Seeds derived from the run seed: model init, training data, eval set. */
 export function seedsOf(seed: number) {
   return { init: seed, data: (seed ^ 0x5bd1e995) >>> 0, eval: (seed + 0x27d4eb2f) >>> 0 };
 }
-
-export function ckptName(step: number): string {
-  return `step-${String(step).padStart(7, "0")}`;
-}
-
-export function listCheckpoints(runDir: string): number[] {
-  const dir = join(runDir, "checkpoints");
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .map((f) => /^step-(\d+)\.safetensors$/.exec(f))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
-}
-
-export { writeJsonAtomic };
 
 /** Fails with one line when the run's sizes need more memory than is free (before anything is allocated). */
 export function checkTrainMemory(cfg: RunConfig): void {
@@ -106,19 +82,19 @@ async function initFrom(model: Bert<unknown>, spec: string, trainOnly: string[])
   const at = spec.lastIndexOf("@");
   const dir = spec.slice(0, at);
   const step = Number(spec.slice(at + 1));
-  const file = join(dir, "checkpoints", `${ckptName(step)}.safetensors`);
+  const file = checkpointPath(dir, step);
   if (!existsSync(file)) throw new AbruptError(`--init-from: ${file} does not exist`);
   const ck = loadCheckpoint(file, { heads: model.cfg.H });
   const c = model.cfg, o = ck.cfg;
   if (o.L !== c.L || o.d !== c.d || o.ff !== c.ff || o.vocab !== c.vocab || o.positions !== c.positions) {
     throw new AbruptError(`--init-from: ${file} has L${o.L} d${o.d} ff${o.ff} vocab ${o.vocab} positions ${o.positions}, the run needs L${c.L} d${c.d} ff${c.ff} vocab ${c.vocab} positions ${c.positions}`);
   }
-  const fresh = await model.k.download(model.params);
+  const fresh = await model.paramsHost();
   const params = ck.params.slice();
   for (const s of paramSpecs(model.cfg)) {
     if (trainOnly.some((sel) => groupMatchesSel(s.group, sel))) params.set(fresh.subarray(s.offset, s.offset + s.size), s.offset);
   }
-  model.k.upload(model.params, params);
+  model.setParams(params);
 }
 
 export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
@@ -137,7 +113,7 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
 async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): void }): Promise<TrainResult> {
   const { outDir } = opts;
   const t = cfg.train;
-  const ckptDir = join(outDir, "checkpoints");
+  const ckptDir = checkpointDir(outDir);
   const metricsFile = join(outDir, "metrics.jsonl");
   let startStep = 0;
   const kernels = await loadKernels(t.backend);
@@ -158,15 +134,13 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   let rng = new Rng(seeds.data);
 
   if (opts.resume) {
-    const steps = listCheckpoints(outDir);
-    if (steps.length === 0) throw new AbruptError(`cannot resume: ${ckptDir} has no checkpoint`);
-    // newest checkpoint that has its optimizer state
-    const step = [...steps].reverse().find((s) => existsSync(join(ckptDir, `${ckptName(s)}.adam.safetensors`)));
-    if (step === undefined) throw new AbruptError(`cannot resume: no checkpoint in ${ckptDir} has its Adam state (*.adam.safetensors)`);
-    const ck = loadCheckpoint(join(ckptDir, `${ckptName(step)}.safetensors`), { heads: cfg.model.H });
+    if (listCheckpoints(outDir).length === 0) throw new AbruptError(`cannot resume: ${ckptDir} has no checkpoint`);
+    const step = resumeStep(outDir);
+    if (step === null) throw new AbruptError(`cannot resume: no checkpoint in ${ckptDir} has its Adam state (*.adam.safetensors)`);
+    const ck = loadCheckpoint(checkpointPath(outDir, step), { heads: cfg.model.H });
     if (ck.params.length !== n) throw new AbruptError(`cannot resume: checkpoint has ${ck.params.length} parameters, the config needs ${n}`);
     kernels.upload(model.params, ck.params);
-    const os = loadOptimizerState(join(ckptDir, `${ckptName(step)}.adam.safetensors`), n);
+    const os = loadOptimizerState(adamPath(outDir, step), n);
     kernels.upload(adamM, os.m);
     kernels.upload(adamV, os.v);
     if (os.step !== step) throw new AbruptError(`cannot resume: Adam state is for step ${os.step}, checkpoint for step ${step}`);
@@ -216,20 +190,19 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   process.on("SIGTERM", onSigint);
 
   const saveAt = async (step: number) => {
-    const base = join(ckptDir, ckptName(step));
     const meta = { step: String(step), seed: String(t.seed), run_config: JSON.stringify(cfg) };
     const [params, m, v] = [await kernels.download(model.params), await kernels.download(adamM), await kernels.download(adamV)];
-    saveCheckpoint(`${base}.safetensors`, model.cfg, params, meta);
-    saveOptimizerState(`${base}.adam.safetensors`, m, v, step, { rng: JSON.stringify(rng.state()) });
+    saveCheckpoint(checkpointPath(outDir, step), model.cfg, params, meta);
+    saveOptimizerState(adamPath(outDir, step), m, v, step, { rng: JSON.stringify(rng.state()) });
     if (t.keep_optimizer === "last") {
       for (const s of listCheckpoints(outDir)) {
-        const f = join(ckptDir, `${ckptName(s)}.adam.safetensors`);
+        const f = adamPath(outDir, s);
         if (s !== step && existsSync(f)) rmSync(f);
       }
     }
   };
 
-  const progress = opts.quiet ? null : new Progress(end, startStep);
+  const progress = opts.quiet ? null : new ProgressBar(end, startStep);
   let last: MetricsLine | null = null;
   let step = startStep;
   let lastSaved = startStep;

@@ -2,7 +2,7 @@
 // analysis JSON that `abrupt analyze` writes (src/analysis/*: the schema is
 // at the top of each file). Pure functions without Node or DOM imports: the
 // page (web/, bundled by Vite, drawn by vega-embed) and the report (rendered
-// to SVG in Node by vega, src/train/plot.ts) use the same code.
+// to SVG in Node by vega, src/viz/plot.ts) use the same code.
 
 import type { TopLevelSpec } from "vega-lite";
 

@@ -1,6 +1,6 @@
 // The explanations shown on the dashboard and in `abrupt report`: what the
 // plateau is, what changes at the drop, and what each panel shows. Plain
-// HTML strings, no DOM or Node imports (shared by web/ and src/cli/report.ts).
+// HTML strings, no DOM or Node imports (shared by web/ and src/server/report.ts).
 
 export interface RunFacts {
   m: number; n: number; rank: number; pMask: number; factor: string;

@@ -14,12 +14,12 @@ export function affineModel(a: number, b: number, positions = 64): Bert {
   const c = 200;
   for (let id = 0; id < VOCAB; id++) {
     const v = valueOf(id), s = Math.sqrt(c - v * v);
-    model.p.wte.set(id === MASK_ID ? [0, 0, 0, 0] : [v, -v, s, -s], id * 4);
+    model.paramViews.wte.set(id === MASK_ID ? [0, 0, 0, 0] : [v, -v, s, -s], id * 4);
   }
-  model.p.wpe.fill(0);
-  const l0 = model.p.layers[0]!;
+  model.paramViews.wpe.fill(0);
+  const l0 = model.paramViews.layers[0]!;
   l0.projW.fill(0); l0.projB.fill(0); l0.fc2W.fill(0); l0.fc2B.fill(0);
-  model.p.outW.set([a * Math.sqrt(c / 2), 0, 0, 0]);
-  model.p.outB[0] = b;
+  model.paramViews.outW.set([a * Math.sqrt(c / 2), 0, 0, 0]);
+  model.paramViews.outB[0] = b;
   return model;
 }

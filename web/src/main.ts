@@ -9,43 +9,16 @@ import embed, { type Result, vega } from "vega-embed";
 import * as S from "../../src/viz/specs.js";
 import * as SW from "../../src/viz/sweep.js";
 import { PANEL_TEXT, changeTableHtml, esc, headsOf, storyHtml } from "../../src/viz/text.js";
+import type * as W from "../../src/server/wire.js";
+import { applyItems } from "../../src/server/apply-items.js";
 import "./style.css";
 
 // ------------------------------------------------------------------ types
 
-interface Phases {
-  window: number;
-  plateau: { onset: number; end: number; level: number; levelMask: number } | null;
-  drop: { step: number; lossBefore: number; lossAfter: number } | null;
-  final: { step: number; loss: number } | null;
-}
-interface RunSummary {
-  name: string;
-  status: string;
-  problems: string[];
-  config: { data: { m: number; n: number; rank: number; p_mask: number; factor: string }; model: { L: number; H: number; d: number; ff: number }; train: { batch: number; lr: number; steps: number } } | null;
-  steps: number | null;
-  stepsDone: number;
-  last: { step: number; loss: number; loss_mask: number; loss_obs: number } | null;
-  lastEval: { step: number; eval_loss: number } | null;
-  checkpoints: number[];
-  phases: Phases | null;
-  copyLevel: { loss: number; loss_mask: number } | null;
-  error: string | null;
-}
-type Ci = [number | null, number | null];
-/** GET /api/sweep: sweep.json (src/sweep/results.ts) */
-interface SweepCell extends SW.SweepCellView {
-  runs: Array<{ seed: number; dir: string; steps: number; plateau_end: number | null; drop: number | null; seconds: number; status: string }>;
-  n_drop: number;
-  median_plateau_end_ci: Ci;
-  median_drop: number | null;
-  median_drop_ci: Ci;
-  median_drop_seconds: number | null;
-  median_drop_seconds_ci: Ci;
-}
-interface Sweep { id: string; axes: string[]; updated: string; cells: SweepCell[] }
-type Row = Array<number | null>;
+type RunSummary = W.WireRunSummary;
+type SweepCell = W.WireSweepCell;
+type Sweep = NonNullable<W.SweepResponse["sweep"]>;
+type Row = W.MetricsRow;
 interface Live { rows: Row[]; offset: number; es: EventSource | null }
 
 // ------------------------------------------------------------------ state
@@ -154,7 +127,7 @@ function renderTable(): void {
 
 async function refreshRuns(): Promise<void> {
   try {
-    const res = await getJson<{ root: string; runs: RunSummary[] }>("api/runs");
+    const res = await getJson<W.RunsResponse>("api/runs");
     $("root-dir").textContent = `${st.sweep ? `sweep ${st.sweep.id} · ` : ""}runs folder: ${res.root}`;
     const seen = new Set<string>();
     for (const r of res.runs) {
@@ -183,7 +156,7 @@ let sweepPoll = true;
 async function refreshSweep(): Promise<void> {
   if (!sweepPoll) return;
   try {
-    const { sweep } = await getJson<{ sweep: Sweep | null }>("api/sweep");
+    const { sweep } = await getJson<W.SweepResponse>("api/sweep");
     if (!sweep) { sweepPoll = false; return; } // a plain runs folder
     const changed = sweep.updated !== st.sweep?.updated;
     const axesChanged = sweep.axes.join("\n") !== st.sweep?.axes.join("\n");
@@ -204,7 +177,7 @@ async function refreshSweep(): Promise<void> {
 const int = (x: number | null) => (x === null ? "–" : String(Math.round(x)));
 const secs = (x: number | null) => (x === null ? "–" : x < 10 ? x.toFixed(1) : String(Math.round(x)));
 /** A median with its interval; a null end of the interval is ∞ (it does not close within the steps run). */
-function median(m: number | null, ci: Ci, f: (x: number | null) => string): string {
+function median(m: number | null, ci: [number | null, number | null], f: (x: number | null) => string): string {
   if (m === null && ci[0] === null) return `<span class="muted">not reached</span>`;
   return `${m === null ? "not reached" : f(m)} <span class="muted">[${f(ci[0])}, ${ci[1] === null ? "∞" : f(ci[1])}]</span>`;
 }
@@ -321,19 +294,6 @@ async function selectCell(key: string | null, prefer = st.focus): Promise<void> 
 
 // --------------------------------------------------- metrics and live updates
 
-function applyItems(rows: Row[], items: unknown[]): void {
-  for (const it of items) {
-    if (Array.isArray(it)) {
-      const step = it[0] as number;
-      while (rows.length && (rows[rows.length - 1]![0] as number) >= step) rows.pop();
-      rows.push(it as Row);
-    } else if (it && typeof it === "object" && "resume_from" in it) {
-      const s = (it as { resume_from: number }).resume_from;
-      while (rows.length && (rows[rows.length - 1]![0] as number) > s) rows.pop();
-    }
-  }
-}
-
 let lossTimer: number | null = null;
 function lossSoon(): void {
   if (lossTimer !== null) return;
@@ -344,15 +304,15 @@ async function openLive(name: string): Promise<void> {
   if (st.live.has(name)) return;
   const lv: Live = { rows: [], offset: 0, es: null };
   st.live.set(name, lv);
-  const m = await getJson<{ offset: number; rows: Row[] }>(api(name, "/metrics"));
+  const m = await getJson<W.MetricsResponse>(api(name, "/metrics"));
   lv.rows = m.rows;
   lv.offset = m.offset;
   if (!st.live.has(name)) return;
   const es = new EventSource(api(name, `/events?offset=${m.offset}`));
   lv.es = es;
   es.addEventListener("metrics", (ev) => {
-    const d = JSON.parse((ev as MessageEvent).data) as { offset: number; items: unknown[] };
-    applyItems(lv.rows, d.items);
+    const d = JSON.parse((ev as MessageEvent).data) as W.MetricsEvent;
+    applyItems(lv.rows, d.items, (r) => r[0] as number);
     lv.offset = d.offset;
     lossSoon();
   });
@@ -423,7 +383,7 @@ async function renderLoss(full: boolean): Promise<void> {
 
 // ------------------------------------------------------------ scrubber
 
-function phaseOf(step: number, ph: Phases | null | undefined): string {
+function phaseOf(step: number, ph: W.Phases | null | undefined): string {
   if (!ph) return "";
   if (ph.drop && step >= ph.drop.step) return "after the drop";
   if (ph.plateau && step >= ph.plateau.onset && step <= ph.plateau.end) return "on the plateau (copying)";

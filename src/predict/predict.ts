@@ -36,7 +36,7 @@ export async function predict<Buf>(
   clamp = false,
 ): Promise<number[][][]> {
   const batch = batchFromMatrices(matrices, clamp);
-  checkMemory(inferenceBytes(model.cfg, batch.T, { samples: batch.B, chunk: batch.B }, !model.k.host), `${batch.B} ${batch.m}×${batch.n} matrices with BERT L${model.cfg.L} d${model.cfg.d} ff${model.cfg.ff}`);
+  checkMemory(inferenceBytes(model.cfg, batch.T, { samples: batch.B, chunk: batch.B }, !model.kernels.host), `${batch.B} ${batch.m}×${batch.n} matrices with BERT L${model.cfg.L} d${model.cfg.d} ff${model.cfg.ff}`);
   const out = await model.run(batch.tokens, batch.B, batch.T);
   const bad = out.findIndex((x) => !Number.isFinite(x));
   if (bad >= 0) throw new AbruptError(`the model's output is ${out[bad]} at matrix ${Math.floor(bad / batch.T)}, cell (${Math.floor((bad % batch.T) / batch.n)}, ${bad % batch.n})`);

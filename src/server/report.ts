@@ -8,16 +8,17 @@
 // `abrupt analyze` write it) or are computed and cached.
 
 import { basename, join, resolve } from "node:path";
-import { openRun } from "../analysis/context.js";
+import { openRun } from "../store/run.js";
 import { detectPhases, pickSteps } from "../analysis/phases.js";
 import { AbruptError } from "../errors.js";
-import { type ComputeRequest, type Kind, compute } from "../server/compute.js";
+import { type ComputeRequest, type Kind, compute } from "./compute.js";
 import { checkWritableFile, writeFileAtomic } from "../store/files.js";
-import { MetricsCache, summarizeRun } from "../server/runs.js";
-import { renderSvg } from "../train/plot.js";
+import { MetricsCache, summarizeRun } from "./runs.js";
+import { renderSvg } from "../viz/plot.js";
 import * as S from "../viz/specs.js";
 import { PANEL_TEXT, changeTableHtml, esc, headsOf, storyHtml } from "../viz/text.js";
-import { findExperiment, parseOpts } from "./analyze.js";
+import { optionNames, parseOpts } from "../analysis/experiment.js";
+import { findExperiment } from "../analysis/index.js";
 
 export interface ReportFlags { out?: string; pre?: number; post?: number; seed: number; opt: string[] }
 
@@ -59,11 +60,11 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
   const kinds: Kind[] = ["attention", "sample", "embeddings", "probe", "progress"];
   const optsFor = (kind: Kind): Record<string, string> => {
     if (kind === "sample") return {};
-    const known = Object.keys(findExperiment(kind).defaults ?? {});
+    const known = optionNames(findExperiment(kind));
     return Object.fromEntries(Object.entries(opts).filter(([k]) => known.includes(k)));
   };
   for (const k of Object.keys(opts)) {
-    if (!kinds.some((kind) => kind !== "sample" && Object.keys(findExperiment(kind).defaults ?? {}).includes(k))) {
+    if (!kinds.some((kind) => kind !== "sample" && optionNames(findExperiment(kind)).includes(k))) {
       throw new AbruptError(`unknown option "${k}" (no experiment of the report takes it)`);
     }
   }

@@ -1,4 +1,4 @@
-// Progress of a training run: a cli-progress bar on a terminal (step, losses,
+// The progress bar of a training run: a cli-progress bar on a terminal (step, losses,
 // ms/step, ETA), or a plain line every 10 seconds when output is a file/CI.
 
 import { SingleBar } from "cli-progress";
@@ -6,7 +6,7 @@ import type { MetricsLine } from "./metrics.js";
 
 const fmt = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "-" : x < 1e-3 ? x.toExponential(2) : x.toFixed(4));
 
-export class Progress {
+export class ProgressBar {
   private bar: SingleBar | null = null;
   private lastPrint = 0;
   private t0 = performance.now();

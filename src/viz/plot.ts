@@ -5,7 +5,7 @@ import { Resvg } from "@resvg/resvg-js";
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import { writeFileAtomic } from "../store/files.js";
-import type { MetricsLine } from "./metrics.js";
+import type { MetricsLine } from "../train/metrics.js";
 
 export type VlSpec = vl.TopLevelSpec;
 

@@ -218,7 +218,7 @@ export interface BenchOptions {
 
 /** Runs `abrupt bench --child ...` in a fresh process; returns its last stdout line as JSON. */
 function child<R>(args: string[], what: string): R {
-  const main = fileURLToPath(new URL("./main.js", import.meta.url));
+  const main = fileURLToPath(new URL("../cli/main.js", import.meta.url));
   const r = spawnSync(process.execPath, [main, "bench", ...args], { encoding: "utf8", maxBuffer: 1 << 24 });
   if (r.status !== 0) {
     const err = (r.stderr || "").trim().split("\n").filter((l) => !l.startsWith("Warning:")).pop();
