@@ -9,6 +9,7 @@ import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { Gpt, gptParamSpecs } from "../model/gpt.js";
 import { loadGptCheckpoint } from "../store/gpt-checkpoint.js";
+import { refuseNonFinite, trainedOnOf } from "./predict.js";
 
 /** Matrices per generation batch (the activations are allocated per batch shape). */
 const CHUNK = 256;
@@ -55,19 +56,8 @@ export function loadGptPredictor<Buf>(
   file: string, kernels: Kernels<Buf>, opts: { heads?: number; attn?: "softmax" | "linear" } = {},
 ): { model: Gpt<Buf>; trainedOn: { m: number; n: number } | null } {
   const ck = loadGptCheckpoint(file, opts);
-  const bad = ck.params.findIndex((x) => !Number.isFinite(x));
-  if (bad >= 0) {
-    const spec = gptParamSpecs(ck.cfg).find((s) => bad >= s.offset && bad < s.offset + s.size)!;
-    throw new AbruptError(`checkpoint ${file} holds ${ck.params[bad]} in ${spec.name} (a run that diverged?); it cannot predict`);
-  }
+  refuseNonFinite(file, ck.params, gptParamSpecs(ck.cfg));
   const model = new Gpt(ck.cfg, kernels);
   model.setParams(ck.params);
-  let trainedOn: { m: number; n: number } | null = null;
-  try {
-    const d = (JSON.parse(ck.meta["run_config"] ?? "null") as { data?: { m?: unknown; n?: unknown } } | null)?.data;
-    if (typeof d?.m === "number" && typeof d.n === "number") trainedOn = { m: d.m, n: d.n };
-  } catch {
-    /* no run config */
-  }
-  return { model, trainedOn };
+  return { model, trainedOn: trainedOnOf(ck.meta) };
 }

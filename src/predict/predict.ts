@@ -64,21 +64,29 @@ export function loadModel<Buf>(file: string, kernels: Kernels<Buf>, heads?: numb
  */
 export function loadPredictor<Buf>(file: string, kernels: Kernels<Buf>, heads?: number): { model: Bert<Buf>; trainedOn: { m: number; n: number } | null } {
   const ck = loadCheckpoint(file, heads !== undefined ? { heads } : {});
-  const bad = ck.params.findIndex((x) => !Number.isFinite(x));
-  if (bad >= 0) {
-    const spec = paramSpecs(ck.cfg).find((s) => bad >= s.offset && bad < s.offset + s.size)!;
-    throw new AbruptError(`checkpoint ${file} holds ${ck.params[bad]} in ${spec.name} (a run that diverged?); it cannot predict`);
-  }
+  refuseNonFinite(file, ck.params, paramSpecs(ck.cfg));
   const model = new Bert(ck.cfg, kernels);
   model.setParams(ck.params);
-  let trainedOn: { m: number; n: number } | null = null;
+  return { model, trainedOn: trainedOnOf(ck.meta) };
+}
+
+/** Refuses a checkpoint that holds a NaN or infinite weight (a run that diverged), naming the tensor. */
+export function refuseNonFinite(file: string, params: Float32Array, specs: Array<{ name: string; offset: number; size: number }>): void {
+  const bad = params.findIndex((x) => !Number.isFinite(x));
+  if (bad < 0) return;
+  const spec = specs.find((s) => bad >= s.offset && bad < s.offset + s.size)!;
+  throw new AbruptError(`checkpoint ${file} holds ${params[bad]} in ${spec.name} (a run that diverged?); it cannot predict`);
+}
+
+/** The matrix size a checkpoint was trained on, from the run config in its metadata; null without one. */
+export function trainedOnOf(meta: Record<string, string>): { m: number; n: number } | null {
   try {
-    const d = (JSON.parse(ck.meta["run_config"] ?? "null") as { data?: { m?: unknown; n?: unknown } } | null)?.data;
-    if (typeof d?.m === "number" && typeof d.n === "number") trainedOn = { m: d.m, n: d.n };
+    const d = (JSON.parse(meta["run_config"] ?? "null") as { data?: { m?: unknown; n?: unknown } } | null)?.data;
+    if (typeof d?.m === "number" && typeof d.n === "number") return { m: d.m, n: d.n };
   } catch {
     /* no run config: nothing to compare with */
   }
-  return { model, trainedOn };
+  return null;
 }
 
 /** A warning when the input's matrices are not the size the checkpoint was trained on, else null. */
