@@ -168,8 +168,9 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
   const others = (o.with ?? []).flatMap((w) => otherCells(dir, w));
   mkdirSync(out, { recursive: true });
   const all = [...others, ...res.cells];
-  if (others.length > 0) {
-    writeJsonAtomic(join(out, "compared.json"), { ...res, cells: all });
+  const compared = others.length > 0 ? { ...res, cells: all } : undefined;
+  if (compared) {
+    writeJsonAtomic(join(out, "compared.json"), compared);
     files.push(join(out, "compared.json"));
   }
   if (all.some((c) => c.runs.some((r) => r.status !== "queued"))) {
@@ -189,7 +190,7 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
       files.push(...(await writeFigure(phaseSpec(res.cells, xKey, yKey, m), join(out, `phase-${m}`))));
     }
   }
-  return { results: res, files, ...(others.length > 0 ? { compared: { ...res, cells: all } } : {}) };
+  return { results: res, files, ...(compared ? { compared } : {}) };
 }
 
 /**

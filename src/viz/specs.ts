@@ -106,7 +106,7 @@ export const SERIES = ["L (all cells)", "L_mask (hidden cells)", "L_obs (observe
 const SERIES_COLORS = ["#4c78a8", "#e45756", "#54a24b", "#b279a2"];
 /**
  * The progress measures logged with --progress-every (src/analysis/measures.ts),
- * metrics-row columns 5..7, drawn on a second y axis (0..1) over the losses.
+ * metrics-row columns 5..7, drawn in a strip under the losses (axis up to 1).
  */
 export const MEASURES = ["attention progress", "collapse (final hidden states)", "repetition"] as const;
 const MEASURE_COLORS = ["#f58518", "#72b7b2", "#9d755d"];
@@ -168,7 +168,6 @@ export function lossSpec(rows: LossRow[], o: LossOptions): Spec {
     vconcat: [{ width: o.width, height: o.height, layer: layers }, strip], spacing: 8,
     resolve: { scale: { x: "shared", color: "shared" } },
   } as Spec;
-
 }
 
 /** Exponential moving average with a time constant of `w` steps (w ≤ 1: none). */
