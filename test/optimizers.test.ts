@@ -13,7 +13,8 @@ import { Bert } from "../src/model/bert.js";
 import { paramSpecs } from "../src/model/params.js";
 import { loadCheckpoint } from "../src/store/checkpoint.js";
 import { type RunConfig, dataConfigOf, modelConfigOf, resolveConfig } from "../src/train/config.js";
-import { decays, seedsOf, train } from "../src/train/train.js";
+import { seedsOf, train } from "../src/train/train.js";
+import { bertDecays as decays } from "../src/family/bert.js";
 
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-opt-")); made.push(d); return d; };

@@ -6,6 +6,7 @@
 // <run>/analysis/<experiment>.json with its figures beside it (output.ts).
 // Analyses use only the model's hook API and forward.ts, never its tensors.
 
+import { familyOf } from "../family/index.js";
 import type { DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { Kernels } from "../kernels/types.js";
@@ -53,7 +54,7 @@ export function makeContext(
 ): AnalysisContext {
   const cache = new Map<number, AnyBert>();
   // "until the drop": the run's own drop step (src/train/events.ts)
-  const drop = attnBias?.until === "drop" && source.kind === "run" ? detectEvents(source.run.metrics, source.run.cfg.data.rank).drop : null;
+  const drop = attnBias?.until === "drop" && source.kind === "run" ? detectEvents(source.run.metrics, source.run.cfg.data.rank, familyOf(source.run.cfg).events).drop : null;
   const ctx: AnalysisContext = {
     source, data, kernels, seed, outDir, step, attnBias,
     model(s = ctx.step) {

@@ -24,6 +24,7 @@
 //   observedCopy: { meanAbsErr, slope, correlation }  (output vs input at observed cells, MASK input)
 //   random: { loss, loss_mask, loss_obs, meanOutHidden, observedCopy: { meanAbsErr, slope, correlation } }
 
+import { familyOf } from "../family/index.js";
 import { z } from "zod";
 import { MASK_ID, roundTo, sampleBatch, tokenOf, valueOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
@@ -265,5 +266,5 @@ export const experiment: Experiment<typeof CopyOptionsSchema> = {
   options: CopyOptionsSchema,
   steps: "pre",
   run: (ctx, o) => copy(ctx, o),
-  summarize: (per, run) => copyOverTraining(per, run ? (detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask).drop?.step ?? null) : null),
+  summarize: (per, run) => copyOverTraining(per, run ? (detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask, familyOf(run.cfg).events).drop?.step ?? null) : null),
 };

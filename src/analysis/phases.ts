@@ -12,6 +12,7 @@
 import { z } from "zod";
 import { AbruptError } from "../errors.js";
 import { type RunEvents, detectEvents } from "../train/events.js";
+import { type EventSignal, familyOf } from "../family/index.js";
 import type { MetricsLine } from "../train/metrics.js";
 import type { VlSpec } from "../viz/plot.js";
 import type { RunHandle } from "../store/run.js";
@@ -50,10 +51,11 @@ function meanLoss(pts: MetricsLine[], from: number, to: number, key: "loss" | "l
   return cnt ? sum / cnt : NaN;
 }
 
-export function detectPhases(lines: MetricsLine[], rank: number, pMask: number): Phases {
+/** `signal`: the run's family's event signal (src/family/; default the BERT's L_mask). */
+export function detectPhases(lines: MetricsLine[], rank: number, pMask: number, signal?: EventSignal): Phases {
   const copyLevel = (pMask * rank) / 9;
   const copyLevelMask = rank / 9;
-  const ev = detectEvents(lines, rank);
+  const ev = detectEvents(lines, rank, signal);
   const w = ev.window;
   const last = lines[lines.length - 1];
   const final = last ? { step: last.step, loss: meanLoss(lines, last.step - w + 1, last.step) } : null;
@@ -81,7 +83,7 @@ export function pickSteps(run: RunHandle, spec: string): number[] {
   if (spec === "all") return run.steps;
   if (spec === "final") return [run.steps[run.steps.length - 1]!];
   if (spec === "pre" || spec === "post") {
-    const ph = detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask);
+    const ph = detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask, familyOf(run.cfg).events);
     if (spec === "pre") {
       if (!ph.plateau) throw new AbruptError(`no plateau found in ${run.dir}/metrics.jsonl, so there is no "pre" checkpoint; give a step`);
       const limit = ph.drop ? Math.min(ph.plateau.end, ph.drop.step - ph.window) : ph.plateau.end;
@@ -101,7 +103,7 @@ export function pickSteps(run: RunHandle, spec: string): number[] {
 }
 
 export function phasesOutput(run: RunHandle): AnalysisOutput {
-  const ph = detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask);
+  const ph = detectPhases(run.metrics, run.cfg.data.rank, run.cfg.data.p_mask, familyOf(run.cfg).events);
   const f = (x: number) => x.toPrecision(3);
   const findings: string[] = [];
   if (ph.plateau) {

@@ -10,7 +10,7 @@ import { Command } from "commander";
 import { AbruptError } from "../errors.js";
 import { BACKENDS, loadKernels } from "../kernels/index.js";
 import type { AttentionKind, BackendName } from "../kernels/types.js";
-import { type PartialRunConfig, type RunConfig, PRESETS, decayStartOf, parseAttnBias, readConfigFile, resolveConfig } from "../train/config.js";
+import { type PartialRunConfig, type RunConfig, decayStartOf, presets, parseAttnBias, readConfigFile, resolveConfig } from "../train/config.js";
 import { finishRun } from "../train/summary.js";
 import { checkTrainMemory, train } from "../train/train.js";
 import { resumeConfig } from "../train/resume.js";
@@ -21,6 +21,7 @@ import { BACKEND_WORDS, attnOpt, backendOpt, collect, int, intList, isBackend, l
 import { loadPredictor, predict, readPredictInput, sizeWarning } from "../predict/predict.js";
 import { loadGptPredictor, predictGpt } from "../predict/predict-gpt.js";
 import { Gpt } from "../model/gpt.js";
+import { FAMILIES, familyOf } from "../family/index.js";
 import { checkpointFamily } from "../store/gpt-checkpoint.js";
 import { writeReport } from "../server/report.js";
 import { isLoopback, startServer } from "../server/server.js";
@@ -32,7 +33,7 @@ import { checkQueue, enqueueSweep, followSweep, runWorker } from "../sweep/queue
 import { cpus } from "node:os";
 
 interface TrainFlags {
-  preset?: string; config?: string; out?: string; resume?: boolean; quiet?: boolean;
+  model?: string; preset?: string; config?: string; out?: string; resume?: boolean; quiet?: boolean;
   steps?: number; seed?: number; batch?: number; lr?: number; warmup?: number; lrDecay?: string; lrFinal?: number; decayStart?: number;
   m?: number; n?: number; rank?: number; pMask?: number; prec?: number; factor?: string; clamp?: boolean;
   layers?: number; heads?: number; width?: number; ff?: number; positions?: number;
@@ -46,6 +47,7 @@ interface TrainFlags {
 function overridesOf(f: TrainFlags): PartialRunConfig {
   const pick = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
   return {
+    ...(f.model !== undefined ? { family: f.model } : {}),
     model: pick({ L: f.layers, H: f.heads, d: f.width, ff: f.ff, positions: f.positions }),
     data: pick({ m: f.m, n: f.n, rank: f.rank, p_mask: f.pMask, prec: f.prec, factor: f.factor as RunConfig["data"]["factor"] | undefined, clamp: f.clamp }),
     train: pick({
@@ -79,8 +81,9 @@ export function buildProgram(): Command {
 
   program
     .command("train")
-    .description("train a BERT on matrix completion (default preset: cpu)")
-    .option("--preset <name>", `preset: ${Object.keys(PRESETS).join(", ")}`)
+    .description("train a BERT (or, with --model gpt, a GPT) on matrix completion (default preset: cpu; gpt-cpu for the GPT)")
+    .option("--model <name>", `model family: ${Object.keys(FAMILIES).join(", ")} (default bert)`)
+    .option("--preset <name>", `preset: ${Object.keys(presets()).join(", ")}`)
     .option("--config <file>", "config file (JSON or YAML); flags override it")
     .option("--out <dir>", "run directory (default runs/<preset>-<time>)")
     .option("--resume", "continue the run in --out from its newest checkpoint")
@@ -145,10 +148,10 @@ export function buildProgram(): Command {
       }
       checkTrainMemory(cfg);
       ensureDir(outDir, "run folder");
-      const m = cfg.model, d = cfg.data, t = cfg.train;
+      const d = cfg.data, t = cfg.train;
       const res = await train(cfg, {
         outDir, resume: !!f.resume, quiet: !!f.quiet,
-        onStart: () => console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} ff${m.ff} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps${t.max_steps !== null && t.max_steps < t.steps ? ` (stop at ${t.max_steps})` : ""}${t.stop_after_drop !== null ? ` · stop ${t.stop_after_drop} steps after the drop` : ""}${attnBiasText(t.attn_bias)} · backend ${t.backend} → ${outDir}`),
+        onStart: () => console.error(`abrupt train: preset ${cfg.preset} · ${d.m}×${d.n} rank ${d.rank} p_mask ${d.p_mask} · ${familyOf(cfg).describe(cfg)} · batch ${t.batch} lr ${t.lr} warmup ${t.warmup}${t.lr_decay === "cosine" ? ` · cosine from step ${decayStartOf(t)} to ${t.lr * t.lr_final}` : ""} · ${t.steps} steps${t.max_steps !== null && t.max_steps < t.steps ? ` (stop at ${t.max_steps})` : ""}${t.stop_after_drop !== null ? ` · stop ${t.stop_after_drop} steps after the drop` : ""}${attnBiasText(t.attn_bias)} · backend ${t.backend} → ${outDir}`),
       });
       const s = await finishRun(outDir, cfg);
       const fmt = (x: number | null) => (typeof x === "number" && Number.isFinite(x) ? x.toPrecision(3) : "n/a");

@@ -244,6 +244,16 @@ export class Bert<Buf = Float32Array> {
     return [...this.frozen];
   }
 
+  /** The freezing groups of this model's parameters. */
+  groupNames(): string[] {
+    return groupNames(this.cfg);
+  }
+
+  /** Number of parameters. */
+  get size(): number {
+    return paramCount(this.cfg);
+  }
+
   // ------------------------------------------------------ attention bias
 
   /**

@@ -26,6 +26,8 @@ export const ModelConfigSchema = z.object({
   vocab: posInt,
   /** LayerNorm epsilon (HF BERT: 1e-12) */
   lnEps: z.number().positive(),
+  /** the GPT's attention (src/family/gpt.ts): causal softmax or the reference's linear variant; the BERT has none */
+  attn: z.enum(["softmax", "linear"]).optional(),
 }).strict();
 
 export type ModelConfig = z.infer<typeof ModelConfigSchema>;

@@ -7,6 +7,7 @@
 // Analyses come from the run's cache (<run>/analysis/, as the dashboard and
 // `abrupt analyze` write it) or are computed and cached.
 
+import { familyOf } from "../family/index.js";
 import { basename, join, resolve } from "node:path";
 import { openRun } from "../store/run.js";
 import { detectPhases, pickSteps } from "../analysis/phases.js";
@@ -79,7 +80,7 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
     return (await compute(req)).json as T;
   };
 
-  const ph = detectPhases(run.metrics, cfg.data.rank, cfg.data.p_mask);
+  const ph = detectPhases(run.metrics, cfg.data.rank, cfg.data.p_mask, familyOf(cfg).events);
   const mc = new MetricsCache(join(dir, "metrics.jsonl"));
   mc.update();
   const summary = summarizeRun(resolve(dir, ".."), basename(dir), mc);

@@ -9,6 +9,7 @@
 // folder; `runDir` rejects anything else (separators, `..`, absolute paths,
 // NUL) and checks that the real path (symlinks resolved) stays inside.
 
+import { familyOf } from "../family/index.js";
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { detectPhases, type Phases } from "../analysis/phases.js";
@@ -224,7 +225,7 @@ export function summarizeRun(root: string, name: string, metrics: MetricsCache):
     steps: cfg ? lastStepOf(cfg.train) : null,
     stepsDone: last ? last.step : 0,
     last, lastEval, checkpoints,
-    phases: cfg && lines.length > 0 ? detectPhases(lines, cfg.data.rank, cfg.data.p_mask) : null,
+    phases: cfg && lines.length > 0 ? detectPhases(lines, cfg.data.rank, cfg.data.p_mask, familyOf(cfg).events) : null,
     copyLevel: cfg ? { loss: (cfg.data.p_mask * cfg.data.rank) / 9, loss_mask: cfg.data.rank / 9 } : null,
     updated: typeof statusRaw.updated === "string" ? statusRaw.updated : null,
     error: typeof statusRaw.error === "string" ? statusRaw.error : null,

@@ -52,7 +52,7 @@ export class SweepResultsCache {
     }));
     const key = [...keys.values()].join("\n");
     if (this.value && key === this.key) return this.value;
-    this.value = sweepResults(this.dir, (dir, name, seed, rank) => {
+    this.value = sweepResults(this.dir, (dir, name, seed, rank, _lines, signal) => {
       const k = keys.get(name) ?? "";
       const hit = this.runs.get(name);
       if (hit && hit.key === k) return hit.run;
@@ -64,7 +64,7 @@ export class SweepResultsCache {
       } catch {
         lines = undefined; // no folder yet: runResult says "queued"
       }
-      const run = runResult(dir, name, seed, rank, lines);
+      const run = runResult(dir, name, seed, rank, lines, signal);
       this.runs.set(name, { key: k, run });
       return run;
     });

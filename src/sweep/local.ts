@@ -2,10 +2,12 @@
 // progress display for the whole sweep, Ctrl-C stops every run cleanly at a
 // checkpoint. Running the same sweep again continues it.
 
+import type { RunConfig } from "../train/config.js";
 import { join } from "node:path";
 import { SingleBar } from "cli-progress";
 import { readMetrics } from "../train/metrics.js";
 import { detectEvents } from "../train/events.js";
+import { familyOf } from "../family/index.js";
 import { lastStepOf } from "../train/config.js";
 import { type Execution, currentStep, executeRun, runDirOf, runState } from "./runs.js";
 import type { PlannedRun, SweepPlan } from "./spec.js";
@@ -60,8 +62,8 @@ export class SweepDisplay {
 }
 
 /** Whether a finished run dropped (its log, by the one definition of the events). */
-export function runDropped(runDir: string, rank: number): boolean {
-  return detectEvents(readMetrics(join(runDir, "metrics.jsonl")).lines, rank).drop !== null;
+export function runDropped(runDir: string, cfg: RunConfig): boolean {
+  return detectEvents(readMetrics(join(runDir, "metrics.jsonl")).lines, cfg.data.rank, familyOf(cfg).events).drop !== null;
 }
 
 /**
@@ -106,7 +108,7 @@ export async function runLocal(plan: SweepPlan, dir: string, opts: { workers: nu
     if (runState(rd, r.config) === "finished") {
       done++;
       skipped++;
-      if (runDropped(rd, r.config.data.rank)) drops++;
+      if (runDropped(rd, r.config)) drops++;
     } else todo.push(r);
   }
   const display = new SweepDisplay(plan.runs.length, opts.quiet);
@@ -150,7 +152,7 @@ export async function runLocal(plan: SweepPlan, dir: string, opts: { workers: nu
             eta.finish(run, step);
             if (code === 0 && runState(rd, run.config) === "finished") {
               done++;
-              if (runDropped(rd, run.config.data.rank)) drops++;
+              if (runDropped(rd, run.config)) drops++;
             } else if (!interrupted) {
               const line = stderr.trim().split("\n").filter((l) => l.startsWith("abrupt:")).pop() ?? `exit ${code ?? signal}`;
               failed.push({ run: run.name, message: line });

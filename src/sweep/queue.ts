@@ -103,7 +103,7 @@ export async function followSweep(url: string, plan: SweepPlan, dir: string, qui
         const s = runState(rd, r.config);
         if (s === "finished") {
           done++;
-          if (runDropped(rd, r.config.data.rank)) drops++;
+          if (runDropped(rd, r.config)) drops++;
         } else {
           unfinished.push(r);
           if (s === "running") running++;

@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { AbruptError } from "../errors.js";
 import { detectEvents } from "../train/events.js";
+import { type EventSignal, familyOf } from "../family/index.js";
 import { type MetricsLine, readMetrics } from "../train/metrics.js";
 import { writeFigure } from "../viz/plot.js";
 import { writeJsonAtomic } from "../store/files.js";
@@ -79,10 +80,11 @@ export function readSpecFile(dir: string): SpecFile {
 }
 
 /** One run's events and times, by the one definition (src/train/events.ts); `lines`: its metrics if already read. */
-export function runResult(dir: string, name: string, seed: number, rank: number, lines?: MetricsLine[]): SweepRun {
+/** `signal`: the family's event signal (src/family/; default the BERT's). */
+export function runResult(dir: string, name: string, seed: number, rank: number, lines?: MetricsLine[], signal?: EventSignal): SweepRun {
   const rd = runDirOf(dir, name);
   lines ??= readMetrics(join(rd, "metrics.jsonl")).lines;
-  const ev = detectEvents(lines, rank);
+  const ev = detectEvents(lines, rank, signal);
   let cum = 0, pes: number | null = null;
   for (const l of lines) {
     cum += l.ms ?? 0;
@@ -133,8 +135,8 @@ export function sweepResults(dir: string, run: typeof runResult = runResult): Sw
   const spec = readSpecFile(dir);
   const cells = spec.cells.map((c) => {
     const runs = c.runs.map((name) => {
-      const plan = JSON.parse(readFileSync(join(dir, "plan", `${name}.json`), "utf8")) as { train: { seed: number }; data: { rank: number } };
-      return run(dir, name, plan.train.seed, plan.data.rank);
+      const plan = JSON.parse(readFileSync(join(dir, "plan", `${name}.json`), "utf8")) as { family?: string; train: { seed: number }; data: { rank: number } };
+      return run(dir, name, plan.train.seed, plan.data.rank, undefined, familyOf(plan).events);
     });
     return cellResult(c.key, c.overrides, runs);
   });

@@ -9,6 +9,7 @@ import { z } from "zod";
 import type { DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import { type ModelConfig, ModelConfigSchema } from "../model/params.js";
+import { DEFAULT_FAMILY, FAMILIES, familyNamed, familyOf } from "../family/index.js";
 
 const posInt = z.number().int().positive();
 
@@ -109,6 +110,8 @@ export const TrainSchema = z.object({
 
 export const RunConfigSchema = z.object({
   preset: z.string(),
+  /** the model family (src/family/index.ts); absent = "bert" */
+  family: z.string().optional(),
   model: ModelConfigSchema,
   data: DataSchema,
   train: TrainSchema,
@@ -119,6 +122,7 @@ export type RunConfig = z.infer<typeof RunConfigSchema>;
 /** Partial config as found in files and presets. */
 export const PartialRunConfigSchema = z.object({
   preset: z.string().optional(),
+  family: z.string().optional(),
   model: ModelConfigSchema.partial().strict().optional(),
   data: DataSchema.partial().strict().optional(),
   train: TrainSchema.partial().strict().optional(),
@@ -145,7 +149,7 @@ const BASE: RunConfig = {
  * `cpu4x4` is the earlier default on 4×4 matrices (docs/drop-search.md),
  * whose run the README's analysis figures come from.
  */
-export const PRESETS: Record<string, PartialRunConfig> = {
+const BERT_PRESETS: Record<string, PartialRunConfig> = {
   paper: {},
   S: {
     model: { L: 2, H: 4, d: 128, ff: 512 },
@@ -175,9 +179,23 @@ export const PRESETS: Record<string, PartialRunConfig> = {
 
 export const DEFAULT_PRESET = "cpu";
 
+/** Every preset: the BERT's above and each family's own (src/family/). */
+export function presets(): Record<string, PartialRunConfig> {
+  const all: Record<string, PartialRunConfig> = { ...BERT_PRESETS };
+  for (const f of Object.values(FAMILIES)) Object.assign(all, f.presets);
+  return all;
+}
+
+/** The family a preset trains. */
+function presetFamily(p: PartialRunConfig): string {
+  return p.family ?? DEFAULT_FAMILY;
+}
+
 function merge(base: RunConfig, over: PartialRunConfig): RunConfig {
+  const family = over.family ?? base.family;
   return {
     preset: over.preset ?? base.preset,
+    ...(family !== undefined ? { family } : {}),
     model: { ...base.model, ...(over.model ?? {}) },
     data: { ...base.data, ...(over.data ?? {}) },
     train: { ...base.train, ...(over.train ?? {}) },
@@ -208,12 +226,25 @@ export function readConfigFile(file: string): PartialRunConfig {
   return r.data;
 }
 
-/** preset → config file → overrides (flags), then validated as a whole. */
+/**
+ * preset → config file → overrides (flags), then validated as a whole. The
+ * family (overrides.family is --model) picks the default preset and must be
+ * the preset's: the family's base fills the model section first.
+ */
 export function resolveConfig(presetName: string | undefined, fileCfg: PartialRunConfig | undefined, overrides: PartialRunConfig): RunConfig {
-  const name = presetName ?? fileCfg?.preset ?? DEFAULT_PRESET;
-  const preset = PRESETS[name];
-  if (!preset) throw new AbruptError(`unknown preset "${name}" (presets: ${Object.keys(PRESETS).join(", ")})`);
-  let cfg = merge(BASE, preset);
+  const all = presets();
+  const named = presetName ?? fileCfg?.preset;
+  const wanted = overrides.family ?? fileCfg?.family;
+  if (wanted !== undefined) familyNamed(wanted, overrides.family !== undefined ? "--model" : "config: family");
+  const name = named ?? (wanted !== undefined ? FAMILIES[wanted]!.defaultPreset : DEFAULT_PRESET);
+  const preset = all[name];
+  if (!preset) throw new AbruptError(`unknown preset "${name}" (presets: ${Object.keys(all).join(", ")})`);
+  const family = presetFamily(preset);
+  if (wanted !== undefined && wanted !== family) {
+    const own = Object.keys(all).filter((p) => presetFamily(all[p]!) === wanted);
+    throw new AbruptError(`preset "${name}" trains the ${FAMILIES[family]!.title}, not the ${FAMILIES[wanted]!.title} (${wanted} presets: ${own.join(", ")})`);
+  }
+  let cfg = merge(merge(BASE, FAMILIES[family]!.base), preset);
   cfg.preset = name;
   if (fileCfg) cfg = merge(cfg, { ...fileCfg, preset: name });
   cfg = merge(cfg, { ...overrides, preset: name });
@@ -229,16 +260,15 @@ export function validateRunConfig(raw: unknown): RunConfig {
   if (!(p_mask >= 0 && p_mask < 1)) throw new AbruptError(`config: data.p_mask must be in [0, 1) (got ${p_mask})`);
   if (prec < 0 || prec > 2) throw new AbruptError(`config: data.prec must be 0, 1 or 2 (the vocabulary has step 0.01; got ${prec})`);
   if (c.model.d % c.model.H !== 0) throw new AbruptError(`config: model.H (${c.model.H}) must divide model.d (${c.model.d})`);
-  if (m * n > c.model.positions) throw new AbruptError(`config: an ${m}×${n} matrix needs ${m * n} positions but model.positions is ${c.model.positions}`);
-  if (c.model.vocab < 2002) throw new AbruptError(`config: model.vocab must be at least 2002 (got ${c.model.vocab})`);
+  const family = familyOf(c);
   if (c.train.train_only.length > 0 && !c.train.init_from) throw new AbruptError("config: train.train_only needs train.init_from (RUN_DIR@STEP)");
   if (c.train.init_from && !/^.+@\d+$/.test(c.train.init_from)) throw new AbruptError(`config: train.init_from must be RUN_DIR@STEP (got "${c.train.init_from}")`);
   const ab = c.train.attn_bias;
   if (ab) {
-    for (const l of ab.layers ?? []) if (l >= c.model.L) throw new AbruptError(`config: train.attn_bias: layer ${l} is outside 0..${c.model.L - 1} (the model has ${c.model.L} layers)`);
     if (ab.from > lastStepOf(c.train)) throw new AbruptError(`config: train.attn_bias: step ${ab.from} is past the run's last step ${lastStepOf(c.train)}`);
     if (typeof ab.until === "number" && ab.until <= ab.from) throw new AbruptError(`config: train.attn_bias: the end step ${ab.until} must come after the start step ${ab.from}`);
   }
+  family.validate(c);
   return c;
 }
 
@@ -280,8 +310,10 @@ export function parseAttnBias(spec: string, flag = "--attn-bias"): AttnBiasConfi
   return { c, from, ...(until !== null ? { until } : {}), layers };
 }
 
+/** The BERT's model config of a run (src/family/bert.ts; a GPT run's is gptConfigOf in src/family/gpt.ts). */
 export function modelConfigOf(c: RunConfig): ModelConfig {
-  return { ...c.model };
+  const { attn: _attn, ...m } = c.model;
+  return m;
 }
 
 /** The data config of a run in the sampler's terms (src/data/matrix.ts). */

@@ -15,6 +15,11 @@
 // `left` is the first step after the plateau's start where the average is
 // below the band: the trainer checkpoints there, near the plateau's end.
 
+// A family may name another signal (src/family/: the GPT's greedy MSE at
+// hidden cells of the evaluation set, logged at evaluation steps only, with a
+// window of 5 evaluations); the thresholds are the same.
+
+import type { EventSignal } from "../family/types.js";
 import type { MetricsLine } from "./metrics.js";
 
 export const EVENT_WINDOW = 50;
@@ -57,7 +62,19 @@ export class EventTracker {
   private inCount = 0;
   private ev: RunEvents;
 
-  constructor(rank: number, readonly window = EVENT_WINDOW) {
+  readonly window: number;
+  private readonly field: EventSignal["field"];
+  private readonly sparse: boolean;
+  /** time of steps not yet pushed (sparse signals) */
+  private pendingMs = 0;
+
+  /** `signal`: a window over L_mask (the BERT's, default 50 steps), or a family's signal. */
+  constructor(rank: number, signal: number | EventSignal = EVENT_WINDOW) {
+    const s: EventSignal = typeof signal === "number" ? { field: "loss_mask", window: signal, sparse: false } : signal;
+    this.window = s.window;
+    this.field = s.field;
+    this.sparse = s.sparse;
+    const window = s.window;
     this.ring = new Array<number>(window).fill(NaN);
     this.ev = {
       copyLevel: rank / 9, window, plateau_start: null, plateau_end: null, last_on_plateau: null,
@@ -68,7 +85,25 @@ export class EventTracker {
   /** The moving average after the last push (NaN before a full window). */
   average = NaN;
 
-  /** Adds one step; returns the events that happened at it. */
+  /**
+   * Adds one metrics line: its signal field, or (a sparse signal at a step
+   * that did not log it) only its time. Returns the events that happened.
+   */
+  pushLine(l: MetricsLine): { left: boolean; drop: boolean } {
+    const v = (l as unknown as Record<string, unknown>)[this.field];
+    const ms = l.ms ?? 0;
+    if (this.sparse && !(typeof v === "number" && Number.isFinite(v))) {
+      this.pendingMs += ms;
+      this.ev.steps = l.step;
+      this.ev.seconds = (this.ms + this.pendingMs) / 1000;
+      return { left: false, drop: false };
+    }
+    const all = ms + this.pendingMs;
+    this.pendingMs = 0;
+    return this.push(l.step, typeof v === "number" ? v : NaN, all);
+  }
+
+  /** Adds one step's value of the signal; returns the events that happened at it. */
   push(step: number, lossMask: number, ms = 0): { left: boolean; drop: boolean } {
     const slot = this.n % this.window;
     const old = this.ring[slot]!;
@@ -115,9 +150,9 @@ export class EventTracker {
   }
 }
 
-/** The events of a whole metrics log (steps in order). */
-export function detectEvents(lines: MetricsLine[], rank: number, window = EVENT_WINDOW): RunEvents {
-  const t = new EventTracker(rank, window);
-  for (const l of lines) t.push(l.step, l.loss_mask, l.ms ?? 0);
+/** The events of a whole metrics log (steps in order); `signal` as for EventTracker. */
+export function detectEvents(lines: MetricsLine[], rank: number, signal: number | EventSignal = EVENT_WINDOW): RunEvents {
+  const t = new EventTracker(rank, signal);
+  for (const l of lines) t.pushLine(l);
   return t.result();
 }

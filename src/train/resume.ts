@@ -47,6 +47,10 @@ export function resumeConfig(outDir: string, given: { preset?: string; file?: Pa
   if (preset !== undefined && preset !== run.preset) {
     throw new AbruptError(`cannot resume with ${given.preset !== undefined ? "--preset" : `preset in ${given.fileName}`} ${preset}: the run was made with preset ${run.preset} (a resumed run keeps its settings; only --steps, --max-steps and --stop-after-drop may change)`);
   }
+  const family = given.flags.family ?? given.file?.family;
+  if (family !== undefined && family !== (run.family ?? "bert")) {
+    throw new AbruptError(`cannot resume with ${given.flags.family !== undefined ? "--model" : `family in ${given.fileName}`} ${family}: the run trains the ${run.family ?? "bert"} model`);
+  }
   const fromFlags = new Map(entries(given.flags));
   const wanted = new Map([...entries(given.file ?? {}), ...fromFlags]);
   const cfg: RunConfig = structuredClone(run);

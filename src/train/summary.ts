@@ -7,6 +7,7 @@ import { writeJsonAtomic } from "../store/files.js";
 import { lossCurveSpec, writeFigure } from "../viz/plot.js";
 import { type RunConfig, decayStartOf } from "./config.js";
 import { EVENT_WINDOW, type RunEvents, detectEvents } from "./events.js";
+import { type EventSignal, familyOf } from "../family/index.js";
 import { type MetricsLine, readMetrics } from "./metrics.js";
 
 export interface DropSummary {
@@ -22,9 +23,9 @@ export interface DropSummary {
   events: RunEvents;
 }
 
-export function summarizeDrop(lines: MetricsLine[], rank: number, opts: { window?: number; minPlateau?: number } = {}): DropSummary {
+export function summarizeDrop(lines: MetricsLine[], rank: number, opts: { window?: number; signal?: EventSignal; minPlateau?: number } = {}): DropSummary {
   const minPlateau = opts.minPlateau ?? 200;
-  const ev = detectEvents(lines, rank, opts.window ?? EVENT_WINDOW);
+  const ev = detectEvents(lines, rank, opts.signal ?? opts.window ?? EVENT_WINDOW);
   const end = ev.plateau_end ?? ev.last_on_plateau;
   const plateau = ev.plateau_start !== null && end !== null
     ? { start: ev.plateau_start, end, length: end - ev.plateau_start + 1, meanLossMask: ev.plateau_mean ?? NaN }
@@ -46,7 +47,8 @@ export function summarizeDrop(lines: MetricsLine[], rank: number, opts: { window
 /** After training: the run's summary.json and its loss figure (loss.svg, loss.png). */
 export async function finishRun(outDir: string, cfg: RunConfig): Promise<DropSummary> {
   const { lines } = readMetrics(join(outDir, "metrics.jsonl"));
-  const summary = summarizeDrop(lines, cfg.data.rank);
+  const fam = familyOf(cfg);
+  const summary = summarizeDrop(lines, cfg.data.rank, { signal: fam.events });
   writeJsonAtomic(join(outDir, "summary.json"), summary);
   if (lines.length > 1) {
     const m = cfg.model;

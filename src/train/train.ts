@@ -5,22 +5,19 @@
 
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { type Batch, allocBatch, sampleBatch } from "../data/matrix.js";
 import { Rng, type RngState } from "../data/rng.js";
 import { AbruptError, DeviceError } from "../errors.js";
+import { type FamilyModel, type ModelFamily, familyOf } from "../family/index.js";
 import { loadKernels } from "../kernels/index.js";
-import { Bert } from "../model/bert.js";
-import { checkMemory, trainingBytes } from "../model/memory.js";
-import { groupMatches as groupMatchesSel, groupNames, paramCount, paramSpecs } from "../model/params.js";
-import { loadCheckpoint, loadOptimizerState, saveCheckpoint, saveOptimizerState } from "../store/checkpoint.js";
+import { checkMemory } from "../model/memory.js";
+import { loadOptimizerState, saveOptimizerState } from "../store/checkpoint.js";
 import { ensureDir, removeStaleTemps, writeJsonAtomic } from "../store/files.js";
 import { lockRun } from "../store/lock.js";
 import { adamPath, checkpointDir, checkpointPath, ckptName, listCheckpoints, resumeStep } from "../store/run.js";
-import { type RunConfig, attnBiasOn, checkpointSteps, dataConfigOf, lastStepOf, lrAt, modelConfigOf } from "./config.js";
+import { type RunConfig, checkpointSteps, lastStepOf, lrAt } from "./config.js";
 import { EventTracker } from "./events.js";
-import { type MetricsLine, MetricsWriter, batchMetrics, readMetrics } from "./metrics.js";
+import { type MetricsLine, MetricsWriter, readMetrics } from "./metrics.js";
 import { ProgressBar } from "./progress-bar.js";
-import { stepMeasures } from "../analysis/measures.js";
 
 /** Seeds derived from the run seed: model init, training data, eval set. */
 export function seedsOf(seed: number) {
@@ -31,8 +28,9 @@ export function seedsOf(seed: number) {
 export function checkTrainMemory(cfg: RunConfig): void {
   const m = cfg.model, d = cfg.data, t = cfg.train;
   const evalB = t.eval_every > 0 ? t.eval_batch : 0;
-  checkMemory(trainingBytes(m, t.batch, d.m * d.n, evalB, t.backend === "webgpu"),
-    `batch ${t.batch}${evalB ? ` (eval batch ${evalB})` : ""} of ${d.m}×${d.n} matrices with BERT L${m.L} H${m.H} d${m.d} ff${m.ff} positions ${m.positions}`);
+  const fam = familyOf(cfg);
+  checkMemory(fam.trainingBytes(cfg),
+    `batch ${t.batch}${evalB ? ` (eval batch ${evalB})` : ""} of ${d.m}×${d.n} matrices with ${fam.describe(cfg)} positions ${m.positions}`);
 }
 
 export interface TrainOptions {
@@ -56,18 +54,13 @@ export interface TrainResult {
   last: MetricsLine | null;
 }
 
-/** Linear-layer weights: the tensors weight decay applies to (as the reference's minGPT optimizer groups). */
-export function decays(name: string): boolean {
-  return /^blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.weight$|^readout\.weight$/.test(name);
-}
-
 /** Contiguous [start, end, decayed] ranges of trainable parameters. */
-function trainableRanges(model: Bert<unknown>): Array<[number, number, boolean]> {
+function trainableRanges(fam: ModelFamily, cfg: RunConfig, model: FamilyModel<unknown>): Array<[number, number, boolean]> {
   const ranges: Array<[number, number, boolean]> = [];
-  for (const s of paramSpecs(model.cfg)) {
+  for (const s of fam.specs(cfg)) {
     if (model.isFrozen(s.group)) continue;
     const last = ranges[ranges.length - 1];
-    const d = decays(s.name);
+    const d = fam.decays(s.name);
     if (last && last[1] === s.offset && last[2] === d) last[1] = s.offset + s.size;
     else ranges.push([s.offset, s.offset + s.size, d]);
   }
@@ -78,21 +71,22 @@ function trainableRanges(model: Bert<unknown>): Array<[number, number, boolean]>
  * Sets every parameter from RUN_DIR@STEP except the groups named by
  * `trainOnly`, which keep their fresh initialisation (component dynamics).
  */
-async function initFrom(model: Bert<unknown>, spec: string, trainOnly: string[]): Promise<void> {
+async function initFrom(fam: ModelFamily, cfg: RunConfig, model: FamilyModel<unknown>, spec: string, trainOnly: string[]): Promise<void> {
   const at = spec.lastIndexOf("@");
   const dir = spec.slice(0, at);
   const step = Number(spec.slice(at + 1));
   const file = checkpointPath(dir, step);
   if (!existsSync(file)) throw new AbruptError(`--init-from: ${file} does not exist`);
-  const ck = loadCheckpoint(file, { heads: model.cfg.H });
-  const c = model.cfg, o = ck.cfg;
-  if (o.L !== c.L || o.d !== c.d || o.ff !== c.ff || o.vocab !== c.vocab || o.positions !== c.positions) {
-    throw new AbruptError(`--init-from: ${file} has L${o.L} d${o.d} ff${o.ff} vocab ${o.vocab} positions ${o.positions}, the run needs L${c.L} d${c.d} ff${c.ff} vocab ${c.vocab} positions ${c.positions}`);
+  let loaded: Float32Array;
+  try {
+    loaded = fam.load(file, cfg);
+  } catch (e) {
+    throw e instanceof AbruptError ? new AbruptError(`--init-from: ${e.message}`) : e;
   }
   const fresh = await model.paramsHost();
-  const params = ck.params.slice();
-  for (const s of paramSpecs(model.cfg)) {
-    if (trainOnly.some((sel) => groupMatchesSel(s.group, sel))) params.set(fresh.subarray(s.offset, s.offset + s.size), s.offset);
+  const params = loaded.slice();
+  for (const s of fam.specs(cfg)) {
+    if (trainOnly.some((sel) => fam.groupMatches(s.group, sel))) params.set(fresh.subarray(s.offset, s.offset + s.size), s.offset);
   }
   model.setParams(params);
 }
@@ -118,16 +112,18 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   let startStep = 0;
   const kernels = await loadKernels(t.backend);
   if (t.threads > 0 && kernels.setThreads) kernels.setThreads(t.threads);
-  const model = new Bert(modelConfigOf(cfg), kernels);
+  const fam = familyOf(cfg);
+  const model: FamilyModel<unknown> = fam.create(cfg, kernels);
   if (t.train_only.length > 0) {
     // freeze everything the selectors do not name
     for (const sel of t.train_only) model.setFrozen([sel]); // validates each selector
-    const keep = groupNames(model.cfg).filter((g) => t.train_only.some((sel) => groupMatchesSel(g, sel)));
-    model.setFrozen([...new Set([...t.freeze, ...groupNames(model.cfg).filter((g) => !keep.includes(g))])]);
+    const groups = model.groupNames();
+    const keep = groups.filter((g) => t.train_only.some((sel) => fam.groupMatches(g, sel)));
+    model.setFrozen([...new Set([...t.freeze, ...groups.filter((g) => !keep.includes(g))])]);
   } else {
     model.setFrozen(t.freeze);
   }
-  const n = paramCount(model.cfg);
+  const n = model.size;
   const adamM = kernels.alloc(n);
   const adamV = kernels.alloc(n);
   const seeds = seedsOf(t.seed);
@@ -137,9 +133,9 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
     if (listCheckpoints(outDir).length === 0) throw new AbruptError(`cannot resume: ${ckptDir} has no checkpoint`);
     const step = resumeStep(outDir);
     if (step === null) throw new AbruptError(`cannot resume: no checkpoint in ${ckptDir} has its Adam state (*.adam.safetensors)`);
-    const ck = loadCheckpoint(checkpointPath(outDir, step), { heads: cfg.model.H });
-    if (ck.params.length !== n) throw new AbruptError(`cannot resume: checkpoint has ${ck.params.length} parameters, the config needs ${n}`);
-    kernels.upload(model.params, ck.params);
+    const params = fam.load(checkpointPath(outDir, step), cfg);
+    if (params.length !== n) throw new AbruptError(`cannot resume: checkpoint has ${params.length} parameters, the config needs ${n}`);
+    kernels.upload(model.params, params);
     const os = loadOptimizerState(adamPath(outDir, step), n);
     kernels.upload(adamM, os.m);
     kernels.upload(adamV, os.v);
@@ -152,30 +148,21 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
     if (existsSync(metricsFile) || listCheckpoints(outDir).length > 0) {
       throw new AbruptError(`${outDir} already holds a run (use --resume to continue it, or another --out)`);
     }
-    model.init(seeds.init, t.init_std, t.readout_init);
-    if (t.init_from) await initFrom(model, t.init_from, t.train_only);
+    fam.init(model, cfg, seeds.init);
+    if (t.init_from) await initFrom(fam, cfg, model, t.init_from, t.train_only);
   }
   ensureDir(ckptDir, "checkpoint folder");
   writeJsonAtomic(join(outDir, "config.json"), cfg);
 
-  const data = dataConfigOf(cfg);
-  const B = t.batch;
-  const batch: Batch = allocBatch(B, data.m, data.n);
-  const T = batch.T;
-  const evalBatch = t.eval_every > 0 ? sampleBatch(new Rng(seeds.eval), data, t.eval_batch) : null;
-  const dpred = kernels.alloc(B * T);
-  const targets = kernels.alloc(B * T);
-  const ranges = trainableRanges(model);
+  const trainer = fam.trainer(cfg, model, seeds.eval);
+  const ranges = trainableRanges(fam, cfg, model);
   const ckSteps = checkpointSteps(t);
   const writer = new MetricsWriter(metricsFile);
   // the events so far (a resumed run replays its log up to the checkpoint)
-  const events = new EventTracker(cfg.data.rank);
-  if (opts.resume) for (const l of readMetrics(metricsFile).lines) if (l.step <= startStep) events.push(l.step, l.loss_mask, l.ms);
+  const events = new EventTracker(cfg.data.rank, fam.events);
+  if (opts.resume) for (const l of readMetrics(metricsFile).lines) if (l.step <= startStep) events.pushLine(l);
   if (opts.resume) writer.write({ resume_from: startStep, time: new Date().toISOString() });
   const end = lastStepOf(t);
-  // the attention intervention, on from its step (training forward, evaluation and the measures alike)
-  const attnBias = t.attn_bias ? { c: t.attn_bias.c, layers: t.attn_bias.layers, m: data.m, n: data.n } : null;
-  const measureEvery = model.cfg.L > 0 ? t.progress_every : 0;
   // a sweep's runs stop (and keep their checkpoint) when the sweep process is gone
   const parent = process.env["ABRUPT_STOP_WITH_PARENT"] === "1" ? process.ppid : null;
   // "running" only once everything the loop needs is there (a failure before it leaves no stale status)
@@ -192,7 +179,7 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
   const saveAt = async (step: number) => {
     const meta = { step: String(step), seed: String(t.seed), run_config: JSON.stringify(cfg) };
     const [params, m, v] = [await kernels.download(model.params), await kernels.download(adamM), await kernels.download(adamV)];
-    saveCheckpoint(checkpointPath(outDir, step), model.cfg, params, meta);
+    fam.save(checkpointPath(outDir, step), cfg, params, meta);
     saveOptimizerState(adamPath(outDir, step), m, v, step, { rng: JSON.stringify(rng.state()) });
     if (t.keep_optimizer === "last") {
       for (const s of listCheckpoints(outDir)) {
@@ -214,14 +201,8 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
     while (step < end && reason === null) {
       const t0 = performance.now();
       step++;
-      sampleBatch(rng, data, B, batch);
-      kernels.upload(targets, batch.targets);
       model.zeroGrad();
-      if (attnBias) model.setAttnBias(attnBiasOn(t.attn_bias!, step, events.result().drop) ? attnBias : null);
-      const out = model.forward(batch.tokens, B, T);
-      const outHost = kernels.download(out); // awaited after the step is queued
-      kernels.mse(dpred, out, targets, B * T, 1 / (B * T));
-      model.backward(dpred);
+      const losses = trainer.step(rng, step, events.result().drop); // forward, loss and backward are queued
       const lr = lrAt(t, step);
       for (const [a, b, decayed] of ranges) {
         const v = (x: unknown) => kernels.view(x, a, b - a);
@@ -229,25 +210,16 @@ async function trainLocked(cfg: RunConfig, opts: TrainOptions, lock: { beat(): v
         if (t.optimizer === "sgd") kernels.sgd(v(model.params), v(model.grads), b - a, lr, wd);
         else kernels.adam(v(model.params), v(model.grads), v(adamM), v(adamV), b - a, lr, t.beta1, t.beta2, t.eps, step, wd);
       }
-      const m = batchMetrics(await outHost, batch);
+      const m = await losses;
       if (!Number.isFinite(m.loss)) {
         throw new AbruptError(`loss became ${m.loss} at step ${step}; stopped (last checkpoint: ${lastSaved > 0 ? ckptName(lastSaved) : "none"})`);
       }
-      const line: MetricsLine = { step, ...m, lr, ms: 0 };
-      // from this step's forward activations (before the eval pass, which may reuse them)
-      if (measureEvery > 0 && step % measureEvery === 0) Object.assign(line, await stepMeasures(model, batch, await outHost, cfg.data.prec));
-      if (evalBatch && step % t.eval_every === 0) {
-        const eo = model.forward(evalBatch.tokens, evalBatch.B, T);
-        const em = batchMetrics(await kernels.download(eo), evalBatch);
-        line.eval_loss = em.loss;
-        line.eval_loss_mask = em.loss_mask;
-        line.eval_loss_obs = em.loss_obs;
-        line.eval_mask_abs = em.mask_abs;
-      }
+      const line = { step, ...m, lr, ms: 0 } as MetricsLine;
+      Object.assign(line, await trainer.extras(step));
       line.ms = Math.round((performance.now() - t0) * 100) / 100;
       writer.write(line);
       last = line;
-      const happened = events.push(step, line.loss_mask, line.ms);
+      const happened = events.pushLine(line);
       if (ckSteps.has(step) || (t.ckpt_events && (happened.left || happened.drop))) {
         await saveAt(step);
         lastSaved = step;
