@@ -155,10 +155,11 @@ export function buildProgram(): Command {
       });
       const s = await finishRun(outDir, cfg);
       const fmt = (x: number | null) => (typeof x === "number" && Number.isFinite(x) ? x.toPrecision(3) : "n/a");
+      const sig = familyOf(cfg).events.label;
       console.error(
         `${res.status}${res.reason === "after_drop" ? " (stopped after the drop)" : res.reason === "max_steps" ? " (max steps)" : ""} at step ${res.step} (${s.seconds} s).` +
-          (s.plateau ? ` Plateau: steps ${s.plateau.start}–${s.plateau.end}, L_mask ≈ ${fmt(s.plateau.meanLossMask)} (copy level r/9 = ${fmt(s.copyLevel)}).` : " No plateau at the copy level.") +
-          (s.drop ? ` Drop: L_mask < 0.2·r/9 at step ${s.drop.step} (${s.drop.seconds} s).` : " No drop yet.") +
+          (s.plateau ? ` Plateau: steps ${s.plateau.start}–${s.plateau.end}, ${sig} ≈ ${fmt(s.plateau.meanLossMask)} (copy level r/9 = ${fmt(s.copyLevel)}).` : " No plateau at the copy level.") +
+          (s.drop ? ` Drop: ${sig} < 0.2·r/9 at step ${s.drop.step} (${s.drop.seconds} s).` : " No drop yet.") +
           (s.final ? ` Final L ${fmt(s.final.loss)}, L_mask ${fmt(s.final.loss_mask)}, L_obs ${fmt(s.final.loss_obs)}.` : ""),
       );
       console.error(`run: ${outDir} (metrics.jsonl, checkpoints/, loss.svg, loss.png, summary.json)`);

@@ -13,6 +13,8 @@ import { type RunConfig, attnBiasOn, dataConfigOf, modelConfigOf } from "../trai
 import { batchMetrics } from "../train/metrics.js";
 import { stepMeasures } from "../analysis/measures.js";
 import type { FamilyModel, ModelFamily, RunTrainer } from "./types.js";
+import { lossCurveSpec } from "../viz/plot.js";
+import { decayStartOf } from "../train/config.js";
 
 const modelOf = modelConfigOf;
 
@@ -109,6 +111,14 @@ export const bertFamily: ModelFamily = {
     }
     return ck.params;
   },
-  events: { field: "loss_mask", window: 50, sparse: false },
+  events: { field: "loss_mask", window: 50, sparse: false, label: "L_mask" },
+  curveSpec(lines, c, marks) {
+    const m = c.model, t = c.train, d = c.data;
+    return lossCurveSpec(lines, {
+      rank: d.rank, pMask: d.p_mask, marks,
+      title: `${d.m}×${d.n} rank ${d.rank}, p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} · batch ${t.batch}, lr ${t.lr}` +
+        (t.lr_decay === "cosine" ? `, cosine to ${t.lr * t.lr_final} from step ${decayStartOf(t)}` : ""),
+    });
+  },
   trainer: <Buf>(c: RunConfig, model: FamilyModel<Buf>, evalSeed: number) => bertTrainer(c, model, evalSeed),
 };

@@ -21,6 +21,7 @@ import type { MemoryNeed } from "../model/memory.js";
 import type { TensorSpec } from "../model/params.js";
 import type { PartialRunConfig, RunConfig } from "../train/config.js";
 import type { MetricsLine } from "../train/metrics.js";
+import type { VlSpec } from "../viz/plot.js";
 
 /** What every family's model offers (Bert and Gpt both satisfy it). */
 export interface FamilyModel<Buf = unknown> {
@@ -55,6 +56,13 @@ export interface EventSignal {
    * average runs over its values, the other steps only add their time
    */
   sparse: boolean;
+  /**
+   * the plateau band in units of r/9 (default [0.85, 1.15]: the copy level
+   * ± 15%); the drop threshold is 0.2·r/9 for every family
+   */
+  band?: readonly [number, number];
+  /** how messages name it: "L_mask", "eval MSE at hidden cells" */
+  label: string;
 }
 
 /** One run's data, loss and evaluation, buffers allocated once (the trainer owns the optimizer). */
@@ -102,5 +110,7 @@ export interface ModelFamily {
   /** reads a checkpoint of this family; one line if it does not fit `cfg` */
   load(file: string, cfg: RunConfig): Float32Array;
   events: EventSignal;
+  /** the run's learning-curve figure (loss.svg, the report) */
+  curveSpec(lines: MetricsLine[], cfg: RunConfig, marks: Array<{ step: number; label: string }>): VlSpec;
   trainer<Buf>(cfg: RunConfig, model: FamilyModel<Buf>, evalSeed: number): RunTrainer;
 }

@@ -17,7 +17,7 @@
 
 // A family may name another signal (src/family/: the GPT's greedy MSE at
 // hidden cells of the evaluation set, logged at evaluation steps only, with a
-// window of 5 evaluations); the thresholds are the same.
+// window of 5 evaluations, and a wider band); the drop threshold is the same.
 
 import type { EventSignal } from "../family/types.js";
 import type { MetricsLine } from "./metrics.js";
@@ -65,15 +65,18 @@ export class EventTracker {
   readonly window: number;
   private readonly field: EventSignal["field"];
   private readonly sparse: boolean;
+  /** the plateau band in units of r/9 */
+  private readonly band: readonly [number, number];
   /** time of steps not yet pushed (sparse signals) */
   private pendingMs = 0;
 
   /** `signal`: a window over L_mask (the BERT's, default 50 steps), or a family's signal. */
   constructor(rank: number, signal: number | EventSignal = EVENT_WINDOW) {
-    const s: EventSignal = typeof signal === "number" ? { field: "loss_mask", window: signal, sparse: false } : signal;
+    const s: EventSignal = typeof signal === "number" ? { field: "loss_mask", window: signal, sparse: false, label: "L_mask" } : signal;
     this.window = s.window;
     this.field = s.field;
     this.sparse = s.sparse;
+    this.band = s.band ?? [1 - PLATEAU_BAND, 1 + PLATEAU_BAND];
     const window = s.window;
     this.ring = new Array<number>(window).fill(NaN);
     this.ev = {
@@ -121,7 +124,8 @@ export class EventTracker {
     const a = this.sum / this.count;
     this.average = a;
     const c = ev.copyLevel;
-    const inBand = Math.abs(a - c) <= PLATEAU_BAND * c;
+    const [lo, hi] = this.band;
+    const inBand = a >= lo * c && a <= hi * c;
     if (ev.drop !== null) return out;
     if (inBand) {
       if (ev.plateau_start === null) ev.plateau_start = step;
@@ -130,7 +134,7 @@ export class EventTracker {
       this.inCount++;
       ev.plateau_mean = this.inSum / this.inCount;
       ev.left = null; // back on the plateau: it had not ended
-    } else if (ev.plateau_start !== null && a < (1 - PLATEAU_BAND) * c && ev.left === null) {
+    } else if (ev.plateau_start !== null && a < lo * c && ev.left === null) {
       ev.left = step;
       out.left = true;
     }
@@ -144,7 +148,7 @@ export class EventTracker {
 
   result(): RunEvents {
     const ev = { ...this.ev };
-    const below = Number.isFinite(this.average) && this.average < (1 - PLATEAU_BAND) * ev.copyLevel;
+    const below = Number.isFinite(this.average) && this.average < this.band[0] * ev.copyLevel;
     ev.plateau_end = ev.drop !== null || (ev.left !== null && below) ? ev.last_on_plateau : null;
     return ev;
   }

@@ -51,20 +51,12 @@ export async function finishRun(outDir: string, cfg: RunConfig): Promise<DropSum
   const summary = summarizeDrop(lines, cfg.data.rank, { signal: fam.events });
   writeJsonAtomic(join(outDir, "summary.json"), summary);
   if (lines.length > 1) {
-    const m = cfg.model;
     const t = cfg.train;
     const decayFrom = decayStartOf(t);
     const marks: Array<{ step: number; label: string }> = [];
     if (t.lr_decay === "cosine" && decayFrom > 0) marks.push({ step: decayFrom, label: `lr decay starts (${decayFrom})` });
-    if (summary.drop) marks.push({ step: summary.drop.step, label: `L_mask < 0.2·r/9 (${summary.drop.step})` });
-    await writeFigure(
-      lossCurveSpec(lines, {
-        rank: cfg.data.rank, pMask: cfg.data.p_mask, marks,
-        title: `${cfg.data.m}×${cfg.data.n} rank ${cfg.data.rank}, p_mask ${cfg.data.p_mask} · BERT L${m.L} H${m.H} d${m.d} · batch ${t.batch}, lr ${t.lr}` +
-          (t.lr_decay === "cosine" ? `, cosine to ${t.lr * t.lr_final} from step ${decayFrom}` : ""),
-      }),
-      join(outDir, "loss"),
-    );
+    if (summary.drop) marks.push({ step: summary.drop.step, label: `${fam.events.label} < 0.2·r/9 (${summary.drop.step})` });
+    await writeFigure(fam.curveSpec(lines, cfg, marks), join(outDir, "loss"));
   }
   return summary;
 }

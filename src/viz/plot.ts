@@ -112,3 +112,86 @@ export function lossCurveSpec(
     ],
   } as VlSpec;
 }
+
+/**
+ * The GPT's learning curve: the next-token cross-entropies (all positions,
+ * the answer half, hidden and observed cells, the eval set) above, and the
+ * greedy generation of the eval set below (MSE of the decoded values at
+ * hidden and observed cells, log scale, with the copy level r/9 and the drop
+ * level 0.2·r/9; and the exact-token accuracy at hidden cells, right axis).
+ */
+export function gptCurveSpec(
+  lines: MetricsLine[],
+  info: { rank: number; title: string; marks?: Array<{ step: number; label: string }> },
+): VlSpec {
+  const ce: Array<{ step: number; series: string; value: number }> = [];
+  const gen: Array<{ step: number; series: string; value: number }> = [];
+  const acc: Array<{ step: number; series: string; value: number }> = [];
+  const get = (l: MetricsLine, k: string) => (l as unknown as Record<string, number | undefined>)[k];
+  const pos = (v: number | undefined): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
+  const floor = 1e-4; // greedy MSEs of exact copies are 0 or ~1e-16: drawn at the axis' floor
+  const clip = (v: number) => Math.max(v, floor);
+  for (const l of thin(lines, 1500)) {
+    for (const [series, k] of [["L (all positions)", "loss"], ["L_mask (hidden cells)", "loss_mask"], ["L_obs (observed cells)", "loss_obs"]] as const) {
+      const v = get(l, k);
+      if (pos(v)) ce.push({ step: l.step, series, value: v });
+    }
+  }
+  for (const l of lines) {
+    const e = get(l, "eval_loss");
+    if (pos(e)) ce.push({ step: l.step, series: "eval L", value: e });
+    for (const [series, k] of [["greedy MSE, hidden cells", "eval_mse_mask"], ["greedy MSE, observed cells", "eval_mse_obs"]] as const) {
+      const v = get(l, k);
+      if (typeof v === "number" && Number.isFinite(v)) gen.push({ step: l.step, series, value: clip(v) });
+    }
+    const a = get(l, "eval_acc_mask");
+    if (typeof a === "number" && Number.isFinite(a)) acc.push({ step: l.step, series: "accuracy, hidden cells", value: a });
+  }
+  const c = info.rank / 9;
+  const rules = [
+    { value: c, label: `copy level r/9 = ${c.toFixed(3)}` },
+    { value: 0.2 * c, label: `drop level 0.2·r/9 = ${(0.2 * c).toFixed(3)}` },
+  ];
+  const marks = info.marks && info.marks.length > 0 ? [
+    { data: { values: info.marks }, mark: { type: "rule", strokeDash: [2, 3], color: "#333" }, encoding: { x: { field: "step", type: "quantitative" } } },
+  ] : [];
+  const x = { field: "step", type: "quantitative", title: "step" };
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: info.title,
+    resolve: { scale: { color: "independent" }, legend: { color: "independent" } },
+    vconcat: [
+      {
+        width: 640, height: 240,
+        layer: [
+          {
+            data: { values: ce }, mark: { type: "line", strokeWidth: 1.2, clip: true },
+            encoding: { x, y: { field: "value", type: "quantitative", scale: { type: "log" }, title: "next-token cross-entropy" }, color: { field: "series", type: "nominal", title: null, legend: { orient: "top-right", labelLimit: 300 } } },
+          },
+          ...marks,
+        ],
+      },
+      {
+        width: 640, height: 200,
+        layer: [
+          {
+            layer: [
+              {
+                data: { values: gen }, mark: { type: "line", strokeWidth: 1.2, clip: true },
+                encoding: { x, y: { field: "value", type: "quantitative", scale: { type: "log", domain: [floor, 1] }, title: "greedy MSE (eval set)" }, color: { field: "series", type: "nominal", title: null, scale: { range: ["#d62728", "#1f77b4"] }, legend: { orient: "bottom-left", labelLimit: 300 } } },
+              },
+              { data: { values: rules }, mark: { type: "rule", strokeDash: [5, 4], color: "#666" }, encoding: { y: { field: "value", type: "quantitative" } } },
+              { data: { values: rules }, mark: { type: "text", align: "left", dx: 4, dy: -6, fontSize: 10, color: "#444" }, encoding: { y: { field: "value", type: "quantitative" }, x: { value: 0 }, text: { field: "label" } } },
+              ...marks,
+            ],
+          },
+          {
+            data: { values: acc }, mark: { type: "line", strokeWidth: 1, strokeDash: [4, 2], color: "#2a7", clip: true },
+            encoding: { x, y: { field: "value", type: "quantitative", scale: { domain: [0, 1] }, title: "token accuracy, hidden cells (dashed)", axis: { orient: "right" } } },
+          },
+        ],
+        resolve: { scale: { y: "independent" } },
+      },
+    ],
+  } as VlSpec;
+}
