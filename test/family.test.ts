@@ -16,6 +16,8 @@ import { train } from "../src/train/train.js";
 import { loadGptCheckpoint } from "../src/store/gpt-checkpoint.js";
 import { checkpointPath } from "../src/store/run.js";
 import { oneLine, runCli } from "./helpers/cli.js";
+import { MetricsCache, summarizeRun } from "../src/server/runs.js";
+import { writeReport } from "../src/server/report.js";
 
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-family-")); made.push(d); return d; };
@@ -145,4 +147,26 @@ test("a sparse event signal: the average runs over the eval values, the time ove
   const t = new EventTracker(1, signal);
   for (const l of lines) t.pushLine(l);
   assert.deepEqual(t.result(), ev);
+});
+
+test("a GPT run in the dashboard's summary and in `abrupt report`: its family, no MSE copy levels, its own curve and story", async () => {
+  const d = tmp();
+  const run = join(d, "g");
+  await train(resolveConfig("gpt-cpu", undefined, tiny), { outDir: run, quiet: true });
+  const mc = new MetricsCache(join(run, "metrics.jsonl"));
+  mc.update();
+  const s = summarizeRun(d, "g", mc);
+  assert.equal(s.family, "gpt");
+  assert.equal(s.copyLevel, null, "a GPT's losses are cross-entropies: no MSE copy levels");
+  assert.equal(s.phases!.window, 5, "phases from the GPT's event signal");
+  assert.equal(s.stepsDone, 40);
+  const out = join(d, "g.html");
+  await writeReport(run, { out, seed: 0, opt: [] });
+  const html = readFileSync(out, "utf8");
+  assert.match(html, /GPT L2 H2 d16 ff32/);
+  assert.doesNotMatch(html, /BERT L\d/);
+  assert.match(html, /next-token cross-entropy/);
+  assert.match(html, /greedy MSE \(eval set\)/);
+  assert.match(html, /a separator, then the whole matrix, 19 tokens/);
+  assert.match(html, /abrupt analyze all/);
 });

@@ -71,6 +71,7 @@ function gptTrainer<Buf>(cfg: RunConfig, fm: FamilyModel<Buf>, evalSeed: number)
         line["eval_mse_obs"] = g.mse_obs;
         line["eval_mse_mask"] = g.mse_mask;
         line["eval_nonvalue"] = g.nonvalue;
+        line["eval_nonvalue_mask"] = g.nonvalue_mask;
       }
       return line;
     },

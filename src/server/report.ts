@@ -87,7 +87,13 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
   const marks = { plateau: ph.plateau ? { onset: ph.plateau.onset, end: ph.plateau.end } : null, drop: ph.drop?.step ?? null };
   const rows = run.metrics.map((l) => [l.step, l.loss, l.loss_mask, l.loss_obs, l.eval_loss ?? null, l.attn_progress ?? null, l.collapse ?? null, l.repetition ?? null]);
   const copy = { loss: (cfg.data.p_mask * cfg.data.rank) / 9, loss_mask: cfg.data.rank / 9 };
-  const lossFig = rows.length > 1
+  const fam = familyOf(cfg);
+  const lossFig = rows.length > 1 && fam.name !== "bert"
+    ? await svg(fam.curveSpec(run.metrics, cfg, [
+      ...(ph.plateau ? [{ step: ph.plateau.end, label: `plateau ends (${ph.plateau.end})` }] : []),
+      ...(ph.drop ? [{ step: ph.drop.step, label: `drop (${ph.drop.step})` }] : []),
+    ]))
+    : rows.length > 1
     ? await svg(S.lossSpec(S.lossRows(basename(dir), rows, { smoothing: 0, series: [...S.SERIES, ...S.MEASURES], log: true, maxPoints: 1500 }), { log: true, width: 900, height: 340, multiRun: false, copy, ...marks, selected: null }))
     : "<p class=muted>no metrics yet</p>";
 
@@ -96,14 +102,16 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
   parts.push(`<h1>abrupt report: ${esc(basename(dir))}</h1>`);
   parts.push(`<p class="muted">generated ${esc(new Date().toISOString())} by <code>abrupt report</code> · status: <span class="tag">${esc(summary.status)}</span> · ${summary.stepsDone} of ${t.steps} steps · checkpoints: ${run.steps.length}${summary.problems.length ? ` · problems: ${esc(summary.problems.join("; "))}` : ""}</p>`);
   parts.push(`<table class="cfg"><tr><td>data</td><td>${d.m}×${d.n} matrices, rank ${d.rank}, factors ${esc(d.factor)}, p_mask ${d.p_mask}</td></tr>
-<tr><td>model</td><td>BERT L${m.L} H${m.H} d${m.d} ff${m.ff}</td></tr>
+<tr><td>model</td><td>${esc(fam.describe(c))}</td></tr>
 <tr><td>training</td><td>batch ${t.batch}, Adam lr ${t.lr}, warm-up ${t.warmup}, ${t.steps} steps, seed ${t.seed}</td></tr>
 <tr><td>checkpoints shown</td><td>${pre !== null ? `pre = step ${pre} (last on the plateau)` : "no checkpoint on the plateau"}; ${post !== null ? `post = step ${post}${ph.drop && post > ph.drop.step ? " (after the drop)" : ""}` : "none"}</td></tr></table>`);
   const whatHappened = parts.length;
-  parts.push(`<h2>What happened</h2>${storyHtml({ m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, factor: d.factor, plateau: ph.plateau, drop: ph.drop, final: ph.final }, false)}`);
-  parts.push(`<h2>Loss curves</h2><p class="help">${esc(PANEL_TEXT.loss)}</p><div class="fig">${lossFig}</div>`);
+  parts.push(`<h2>What happened</h2>${storyHtml({ m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, factor: d.factor, plateau: ph.plateau, drop: ph.drop, final: ph.final, family: fam.name }, false)}`);
+  parts.push(`<h2>Loss curves</h2><p class="help">${esc(fam.name === "bert" ? PANEL_TEXT.loss : `Next-token cross-entropies (above) and the eval set's greedy generation (below): the MSE of the decoded values at hidden and observed cells, with the copy level r/9 and the drop level 0.2·r/9 on which plateau and drop are found (${fam.events.label}), and the token accuracy at hidden cells (dashed).`)}</p><div class="fig">${lossFig}</div>`);
 
-  if (steps.length === 0) {
+  if (fam.name !== "bert") {
+    parts.push(`<p class="muted">The per-checkpoint panels of this report (attention grid, sample, embeddings, probes) are drawn for BERT runs; for this ${esc(fam.title)} run, <code>abrupt analyze all ${esc(dir)}</code> writes the analyses that apply to it.</p>`);
+  } else if (steps.length === 0) {
     parts.push(`<p class="muted">This run has no checkpoints, so there is nothing more to show.</p>`);
   } else {
     const progress = await get<S.ProgressJson>("progress", -1);

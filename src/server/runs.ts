@@ -221,12 +221,12 @@ export function summarizeRun(root: string, name: string, metrics: MetricsCache):
     if (typeof e === "number") { lastEval = { step: lines[i]!.step, eval_loss: e }; break; }
   }
   return {
-    name, status, problems, config: cfg,
+    name, status, problems, config: cfg, family: cfg ? familyOf(cfg).name : null,
     steps: cfg ? lastStepOf(cfg.train) : null,
     stepsDone: last ? last.step : 0,
     last, lastEval, checkpoints,
     phases: cfg && lines.length > 0 ? detectPhases(lines, cfg.data.rank, cfg.data.p_mask, familyOf(cfg).events) : null,
-    copyLevel: cfg ? { loss: (cfg.data.p_mask * cfg.data.rank) / 9, loss_mask: cfg.data.rank / 9 } : null,
+    copyLevel: cfg && familyOf(cfg).name === "bert" ? { loss: (cfg.data.p_mask * cfg.data.rank) / 9, loss_mask: cfg.data.rank / 9 } : null,
     updated: typeof statusRaw.updated === "string" ? statusRaw.updated : null,
     error: typeof statusRaw.error === "string" ? statusRaw.error : null,
   };

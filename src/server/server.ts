@@ -113,10 +113,14 @@ class HttpError extends Error {
 /**
  * Compact metrics row: [step, L, L_mask, L_obs, eval L, attn progress,
  * collapse, repetition] (null where the step has none), 5 significant digits.
+ * A GPT's lines (src/family/gpt.ts) have cross-entropies in the loss columns
+ * and, in the measure columns, the eval set's greedy accuracy, greedy MSE
+ * and non-value share at hidden cells (wire.ts).
  */
 function row(l: MetricsLine): MetricsRow {
   const r = (x: number | undefined | null) => (typeof x === "number" && Number.isFinite(x) ? Number(x.toPrecision(5)) : null);
-  return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), r(l.attn_progress), r(l.collapse), r(l.repetition)];
+  const g = l as unknown as Record<string, number | undefined>;
+  return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), r(l.attn_progress ?? g["eval_acc_mask"]), r(l.collapse ?? g["eval_mse_mask"]), r(l.repetition ?? g["eval_nonvalue_mask"])];
 }
 function itemOut(it: MetricsItem): MetricsRowItem {
   return "resume_from" in it ? { resume_from: it.resume_from } : row(it);

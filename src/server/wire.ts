@@ -32,6 +32,8 @@ export interface WireRunSummary {
   /** what is wrong with the folder, in words (empty when nothing is) */
   problems: string[];
   config: RunConfigView | null;
+  /** the model family (src/family/): "bert" or "gpt" (null: no readable config) */
+  family: string | null;
   /** steps planned (config) and done (last metrics line) */
   steps: number | null;
   stepsDone: number;
@@ -39,7 +41,7 @@ export interface WireRunSummary {
   lastEval: { step: number; eval_loss: number } | null;
   checkpoints: number[];
   phases: Phases | null;
-  /** copy levels of this run: p_mask·r/9 (L) and r/9 (L_mask) */
+  /** copy levels of this run: p_mask·r/9 (L) and r/9 (L_mask); null for a GPT (its losses are cross-entropies) */
   copyLevel: { loss: number; loss_mask: number } | null;
   error: string | null;
 }
@@ -53,7 +55,9 @@ export interface RunsResponse {
 /**
  * One metrics line as a row: [step, L, L_mask, L_obs, eval L, attn progress,
  * collapse, repetition], each null where the step has none (5 significant
- * digits, null for NaN).
+ * digits, null for NaN). For a GPT run (family "gpt") the losses are
+ * next-token cross-entropies and the last three columns are the eval set's
+ * greedy accuracy, greedy MSE and share of non-value tokens at hidden cells.
  */
 export type MetricsRow = Array<number | null>;
 

@@ -110,6 +110,10 @@ const SERIES_COLORS = ["#4c78a8", "#e45756", "#54a24b", "#b279a2"];
  */
 export const MEASURES = ["attention progress", "collapse (final hidden states)", "repetition"] as const;
 const MEASURE_COLORS = ["#f58518", "#72b7b2", "#9d755d"];
+/** What the measure columns hold for a GPT run (src/server/wire.ts MetricsRow). */
+export const GPT_MEASURES = ["eval greedy accuracy, hidden cells", "eval greedy MSE, hidden cells", "eval non-value tokens"] as const;
+/** The vega label expression showing the GPT's names for the series. */
+const GPT_LABELS = `{${[...MEASURES.map((m, i) => [m, GPT_MEASURES[i]!]), ["L (all cells)", "L (all positions)"]].map(([a, b]) => `${JSON.stringify(a)}: ${JSON.stringify(b)}`).join(", ")}}[datum.label] || datum.label`;
 
 export interface LossOptions extends Marks {
   log: boolean;
@@ -119,16 +123,19 @@ export interface LossOptions extends Marks {
   multiRun: boolean;
   copy: { loss: number; loss_mask: number } | null;
   title?: string;
+  /** the focused run's family: a GPT's losses are cross-entropies, its measure columns eval scores */
+  family?: string | null;
 }
 
 /** Loss curves (data named "loss": LossRow[]), copy levels, plateau, drop and checkpoint markers. */
 export function lossSpec(rows: LossRow[], o: LossOptions): Spec {
-  const y = { field: "value", type: "quantitative", title: "MSE", scale: o.log ? { type: "log" } : { zero: true } };
+  const gpt = o.family === "gpt";
+  const y = { field: "value", type: "quantitative", title: gpt ? "next-token cross-entropy" : "MSE", scale: o.log ? { type: "log" } : { zero: true } };
   const x = { field: "step", type: "quantitative", title: "training step" };
   const measures = rows.some((r) => (MEASURES as readonly string[]).includes(r.series));
   const color = o.multiRun
     ? { field: "run", type: "nominal", title: "run", legend: { orient: "top", labelLimit: 260 } }
-    : { field: "series", type: "nominal", title: null, scale: { domain: [...SERIES, ...(measures ? MEASURES : [])], range: [...SERIES_COLORS, ...(measures ? MEASURE_COLORS : [])] }, legend: { orient: "top", labelLimit: 260 } };
+    : { field: "series", type: "nominal", title: null, scale: { domain: [...SERIES, ...(measures ? MEASURES : [])], range: [...SERIES_COLORS, ...(measures ? MEASURE_COLORS : [])] }, legend: { orient: "top", labelLimit: 260, ...(gpt ? { labelExpr: GPT_LABELS } : {}) } };
   const dash = (domain: readonly string[]) => (o.multiRun ? { strokeDash: { field: "series", type: "nominal", title: "series", scale: { domain: [...domain] }, legend: { orient: "top" } }, detail: { field: "series" } } : {});
   const curve = {
     // without measures the layer holds the data itself (a live update replaces "loss")
@@ -159,7 +166,7 @@ export function lossSpec(rows: LossRow[], o: LossOptions): Spec {
       {
         transform: [{ filter: { field: "series", oneOf: [...MEASURES] } }],
         mark: { type: "line", strokeWidth: 1.6, clip: true, interpolate: "linear", point: { size: 14 } },
-        encoding: { x, color, ...dash(MEASURES), y: { field: "value", type: "quantitative", title: "progress measure", scale: { zero: true, domainMax: 1 } } },
+        encoding: { x, color, ...dash(MEASURES), y: { field: "value", type: "quantitative", title: gpt ? "eval set, hidden cells" : "progress measure", scale: { zero: true, domainMax: 1 } } },
       },
     ],
   };

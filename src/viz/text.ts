@@ -7,6 +7,8 @@ export interface RunFacts {
   plateau: { onset: number; end: number; level: number; levelMask: number } | null;
   drop: { step: number; lossBefore: number; lossAfter: number } | null;
   final: { step: number; loss: number } | null;
+  /** the model family (src/family/): "gpt" tells the GPT's story; absent = the BERT */
+  family?: string | null;
 }
 
 const f3 = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : "n/a");
@@ -17,6 +19,7 @@ export function esc(s: string): string {
 
 /** The story of the run in a few sentences, with its own numbers. */
 export function storyHtml(r: RunFacts, interactive = true): string {
+  if (r.family === "gpt") return gptStoryHtml(r);
   const copyMask = r.rank / 9, copyAll = (r.pMask * r.rank) / 9;
   const parts: string[] = [];
   parts.push(
@@ -43,6 +46,25 @@ export function storyHtml(r: RunFacts, interactive = true): string {
       (interactive ? `Move the checkpoint slider across the drop (buttons <i>pre</i> / <i>post</i>) to compare.` : `The figures below show the checkpoint before the drop next to the one after it.`) + `</p>`,
   );
   return parts.join("\n");
+}
+
+/** The GPT's story (src/family/gpt.ts): the same matrices as a causal sequence, scored by greedy generation. */
+function gptStoryHtml(r: RunFacts): string {
+  const c = r.rank / 9;
+  return [
+    `<p><b>The task.</b> Each example is a random ${r.m}×${r.n} matrix of rank ${r.rank} written as one sequence: the matrix with hidden cells (probability p_mask = ${r.pMask}) replaced by MASK, a separator, then the whole matrix, ${2 * r.m * r.n + 1} tokens, each value a token of step 0.01. ` +
+      `The GPT learns to predict every next token (cross-entropy <b>L</b>; <b>L_mask</b> and <b>L_obs</b> at the positions that write hidden and observed cells). ` +
+      `Every evaluation it writes the second half greedily from the masked half, and its values are scored: token accuracy and the MSE of the decoded values.</p>`,
+    `<p><b>The plateau.</b> Copying the observed cells is learned first (L_obs and the observed cells' MSE fall to about 0). At hidden cells a model that does not use the low-rank structure scores an MSE between r/9 = ${f3(c)} (writing 0) and about 2·r/9 (writing an unrelated value). ` +
+      (r.plateau
+        ? `Here the eval MSE at hidden cells stays at or above 0.5·r/9 from step ${r.plateau.onset} to ${r.plateau.end} (L ≈ ${f3(r.plateau.level)}, L_mask ≈ ${f3(r.plateau.levelMask)} nats).`
+        : `No plateau was detected in this run (yet).`) + `</p>`,
+    `<p><b>The drop.</b> ` +
+      (r.drop
+        ? `At step ${r.drop.step} the eval MSE at hidden cells, averaged over 5 evaluations, falls below 0.2·r/9 = ${f3(0.2 * c)}: the GPT completes the matrix from its structure.`
+        : `This run shows no drop (yet): the eval MSE at hidden cells has not fallen below 0.2·r/9 = ${f3(0.2 * c)}.`) +
+      ` <code>abrupt analyze all RUN</code> writes the analyses that apply to GPT runs.</p>`,
+  ].join("\n");
 }
 
 export const PANEL_TEXT = {

@@ -367,7 +367,7 @@ async function renderLoss(full: boolean): Promise<void> {
     const width = Math.max(420, Math.min(1100, el.clientWidth - 40));
     st.lossView = await draw(el, S.lossSpec(rows, {
       log: st.log, width, height: 340, multiRun: st.compare.size > 1,
-      copy: focus?.copyLevel ?? null,
+      copy: focus?.copyLevel ?? null, family: focus?.family ?? null,
       plateau: ph?.plateau ? { onset: ph.plateau.onset, end: ph.plateau.end } : null,
       drop: ph?.drop?.step ?? null,
       selected: st.step,
@@ -444,6 +444,13 @@ function selectStep(step: number): void {
   stepTimer = window.setTimeout(() => {
     stepTimer = null;
     void renderLoss(true);
+    // the checkpoint panels draw the BERT's analyses; a GPT run's are written by `abrupt analyze`
+    const fam = st.focus ? st.runs.get(st.focus)?.family : null;
+    if (fam && fam !== "bert") {
+      for (const id of ["att-status", "sample-status", "emb-status", "probe-status", "progress-status"]) status(id, `drawn for BERT runs; for this ${fam.toUpperCase()} run: abrupt analyze all ${st.focus}`);
+      for (const id of ["att-grid", "att-head", "att-query", "att-findings", "sample", "sample-findings", "emb-token", "emb-pos", "emb-findings", "probe", "progress", "change"]) $(id).innerHTML = "";
+      return;
+    }
     // requested in this order, computed in this order by the server's queue
     void loadAttention();
     void loadSample();
@@ -681,7 +688,7 @@ function renderStory(): void {
   const d = s.config.data;
   $("story").innerHTML = storyHtml({
     m: d.m, n: d.n, rank: d.rank, pMask: d.p_mask, factor: d.factor,
-    plateau: s.phases?.plateau ?? null, drop: s.phases?.drop ?? null, final: s.phases?.final ?? null,
+    plateau: s.phases?.plateau ?? null, drop: s.phases?.drop ?? null, final: s.phases?.final ?? null, family: s.family,
   });
 }
 
@@ -725,7 +732,9 @@ function initControls(): void {
   });
   // the losses, on by default, and the progress measures (--progress-every), off
   const names: string[] = [...S.SERIES, ...S.MEASURES];
-  $("series-boxes").innerHTML = names.map((s, i) => `<label${i === S.SERIES.length ? ' class="sep"' : ""}><input type="checkbox" data-series="${i}"${st.series.has(s) ? " checked" : ""}> ${esc(s)}</label>`).join(" ");
+  // a GPT run's measure columns hold its eval scores (S.GPT_MEASURES), named in the box's tooltip
+  const gptName = (i: number) => (i >= S.SERIES.length ? ` title="GPT runs: ${esc(S.GPT_MEASURES[i - S.SERIES.length]!)}"` : "");
+  $("series-boxes").innerHTML = names.map((s, i) => `<label${i === S.SERIES.length ? ' class="sep"' : ""}${gptName(i)}><input type="checkbox" data-series="${i}"${st.series.has(s) ? " checked" : ""}> ${esc(s)}</label>`).join(" ");
   for (const cb of $("series-boxes").querySelectorAll<HTMLInputElement>("input")) {
     cb.addEventListener("change", () => {
       const name = names[Number(cb.dataset["series"])]!;
