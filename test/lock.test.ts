@@ -11,18 +11,12 @@ import { join } from "node:path";
 import { MetricsCache, summarizeRun } from "../src/server/runs.js";
 import { readMetrics } from "../src/train/metrics.js";
 import { bin, root, runCli } from "./helpers/cli.js";
+import { waitFor } from "./helpers/wait.js";
 
 const made: string[] = [];
 after(() => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
 const SMALL = ["--preset", "S", "--layers", "1", "--heads", "2", "--width", "16", "--ff", "32", "--positions", "16", "--m", "3", "--n", "3", "--rank", "1", "--batch", "8", "--eval-every", "0", "--ckpt-every", "100", "--quiet"];
 
-async function waitFor(cond: () => boolean, ms = 60_000) {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test("two trainers on one run folder: the second is refused, naming the live process; a SIGKILLed owner blocks nothing", async () => {
   const base = mkdtempSync(join(tmpdir(), "abrupt-lock-"));

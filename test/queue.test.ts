@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { planSweep, type SweepFile } from "../src/sweep/spec.js";
 import { readMetrics } from "../src/train/metrics.js";
 import { bin, root, runCli } from "./helpers/cli.js";
+import { waitFor as waitForCond } from "./helpers/wait.js";
 
 const made: string[] = [];
 const procs: ChildProcess[] = [];
@@ -52,13 +53,7 @@ function worker(tag: string): { child: ChildProcess; log: () => string } {
   return { child, log: () => log };
 }
 
-async function waitFor(cond: () => boolean, ms = 90_000) {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const waitFor = (cond: () => boolean, ms = 90_000) => waitForCond(cond, ms);
 
 test("queue: a URL that does not answer, or is not a redis:// URL, fails with one line and writes nothing", async () => {
   const dir = tmp();

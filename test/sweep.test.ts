@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { planSweep, type SweepFile } from "../src/sweep/spec.js";
 import { readMetrics } from "../src/train/metrics.js";
 import { bin, root, runCli } from "./helpers/cli.js";
+import { waitFor } from "./helpers/wait.js";
 
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-sweep-")); made.push(d); return d; };
@@ -96,13 +97,6 @@ function startSweep(file: string, out: string, ...args: string[]) {
   return { child, done, err: () => err };
 }
 
-async function waitFor(cond: () => boolean, ms = 60_000) {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test("sweep: runs every (cell, seed), skips finished runs, and continues bit-identically after Ctrl-C and after SIGKILL", async () => {
   const dir = tmp();
