@@ -9,6 +9,12 @@
 // Δ = ablated − clean, for L (all cells), L_mask (hidden), L_obs (observed).
 // Layers and heads are 0-based, as in the hook names.
 //
+// On a GPT run the same two ablations act on the GPT's hooks (T = 2·m·n
+// positions, causal patterns), and L, L_mask, L_obs are the teacher-forced
+// cross-entropies at the answer positions (all, hidden, observed cells;
+// gpt-common.ts), with the argmax accuracy at hidden cells beside them
+// (acc_mask); JSON adds family: "gpt" and measure.
+//
 // JSON schema:
 // {
 //   batch, modes: ["zero" | "mean"],
@@ -24,9 +30,10 @@ import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
 import type { HookFn } from "../model/hooks.js";
-import { type AnalysisContext, type AnalysisOutput, type AnyBert, lossSplit } from "./context.js";
+import { type AnalysisContext, type AnalysisOutput, gptOf, lossSplit } from "./context.js";
 import { type Experiment, count } from "./experiment.js";
-import { forwardBatch, withHooks } from "./forward.js";
+import { type Hooked, type Tokens, forwardBatch, withHooks } from "./forward.js";
+import { answerScores, gptTokens, sampleGpt } from "./gpt-common.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
 export type AblationMode = "zero" | "mean";
@@ -55,7 +62,7 @@ export interface AblatedLosses extends Losses {
 }
 
 /** "L.H" strings → [layer, head] pairs, checked against the model. */
-export function parseHeads(model: AnyBert, heads: string[]): Array<[number, number]> {
+export function parseHeads(model: { cfg: { L: number; H: number } }, heads: string[]): Array<[number, number]> {
   const { L, H } = model.cfg;
   return heads.map((s) => {
     const m = /^\s*(\d+)\.(\d+)\s*$/.exec(s);
@@ -71,7 +78,7 @@ export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise
   checkBatchSize(opts.batch);
   if (!["zero", "mean", "both"].includes(opts.mode)) throw new AbruptError(`mode must be "zero", "mean" or "both" (got "${opts.mode}")`);
   const modes: AblationMode[] = opts.mode === "both" ? ["zero", "mean"] : [opts.mode];
-  const model = ctx.model();
+  const { model, batch, score } = subject(ctx, opts.batch);
   const { L, H, d } = model.cfg;
   const hs = d / H;
   const heads: Array<[number, number]> = opts.heads === null
@@ -79,7 +86,6 @@ export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise
     : parseHeads(model, opts.heads);
   if (heads.length === 0) throw new AbruptError("no heads to ablate");
 
-  const batch = sampleBatch(new Rng(ctx.seed), ctx.data, opts.batch);
   const { B, T } = batch;
 
   // clean pass; the batch-mean pattern of every layer and head is collected
@@ -96,7 +102,7 @@ export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise
       }
     },
   });
-  const clean = lossSplit(cleanOut, batch.targets, batch.hidden);
+  const clean = score(cleanOut);
   const mean32 = meanPat ? Float32Array.from(meanPat, (x) => x / B) : null;
 
   const rows: Array<{ layer: number; head: number } & Partial<Record<AblationMode, AblatedLosses>>> = [];
@@ -113,13 +119,14 @@ export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise
         for (let b = 0; b < nb; b++) att.set(src, (b * H + h) * T * T);
       };
       const hooks = mode === "zero" ? { [`blocks.${l}.attn.z`]: zero } : { [`blocks.${l}.attn.pattern`]: mean };
-      const ls = lossSplit(await withHooks(model, hooks, () => forwardBatch(model, batch)), batch.targets, batch.hidden);
+      const ls = score(await withHooks(model, hooks, () => forwardBatch(model, batch)));
       row[mode] = { ...ls, dLoss: ls.loss - clean.loss, dLossMask: ls.loss_mask - clean.loss_mask, dLossObs: ls.loss_obs - clean.loss_obs };
     }
     rows.push(row);
   }
 
-  const findings: string[] = [`clean: L ${fmt(clean.loss)}, L_mask ${fmt(clean.loss_mask)}, L_obs ${fmt(clean.loss_obs)} on ${B} matrices`];
+  const gpt = ctx.family === "gpt";
+  const findings: string[] = [`clean: L ${fmt(clean.loss)}, L_mask ${fmt(clean.loss_mask)}, L_obs ${fmt(clean.loss_obs)} on ${B} matrices${gpt ? " (GPT: teacher-forced cross-entropy at the answer positions)" : ""}`];
   const label: Record<AblationMode, string> = { zero: "zeroing the output", mean: "mean-pattern ablation" };
   for (const mode of modes) {
     const ranked = [...rows].sort((a, b) => b[mode]!.dLossMask - a[mode]!.dLossMask);
@@ -145,7 +152,32 @@ export async function ablate(ctx: AnalysisContext, opts: AblateOptions): Promise
       ],
     },
   } as VlSpec;
-  return { json: { batch: B, modes, clean, heads: rows }, figures: [{ name: "heads", spec }], findings };
+  const measure = gpt ? { family: "gpt", measure: "teacher-forced cross-entropy at the answer positions (loss: all cells, loss_mask: hidden, loss_obs: observed); acc_mask: argmax accuracy at hidden cells" } : {};
+  return { json: { ...measure, batch: B, modes, clean, heads: rows }, figures: [{ name: "heads", spec }], findings };
+}
+
+/**
+ * The model of the context, its batch and how outputs are scored: the BERT's
+ * MSE split, or the GPT's teacher-forced cross-entropies at the answer
+ * positions (with acc_mask).
+ */
+function subject(ctx: AnalysisContext, B: number): {
+  model: Hooked & { cfg: { L: number; H: number; d: number }; actHost(name: string): Promise<Float32Array> };
+  batch: Tokens;
+  score(out: Float32Array): Losses;
+} {
+  if (ctx.family === "gpt") {
+    const g = sampleGpt(ctx, B);
+    return {
+      model: gptOf(ctx), batch: gptTokens(g),
+      score: (out) => {
+        const a = answerScores(out, g);
+        return { loss: a.loss, loss_mask: a.loss_mask, loss_obs: a.loss_obs, acc_mask: a.acc_mask } as Losses;
+      },
+    };
+  }
+  const batch = sampleBatch(new Rng(ctx.seed), ctx.data, B);
+  return { model: ctx.model(), batch, score: (out) => lossSplit(out, batch.targets, batch.hidden) };
 }
 
 export const experiment: Experiment<typeof AblateOptionsSchema> = {
@@ -153,5 +185,6 @@ export const experiment: Experiment<typeof AblateOptionsSchema> = {
   summary: "per-head importance: zero or mean-pattern ablation",
   options: AblateOptionsSchema,
   steps: "post",
+  families: ["bert", "gpt"],
   run: (ctx, o) => ablate(ctx, o),
 };

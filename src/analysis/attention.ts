@@ -51,6 +51,7 @@ import type { VlSpec } from "../viz/plot.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyBert } from "./context.js";
 import { type Experiment, count } from "./experiment.js";
 import { forwardBatch } from "./forward.js";
+import { gptAttention } from "./gpt-attention.js";
 
 export interface StructuredMaskSpec {
   rows?: number[];
@@ -100,7 +101,7 @@ export function checkBatchSize(batch: number): void {
 }
 
 export const fmt = (x: number): string => (Number.isFinite(x) ? x.toPrecision(3) : String(x));
-const round = (x: number, d = 5): number => Math.round(x * 10 ** d) / 10 ** d;
+export const round = (x: number, d = 5): number => Math.round(x * 10 ** d) / 10 ** d;
 
 // ---------------------------------------------------------------- masks
 
@@ -114,7 +115,7 @@ export function defaultStructuredSpec(m: number, n: number): StructuredMaskSpec 
   return { rows: [...new Set([a, b])], cols: [], keep: [[a, Math.min(1, n - 1)], [b, Math.max(0, n - 2)]] };
 }
 
-function checkCell(cell: [number, number], m: number, n: number, what: string): void {
+export function checkCell(cell: [number, number], m: number, n: number, what: string): void {
   const [i, j] = cell;
   if (!(Number.isInteger(i) && Number.isInteger(j) && i >= 0 && i < m && j >= 0 && j < n)) {
     throw new AbruptError(`${what} (${i}, ${j}) is outside the ${m}×${n} matrix`);
@@ -253,7 +254,7 @@ async function analyseCondition(model: AnyBert, batch: Batch, kind: "random" | "
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
 
 /** Layer × head thumbnails of the mean T×T pattern, split so each figure holds ≤ 50k cells. */
-function gridFigures(c: Condition, L: number, H: number, T: number, n: number): Array<{ name: string; spec: VlSpec }> {
+export function gridFigures(c: Pick<Condition, "mask" | "meanPattern">, L: number, H: number, T: number, n: number): Array<{ name: string; spec: VlSpec }> {
   const perFig = Math.max(1, Math.floor(50000 / (H * T * T)));
   const figs: Array<{ name: string; spec: VlSpec }> = [];
   const thumb = Math.max(80, Math.min(160, 3 * T));
@@ -292,7 +293,7 @@ function gridFigures(c: Condition, L: number, H: number, T: number, n: number): 
 }
 
 /** Per head, the query cell's attention drawn on the m×n matrix. */
-function queryFigure(c: Condition, L: number, H: number, m: number, n: number, hiddenCells: Uint8Array | null): { name: string; spec: VlSpec } {
+export function queryFigure(c: Pick<Condition, "mask" | "queryCell" | "queryAttention" | "queryHiddenOnly" | "querySamples">, L: number, H: number, m: number, n: number, hiddenCells: Uint8Array | null): { name: string; spec: VlSpec } {
   const values: Array<Record<string, number>> = [];
   const [qi, qj] = c.queryCell;
   for (let l = 0; l < L; l++) {
@@ -431,5 +432,6 @@ export const experiment: Experiment<typeof AttentionOptionsSchema> = {
   summary: "mean attention patterns, row/column scores, head labels",
   options: AttentionOptionsSchema,
   steps: "post",
-  run: (ctx, o) => attention(ctx, o),
+  families: ["bert", "gpt"],
+  run: (ctx, o) => (ctx.family === "gpt" ? gptAttention(ctx, o) : attention(ctx, o)),
 };

@@ -77,6 +77,7 @@ const NoOptions = z.object({});
 export const experiment: Experiment<typeof NoOptions> = {
   name: "component",
   summary: "a --train-only run against the run it was initialised from: when does its drop come?",
+  whyNot: { gpt: "it needs a BERT run trained with --init-from/--train-only on the BERT's parameter groups" },
   options: NoOptions,
   steps: "none",
   run: (_ctx, _o, run) => {

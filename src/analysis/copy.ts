@@ -263,6 +263,7 @@ export function copyOverTraining(per: Array<{ step: number; json: Record<string,
 export const experiment: Experiment<typeof CopyOptionsSchema> = {
   name: "copy",
   summary: "MASK replaced by value tokens, and random full-rank inputs: does the model copy?",
+  whyNot: { gpt: "it puts value tokens of the BERT's vocabulary at hidden cells and reads the regression output there; not adapted to the GPT's token prompts yet" },
   options: CopyOptionsSchema,
   steps: "pre",
   run: (ctx, o) => copy(ctx, o),

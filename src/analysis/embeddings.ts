@@ -385,6 +385,7 @@ export async function embeddings(ctx: AnalysisContext, opts: EmbeddingsOptions =
 export const experiment: Experiment<typeof EmbeddingsOptionsSchema> = {
   name: "embeddings",
   summary: "token-embedding norms and PCA, position t-SNE, permuted positions",
+  whyNot: { gpt: "it reads the BERT's value-token and position embeddings (embed.tok, embed.pos: one position per cell); the GPT's learned positions span the 2·m·n tokens of [masked X, SEP, X]" },
   options: EmbeddingsOptionsSchema,
   steps: "post",
   batchPerPass: true,

@@ -11,15 +11,20 @@
 // and the counts (`count`: matrices, iterations) are checked against their
 // range; what a value means (a mode's names, a hook's existence) is checked by
 // the experiment itself, which tests call directly as well.
+//
+// `families` lists the model families an experiment runs on (default: the
+// BERT only); `whyNot` says in one line why it does not run on another, which
+// `abrupt analyze` prints (and `analyze all` lists as skipped).
 
 import { z } from "zod";
 import type { DataConfig } from "../data/matrix.js";
 import { AbruptError } from "../errors.js";
 import type { BackendName } from "../kernels/types.js";
-import { checkMemory, inferenceBytes } from "../model/memory.js";
+import type { GptConfig } from "../model/gpt.js";
+import { checkMemory, gptTrainingBytes, inferenceBytes } from "../model/memory.js";
 import type { ModelConfig } from "../model/params.js";
 import type { RunHandle } from "../store/run.js";
-import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import type { AnalysisContext, AnalysisOutput, FamilyName } from "./context.js";
 import { CHUNK } from "./forward.js";
 
 /**
@@ -38,6 +43,10 @@ export interface Experiment<O extends Options = Options> {
   summary: string;
   options: O;
   steps: StepChoice;
+  /** the model families it runs on (default ["bert"]); `run` sees ctx.family */
+  families?: readonly FamilyName[];
+  /** for each family it does not run on: why, in one line */
+  whyNot?: Partial<Record<FamilyName, string>>;
   /** its `batch` option is the number of matrices per forward pass (for the memory check; the others run CHUNK at a time) */
   batchPerPass?: boolean;
   /** runs on the checkpoint ctx.step (for steps "none": the run's last); `run` is the run folder, null for a lone checkpoint file */
@@ -47,6 +56,12 @@ export interface Experiment<O extends Options = Options> {
    * JSONs, written as <experiment>-over-training.json and figures.
    */
   summarize?(per: Array<{ step: number; json: Record<string, unknown> }>, run: RunHandle | null): AnalysisOutput;
+}
+
+/** null if the experiment runs on the family, else the one-line refusal: "nnm does not apply to GPT runs: …". */
+export function refusal(e: Experiment, family: FamilyName): string | null {
+  if ((e.families ?? ["bert"]).includes(family)) return null;
+  return `${e.name} does not apply to ${family.toUpperCase()} runs: ${e.whyNot?.[family] ?? "it is written for the other model family"}`;
 }
 
 const counts = new WeakSet<z.ZodType>();
@@ -161,12 +176,21 @@ export function parseOpts(pairs: string[]): Record<string, string> {
  * free: the two models a context holds, their activations per forward pass,
  * and what it keeps per matrix. Experiments without options load no model.
  */
-export function checkAnalysisMemory(e: Experiment, opts: Record<string, unknown>, cfg: ModelConfig, data: DataConfig, backend: BackendName): void {
+export function checkAnalysisMemory(e: Experiment, opts: Record<string, unknown>, cfg: ModelConfig | GptConfig, data: DataConfig, backend: BackendName): void {
   if (optionNames(e).length === 0) return;
   const num = (k: string) => (typeof opts[k] === "number" ? (opts[k] as number) : 0);
   const samples = Math.max(1, num("batch"), num("matrices"), num("train") + num("test"));
   const chunk = e.batchPerPass ? Math.max(1, num("batch")) : CHUNK;
   const T = data.m * data.n;
+  if ("block" in cfg) {
+    // a GPT: two models with their activations for one chunk (the training
+    // estimate, which has room for gradients too) and the samples' sequences
+    const one = gptTrainingBytes(cfg, Math.min(chunk, samples), 2 * T, backend === "webgpu");
+    const host = samples * 2 * T * (64 + 4 * cfg.d * (cfg.L + 2));
+    checkMemory({ host: 2 * one.host + host, device: 2 * one.device, largest: one.largest },
+      `${e.name} on ${samples} ${data.m}×${data.n} matrices with GPT L${cfg.L} d${cfg.d} ff${cfg.ff}`);
+    return;
+  }
   checkMemory(inferenceBytes(cfg, T, { samples, chunk, models: 2 }, backend === "webgpu"),
     `${e.name} on ${samples} ${data.m}×${data.n} matrices with BERT L${cfg.L} d${cfg.d} ff${cfg.ff}`);
 }

@@ -220,6 +220,7 @@ export async function nnm(ctx: AnalysisContext, opts: NnmOptions): Promise<Analy
 export const experiment: Experiment<typeof NnmOptionsSchema> = {
   name: "nnm",
   summary: "nuclear-norm minimisation baseline vs BERT over p_mask 0.10…0.60",
+  whyNot: { gpt: "it compares the BERT's real-valued outputs with nuclear-norm minimisation over a sweep of p_mask; the GPT's completion error is its run's eval_mse_mask (greedy decoding)" },
   options: NnmOptionsSchema,
   steps: "post",
   run: (ctx, o) => nnm(ctx, o),

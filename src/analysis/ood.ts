@@ -174,6 +174,7 @@ export async function ood(ctx: AnalysisContext, opts: OodOptions): Promise<Analy
 export const experiment: Experiment<typeof OodOptionsSchema> = {
   name: "ood",
   summary: "out of distribution: factors, ranks, p_mask, sizes; BERT vs NNM",
+  whyNot: { gpt: "it changes the matrix size and distribution and compares with nuclear-norm minimisation; the GPT's block size fixes m·n and its vocabulary clamps values to [-2, 2]" },
   options: OodOptionsSchema,
   steps: "post",
   run: (ctx, o) => ood(ctx, o),

@@ -3,6 +3,7 @@
 // report.md, which lists every result's findings, figures and numbers.
 
 import { basename, join, relative } from "node:path";
+import { familyOf } from "../family/index.js";
 import { ensureDir, writeFileAtomic } from "../store/files.js";
 import type { RunHandle } from "../store/run.js";
 import { writeFigure } from "../viz/plot.js";
@@ -41,7 +42,7 @@ export function writeReportMd(run: RunHandle | null, source: Source, outDir: str
   lines.push(`# abrupt report: ${title}`, "");
   if (run) {
     const c = run.cfg;
-    lines.push(`Run: ${c.data.m}×${c.data.n} rank ${c.data.rank}, p_mask ${c.data.p_mask}; BERT L${c.model.L} H${c.model.H} d${c.model.d} ff${c.model.ff}; batch ${c.train.batch}, lr ${c.train.lr}; ${run.metrics.length} steps logged; checkpoints ${run.steps.join(", ")}.`, "");
+    lines.push(`Run: ${c.data.m}×${c.data.n} rank ${c.data.rank}, p_mask ${c.data.p_mask}; ${familyOf(c).describe(c)}; batch ${c.train.batch}, lr ${c.train.lr}; ${run.metrics.length} steps logged; checkpoints ${run.steps.join(", ")}.`, "");
   }
   for (const r of results) {
     lines.push(`## ${r.experiment}${r.step >= 0 ? ` (checkpoint step ${r.step})` : ""}`, "");

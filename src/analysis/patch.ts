@@ -17,15 +17,26 @@
 //   patched: [{ hook } & Run],          // runs on −X with `hook` from X
 // }
 // Run = { toX: Mse, toNegX: Mse }, Mse = { all, hidden, observed }
+//
+// On a GPT run (gptPatch): the runs are greedy generations of X's cells from
+// [masked X, SEP] (of X, or of −X), and the patched activation is replaced at
+// the prompt positions 0..m·n only (masked X and SEP: causal attention makes
+// them independent of what is generated, so one teacher-forced pass on X
+// gives them exactly); the MSE is that of the decoded values (cells whose
+// token is not a value are left out, counted in `nonvalue`). Hooks must be
+// per position ([B, T, ·]; not attn.pattern). JSON adds family: "gpt",
+// measure, and nonvalue per run.
 
 import { z } from "zod";
 import { type Batch, MASK_ID, sampleBatch, tokenOf } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
-import type { AnalysisContext, AnalysisOutput } from "./context.js";
+import { type GptBatch, gptBatchOf, gptPrompts, gptValueOf } from "../data/sequence.js";
+import { type AnalysisContext, type AnalysisOutput, gptOf } from "./context.js";
 import { type Experiment, count } from "./experiment.js";
 import { forwardBatch, runWithCache, withHooks } from "./forward.js";
+import { gptTokens, sampleGpt } from "./gpt-common.js";
 import { checkBatchSize, fmt } from "./attention.js";
 
 export const PatchOptionsSchema = z.object({
@@ -97,6 +108,11 @@ export async function patch(ctx: AnalysisContext, opts: PatchOptions): Promise<A
     patched.push({ hook: name, ...run(out) });
   }
 
+  return patchOutput(B, hooks, baselines, patched, {});
+}
+
+/** Findings and figure of the patch runs (both families). */
+function patchOutput(B: number, hooks: string[], baselines: { x: PatchRun; negX: PatchRun }, patched: Array<{ hook: string } & PatchRun>, extra: Record<string, unknown>): AnalysisOutput {
   const f = (r: PatchRun) => `MSE to X ${fmt(r.toX.hidden)}, to −X ${fmt(r.toNegX.hidden)} (hidden cells; all cells ${fmt(r.toX.all)} / ${fmt(r.toNegX.all)})`;
   const closer = (r: PatchRun) => {
     const k = Number.isFinite(r.toX.hidden) ? "hidden" : "all";
@@ -136,7 +152,58 @@ export async function patch(ctx: AnalysisContext, opts: PatchOptions): Promise<A
     },
     resolve: { scale: { y: "independent" } },
   } as VlSpec;
-  return { json: { batch: B, hooks, baselines, patched }, figures: [{ name: "mse", spec }], findings };
+  return { json: { ...extra, batch: B, hooks, baselines, patched }, figures: [{ name: "mse", spec }], findings };
+}
+
+/** MSE of generated tokens [B, m·n], decoded, to sign·X; `nonvalue`: the share of cells without a value token. */
+function generatedMse(gen: Int32Array, x: GptBatch, sign: number): Mse & { nonvalue: number } {
+  const s = [0, 0], n = [0, 0];
+  let bad = 0;
+  for (let i = 0; i < gen.length; i++) {
+    const v = gptValueOf(gen[i]!);
+    if (Number.isNaN(v)) { bad++; continue; }
+    const h = x.hidden[i]!;
+    s[h]! += (v - sign * x.values[i]!) ** 2;
+    n[h]!++;
+  }
+  const r = (a: number, c: number) => (c > 0 ? a / c : NaN);
+  return { all: r(s[0]! + s[1]!, n[0]! + n[1]!), hidden: r(s[1]!, n[1]!), observed: r(s[0]!, n[0]!), nonvalue: bad / gen.length };
+}
+
+/** patch on a GPT context (see the header). */
+export async function gptPatch(ctx: AnalysisContext, opts: PatchOptions): Promise<AnalysisOutput> {
+  checkBatchSize(opts.batch);
+  const model = gptOf(ctx);
+  const hooks = opts.hooks ?? Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.attn.out`);
+  if (hooks.length === 0) throw new AbruptError("no hooks to patch");
+  const valid = model.hookNames().filter((h) => !h.endsWith("attn.pattern"));
+  for (const h of hooks) {
+    if (!valid.includes(h)) throw new AbruptError(`unknown or not per-position hook "${h}" (valid: ${valid.join(", ")})`);
+  }
+  const x = sampleGpt(ctx, opts.batch);
+  const negX = gptBatchOf({ ...x.base, targets: x.base.targets.map((v) => -v) }, ctx.data.clamp);
+  const { B, T, cells } = x;
+  const generate = () => model.generate(gptPrompts(negX), B, cells + 1, cells);
+  const run = (gen: Int32Array): PatchRun & { nonvalue: number } => {
+    const toX = generatedMse(gen, x, 1), toNegX = generatedMse(gen, x, -1);
+    return { toX: { all: toX.all, hidden: toX.hidden, observed: toX.observed }, toNegX: { all: toNegX.all, hidden: toNegX.hidden, observed: toNegX.observed }, nonvalue: toX.nonvalue };
+  };
+
+  const { cache } = await runWithCache(model, gptTokens(x), hooks);
+  const baselines = { x: run(await model.generate(gptPrompts(x), B, cells + 1, cells)), negX: run(await generate()) };
+  const patched: Array<{ hook: string } & PatchRun> = [];
+  for (const name of hooks) {
+    const src = cache.get(name)!; // [B, T, D] from the run on X
+    const fromX = (act: Float32Array, info: { shape: number[] }) => {
+      const nb = info.shape[0]!, D = act.length / (nb * T); // generate runs all B sequences in one pass
+      for (let b = 0; b < nb; b++) act.set(src.subarray(b * T * D, (b * T + cells + 1) * D), b * T * D);
+    };
+    patched.push({ hook: name, ...run(await withHooks(model, { [name]: fromX }, generate)) });
+  }
+  return patchOutput(B, hooks, baselines, patched, {
+    family: "gpt",
+    measure: "greedy generation of X's cells; patched activations replaced at the prompt positions (masked X and SEP) by those of the run on X; MSE of the decoded values",
+  });
 }
 
 export const experiment: Experiment<typeof PatchOptionsSchema> = {
@@ -144,5 +211,6 @@ export const experiment: Experiment<typeof PatchOptionsSchema> = {
   summary: "activation patching: run on -X with attention outputs from X",
   options: PatchOptionsSchema,
   steps: "post",
-  run: (ctx, o) => patch(ctx, o),
+  families: ["bert", "gpt"],
+  run: (ctx, o) => (ctx.family === "gpt" ? gptPatch(ctx, o) : patch(ctx, o)),
 };

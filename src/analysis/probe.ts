@@ -30,6 +30,12 @@
 //             cos   (mean |cos(pred, true)| over test cells whose true vector
 //                    is nonzero; null for the scalar target)}[]
 // Figures: mse (test MSE per layer, one panel per target), cos (mean |cos|).
+//
+// On a GPT run: the features of cell (i, j) are the residual stream at the
+// position generating it (m·n + i·n + j, gpt-common.ts), read by teacher
+// forcing; layers 0 = `embed.out`, l+1 = `blocks.{l}.resid_post`, L+1 =
+// `ln_f.out`; the same targets, groups, solver and control (minGPT init,
+// seed ctx.seed + 1). JSON adds family: "gpt".
 
 import { z } from "zod";
 import { type Batch, type DataConfig, sampleBatch } from "../data/matrix.js";
@@ -38,7 +44,8 @@ import { AbruptError } from "../errors.js";
 import { hostKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
 import type { VlSpec } from "../viz/plot.js";
-import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
+import { gptBatchOf } from "../data/sequence.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, type AnyGpt, gptOf } from "./context.js";
 import { type Experiment, count } from "./experiment.js";
 import { gramRows, ridgeSolve, symEigen } from "./linalg.js";
 
@@ -115,6 +122,56 @@ export function probeLayers(model: AnyBert): string[] {
   return ["embed.out", ...Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.ln2.out`)];
 }
 
+/** The probed layers of a GPT: embeddings, each block's output, the final LayerNorm. */
+export function gptProbeLayers(model: AnyGpt): string[] {
+  return ["embed.out", ...Array.from({ length: model.cfg.L }, (_, l) => `blocks.${l}.resid_post`), "ln_f.out"];
+}
+
+/** A probed model: its layers' hooks and its features of a batch's cells. */
+export interface ProbeReader {
+  name: "trained" | "control";
+  layers: string[];
+  /** feature size */
+  C: number;
+  /** runs the model on the batch; per layer, the features of each cell [B·m·n, C], cells in the batch's order */
+  read(batch: Batch): Promise<Float32Array[]>;
+}
+
+function bertReader(name: ProbeReader["name"], model: AnyBert): ProbeReader {
+  const layers = probeLayers(model);
+  return {
+    name, layers, C: model.cfg.d,
+    async read(batch) {
+      await model.run(batch.tokens, batch.B, batch.T);
+      const out: Float32Array[] = [];
+      for (const hook of layers) out.push(await model.actHost(hook));
+      return out;
+    },
+  };
+}
+
+/** A GPT's features of cell k: its residual stream at the position generating k. */
+export function gptReader(name: ProbeReader["name"], model: AnyGpt, clamp: boolean): ProbeReader {
+  const layers = gptProbeLayers(model);
+  const C = model.cfg.d;
+  return {
+    name, layers, C,
+    async read(batch) {
+      const g = gptBatchOf(batch, clamp);
+      const { B, T, cells } = g;
+      await model.run(g.inputs, B, T);
+      const out: Float32Array[] = [];
+      for (const hook of layers) {
+        const act = await model.actHost(hook); // [B, T, C]
+        const f = new Float32Array(B * cells * C);
+        for (let b = 0; b < B; b++) f.set(act.subarray((b * T + cells) * C, (b * T + 2 * cells) * C), b * cells * C);
+        out.push(f);
+      }
+      return out;
+    },
+  };
+}
+
 interface Acc { ftf: Float64Array; fty: Float64Array; count: number }
 
 /**
@@ -126,14 +183,22 @@ export async function runProbes(
   data: DataConfig, kernels: Kernels, rng: Rng,
   opts: Pick<ProbeOptions, "train" | "test" | "batch" | "ridge">,
 ): Promise<ProbeResult[]> {
+  return probeReaders(models.map(({ name, model }) => bertReader(name, model)), data, kernels, rng, opts);
+}
+
+/** runProbes for any readers (all with the same layers and feature size). */
+export async function probeReaders(
+  models: ProbeReader[],
+  data: DataConfig, kernels: Kernels, rng: Rng,
+  opts: Pick<ProbeOptions, "train" | "test" | "batch" | "ridge">,
+): Promise<ProbeResult[]> {
   const { m, n } = data;
-  const T = m * n;
-  const C = models[0]!.model.cfg.d;
+  const C = models[0]!.C;
   const P = C + 1;
   const K = 1 + n + m + m;
   const dims = targetDims(m, n);
   const offs: Record<ProbeTarget, number> = { value: 0, row: 1, col: 1 + n, sv: 1 + n + m };
-  const layers = probeLayers(models[0]!.model);
+  const layers = models[0]!.layers;
   const acc: Acc[][][] = models.map(() => layers.map(() => GROUPS.map(() => ({ ftf: new Float64Array(P * P), fty: new Float64Array(P * K), count: 0 }))));
   const tmpPP = new Float32Array(P * P);
   const tmpPK = new Float32Array(P * K);
@@ -163,10 +228,10 @@ export async function runProbes(
       rows.forEach((r, i) => out.set(Y.subarray(r * K, (r + 1) * K), i * K));
       return out;
     });
-    for (const [mi, { model }] of models.entries()) {
-      await model.run(batch.tokens, Bc, T);
-      for (const [li, hook] of layers.entries()) {
-        const act = await model.actHost(hook);
+    for (const [mi, reader] of models.entries()) {
+      const acts = await reader.read(batch);
+      for (const li of layers.keys()) {
+        const act = acts[li]!;
         rowsByGroup.forEach((rows, gi) => {
           if (rows.length === 0) return;
           const F = gather(act, rows);
@@ -195,10 +260,10 @@ export async function runProbes(
     const batch = sampleBatch(rng, data, Bc);
     const { Y } = probeTargets(batch);
     const rowsByGroup = groupRows(batch);
-    for (const [mi, { model }] of models.entries()) {
-      await model.run(batch.tokens, Bc, T);
-      for (const [li, hook] of layers.entries()) {
-        const act = await model.actHost(hook);
+    for (const [mi, reader] of models.entries()) {
+      const acts = await reader.read(batch);
+      for (const li of layers.keys()) {
+        const act = acts[li]!;
         rowsByGroup.forEach((rows, gi) => {
           const sol = solved[mi]![li]![gi];
           if (!sol) return;
@@ -274,17 +339,28 @@ const TARGET_LABEL: Record<ProbeTarget, string> = {
 
 export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEFAULTS): Promise<AnalysisOutput> {
   checkOptions(opts);
-  const model = ctx.model();
-  const models: Array<{ name: "trained" | "control"; model: AnyBert }> = [{ name: "trained", model }];
-  if (opts.control) {
-    const ctrl = model.clone(); // the same shape and attention intervention, then a fresh init
-    ctrl.init(ctx.seed + 1);
-    models.push({ name: "control", model: ctrl });
+  const readers: ProbeReader[] = [];
+  if (ctx.family === "gpt") {
+    const model = gptOf(ctx);
+    readers.push(gptReader("trained", model, ctx.data.clamp));
+    if (opts.control) {
+      const ctrl = model.clone(); // the same shape, then minGPT's init
+      ctrl.init(ctx.seed + 1);
+      readers.push(gptReader("control", ctrl, ctx.data.clamp));
+    }
+  } else {
+    const model = ctx.model();
+    readers.push(bertReader("trained", model));
+    if (opts.control) {
+      const ctrl = model.clone(); // the same shape and attention intervention, then a fresh init
+      ctrl.init(ctx.seed + 1);
+      readers.push(bertReader("control", ctrl));
+    }
   }
   // the least squares run in host memory: on a host backend when the model is on a device
   const lsq = ctx.kernels.host ? (ctx.kernels as Kernels) : hostKernels();
-  const results = await runProbes(models, ctx.data, lsq, new Rng(ctx.seed), opts);
-  const layers = probeLayers(model);
+  const results = await probeReaders(readers, ctx.data, lsq, new Rng(ctx.seed), opts);
+  const layers = readers[0]!.layers;
   const { m, n } = ctx.data;
   const dims = targetDims(m, n);
 
@@ -329,6 +405,7 @@ export async function probe(ctx: AnalysisContext, opts: ProbeOptions = PROBE_DEF
   } as VlSpec);
   return {
     json: {
+      ...(ctx.family === "gpt" ? { family: "gpt" } : {}),
       layers, targets: PROBE_TARGETS.map((t) => ({ name: t, dim: dims[t] })),
       train: opts.train, test: opts.test, ridge: opts.ridge, results,
     },
@@ -346,5 +423,6 @@ export const experiment: Experiment<typeof ProbeOptionsSchema> = {
   options: ProbeOptionsSchema,
   steps: "post",
   batchPerPass: true,
+  families: ["bert", "gpt"],
   run: (ctx, o) => probe(ctx, o),
 };

@@ -29,14 +29,24 @@
 //           trainLoss, trainLossMask, metricsStep (the metrics line nearest the
 //                                                 step, when `metrics` is given; else null)}[]
 // Figure: progress (top: measures vs step; bottom: losses vs step, log scale).
+//
+// On a GPT run (gptProgressAt), by teacher forcing on the same matrices: the
+// attention progress of the position generating each hidden cell (position
+// m·n + i·n + j, gpt-common.ts) on the prompt's observed cells of row i and
+// column j, uniform reference mean |optimal| / (q + 1) (causal attention sees
+// q + 1 keys); collapse over the m·n generating positions of `ln_f.out`;
+// repetition of adjacent argmax tokens there; and loss, loss_mask, loss_obs
+// the cross-entropies at the answer positions.
 
 import { z } from "zod";
 import { type Batch, sampleBatch } from "../data/matrix.js";
 import { Rng } from "../data/rng.js";
 import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
-import type { AnalysisContext, AnalysisOutput, AnyBert } from "./context.js";
+import type { GptBatch } from "../data/sequence.js";
+import { type AnalysisContext, type AnalysisOutput, type AnyBert, type AnyGpt, gptOf } from "./context.js";
 import { type Experiment, count } from "./experiment.js";
+import { answerScores, generatingKeys, sampleGpt } from "./gpt-common.js";
 import { addAttnMass, collapseSum, optimalKeys, queryCount, repetitionSum } from "./measures.js";
 
 export const ProgressOptionsSchema = z.object({
@@ -155,6 +165,51 @@ export async function progressChunked(model: AnyBert, batch: Batch, chunk: numbe
   return finish(s!, model.cfg.L, model.cfg.H);
 }
 
+/** The progress measures of a GPT on one batch of sequences (see the header), `chunk` sequences per pass. */
+export async function gptProgressAt(model: AnyGpt, batch: GptBatch, chunk = 64): Promise<ProgressMeasures> {
+  const { L, H, d: C } = model.cfg;
+  const { T, cells } = batch;
+  const s: Sums = { mass: new Float64Array(L * H), uniform: 0, queries: 0, collapse: 0, repetition: 0, samples: batch.B, se: 0, seM: 0, nM: 0, n: 0 };
+  let seO = 0, nO = 0;
+  for (let b0 = 0; b0 < batch.B; b0 += chunk) {
+    const nb = Math.min(chunk, batch.B - b0);
+    const part: GptBatch = {
+      ...batch, B: nb,
+      inputs: batch.inputs.subarray(b0 * T, (b0 + nb) * T), targets: batch.targets.subarray(b0 * T, (b0 + nb) * T),
+      values: batch.values.subarray(b0 * cells, (b0 + nb) * cells), hidden: batch.hidden.subarray(b0 * cells, (b0 + nb) * cells),
+    };
+    const logits = await model.run(part.inputs, nb, T);
+    const a = answerScores(logits, part);
+    let nMask = 0;
+    for (let i = 0; i < part.hidden.length; i++) nMask += part.hidden[i]!;
+    const nObs = nb * cells - nMask;
+    if (nMask) { s.seM += a.loss_mask * nMask; s.nM += nMask; }
+    if (nObs) { seO += a.loss_obs * nObs; nO += nObs; }
+    // argmax tokens at the generating positions, for the repetition
+    const V = logits.length / (nb * T);
+    const arg = new Float32Array(nb * cells);
+    for (let b = 0; b < nb; b++) {
+      for (let k = 0; k < cells; k++) {
+        const row = (b * T + cells + k) * V;
+        let best = 0;
+        for (let v = 1; v < V; v++) if (logits[row + v]! > logits[row + best]!) best = v;
+        arg[b * cells + k] = best;
+      }
+    }
+    s.repetition += repetitionSum(arg, nb, cells, 0);
+    const opt = generatingKeys(part);
+    s.queries += queryCount(opt);
+    for (const list of opt) for (const [q, ks] of list) s.uniform += ks.length / (q + 1);
+    for (let l = 0; l < L; l++) addAttnMass(s.mass.subarray(l * H, (l + 1) * H), await model.actHost(`blocks.${l}.attn.pattern`), opt, H, T);
+    const fin = await model.actHost("ln_f.out"); // [nb, T, C] → the generating positions [nb, cells, C]
+    const gen = new Float32Array(nb * cells * C);
+    for (let b = 0; b < nb; b++) gen.set(fin.subarray((b * T + cells) * C, (b * T + 2 * cells) * C), b * cells * C);
+    s.collapse += collapseSum(gen, nb, cells, C);
+  }
+  const p = finish(s, L, H);
+  return { ...p, loss: (s.seM + seO) / (s.nM + nO), loss_mask: s.nM ? s.seM / s.nM : NaN, loss_obs: nO ? seO / nO : NaN };
+}
+
 function nearestLine(metrics: ProgressOptions["metrics"], step: number) {
   if (!metrics || metrics.length === 0) return null;
   let best = metrics[0]!;
@@ -169,13 +224,18 @@ export async function progress(ctx: AnalysisContext, opts: ProgressOptions = PRO
   if (!posInt(opts.batch)) throw new AbruptError(`progress: batch must be a positive integer (got ${opts.batch})`);
   if (opts.steps.length > 0 && ctx.source.kind !== "run") throw new AbruptError("progress: steps (several checkpoints) needs a run directory, not a lone checkpoint");
   const steps = opts.steps.length ? [...new Set(opts.steps)].sort((a, b) => a - b) : [ctx.step];
-  const batch = sampleBatch(new Rng(ctx.seed), ctx.data, opts.matrices);
+  const gpt = ctx.family === "gpt";
+  const measure = gpt
+    ? ((b: GptBatch) => async (step: number) => gptProgressAt(gptOf(ctx, step), b, opts.batch))(sampleGpt(ctx, opts.matrices))
+    : ((b: Batch) => async (step: number) => {
+      const model = ctx.model(step);
+      if (model.cfg.L === 0) throw new AbruptError("progress: the model has no layers, so no attention to measure");
+      return progressChunked(model, b, opts.batch, ctx.data.prec);
+    })(sampleBatch(new Rng(ctx.seed), ctx.data, opts.matrices));
 
   const rows: Array<ProgressMeasures & { step: number; trainLoss: number | null; trainLossMask: number | null; metricsStep: number | null }> = [];
   for (const step of steps) {
-    const model = ctx.model(step);
-    if (model.cfg.L === 0) throw new AbruptError("progress: the model has no layers, so no attention to measure");
-    const p = await progressChunked(model, batch, opts.batch, ctx.data.prec);
+    const p = await measure(step);
     const line = nearestLine(opts.metrics, step);
     rows.push({ step, ...p, trainLoss: line ? line.loss : null, trainLossMask: line ? line.loss_mask : null, metricsStep: line ? line.step : null });
   }
@@ -218,12 +278,12 @@ export async function progress(ctx: AnalysisContext, opts: ProgressOptions = PRO
       },
       {
         width: 600, height: 200, data: { values: lossRows }, mark: { type: "line", point: true },
-        encoding: { x, y: { field: "value", type: "quantitative", title: "MSE", scale: { type: "log" } }, color: { field: "series", type: "nominal", title: null } },
+        encoding: { x, y: { field: "value", type: "quantitative", title: gpt ? "cross-entropy (answer positions)" : "MSE", scale: { type: "log" } }, color: { field: "series", type: "nominal", title: null } },
       },
     ],
     resolve: { scale: { color: "independent" } },
   } as VlSpec;
-  return { json: { matrices: opts.matrices, steps: rows }, figures: [{ name: "progress", spec }], findings };
+  return { json: { ...(gpt ? { family: "gpt" } : {}), matrices: opts.matrices, steps: rows }, figures: [{ name: "progress", spec }], findings };
 }
 
 export const experiment: Experiment<typeof ProgressOptionsSchema> = {
@@ -232,6 +292,7 @@ export const experiment: Experiment<typeof ProgressOptionsSchema> = {
   options: ProgressOptionsSchema,
   steps: "none",
   batchPerPass: true,
+  families: ["bert", "gpt"],
   run: (ctx, o, run) => progress(ctx, run ? {
     ...o,
     steps: o.steps.length === 0 ? run.steps : o.steps,

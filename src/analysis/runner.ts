@@ -8,6 +8,10 @@
 // they exist), so progress can count jobs; then each job runs in its own
 // context. With `all`, an experiment that cannot run here (e.g. swap without
 // a drop) is reported, not fatal.
+//
+// A GPT run or checkpoint runs the experiments that list "gpt" in their
+// families; another is refused in one line (`analyze all`: listed as skipped,
+// with its reason, in report.md and on stderr).
 
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -19,8 +23,9 @@ import type { BackendName } from "../kernels/types.js";
 import { ensureDir } from "../store/files.js";
 import { type RunHandle, openRun } from "../store/run.js";
 import { type AttnBiasConfig, parseAttnBias } from "../train/config.js";
-import { type AnalysisOutput, type Source, dataOfRun, makeContext } from "./context.js";
-import { type Experiment, checkAnalysisMemory, optionNames, parseOpts, withDefaults } from "./experiment.js";
+import { type AnalysisOutput, type FamilyName, type Source, dataOfRun, makeContext, sourceFamily } from "./context.js";
+import { type Experiment, checkAnalysisMemory, optionNames, parseOpts, refusal, withDefaults } from "./experiment.js";
+import { gptConfigOf } from "../family/gpt.js";
 import { EXPERIMENTS, findExperiment } from "./index.js";
 import { type AnalyzeResult, writeOutput, writeReportMd } from "./output.js";
 import { pickSteps } from "./phases.js";
@@ -77,9 +82,14 @@ function attnBiasTag(b: AttnBiasConfig | null): string {
 interface Job { def: Experiment; steps: number[]; spec: string; skip?: string }
 
 /** The jobs: each experiment with the checkpoints it runs on. */
-function plan(defs: readonly Experiment[], run: RunHandle | null, all: boolean, step: string | undefined): Job[] {
+function plan(defs: readonly Experiment[], run: RunHandle | null, all: boolean, step: string | undefined, family: FamilyName): Job[] {
   const jobs: Job[] = [];
   for (const def of defs) {
+    const refused = refusal(def, family);
+    if (refused) {
+      jobs.push({ def, steps: [], spec: step ?? def.steps, skip: `not run: ${refused}` });
+      continue;
+    }
     let steps: number[];
     const spec = step ?? def.steps;
     if (def.steps === "none") steps = [run ? (run.steps.at(-1) ?? -1) : -1];
@@ -114,8 +124,14 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
     run = openRun(runDir);
     source = { kind: "run", run };
   }
+  const family = sourceFamily(source);
+  if (!all) {
+    const refused = refusal(defs[0]!, family);
+    if (refused) throw new AbruptError(refused);
+  }
   const data = dataFromFlags(run ? dataOfRun(run) : null, f);
   const attnBias = f.attnBias !== undefined ? parseAttnBias(f.attnBias) : null;
+  if (attnBias && family === "gpt") throw new AbruptError("--attn-bias is for the BERT (its target keys are the masked cell's row and column); the source is a GPT");
   if (attnBias && run) {
     const L = run.cfg.model.L;
     for (const l of attnBias.layers ?? []) if (l >= L) throw new AbruptError(`--attn-bias: layer ${l} is outside 0..${L - 1} (the model has ${L} layers)`);
@@ -132,7 +148,7 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       if (!defs.some((d) => optionNames(d).includes(k))) throw new AbruptError(`unknown option "${k}" (no experiment takes it)`);
     }
   }
-  const jobs = plan(defs, run, all, f.step);
+  const jobs = plan(defs, run, all, f.step, family);
   const total = jobs.reduce((n, p) => n + p.steps.length, 0);
   let done = 0;
 
@@ -156,7 +172,8 @@ export async function analyze(experiment: string, runDir: string | undefined, f:
       try {
         const o = withDefaults(def, opts, all);
         resolved = o;
-        checkAnalysisMemory(def, o, run ? run.cfg.model : ctx.model().cfg, data, f.backend);
+        const cfg = family === "gpt" ? (run ? gptConfigOf(run.cfg) : ctx.gpt!().cfg) : run ? run.cfg.model : ctx.model().cfg;
+        checkAnalysisMemory(def, o, cfg, data, f.backend);
         out = await def.run(ctx, o, run);
       } catch (e) {
         // with `all`, one experiment that cannot run here (e.g. swap without a

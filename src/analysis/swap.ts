@@ -146,6 +146,7 @@ export async function swap(ctx: AnalysisContext, opts: SwapOptions): Promise<Ana
 export const experiment: Experiment<typeof SwapOptionsSchema> = {
   name: "swap",
   summary: "swap Q/K/V, attention or non-attention weights between pre and post checkpoints",
+  whyNot: { gpt: "it switches the BERT's parameter groups (attention Q/K/V, non-attention weights) between checkpoints by their BERT names" },
   options: SwapOptionsSchema,
   steps: "none",
   run: (ctx, o, run) => swap(ctx, run ? { ...o, stepA: o.stepA ?? pickSteps(run, "pre")[0]!, stepB: o.stepB ?? pickSteps(run, "post")[0]! } : o),

@@ -14,7 +14,7 @@ import { BACKEND_WORDS, backendOpt, collect, int, num, seedOpt } from "./flags.j
 export function analyzeCommand(program: Command): void {
   program
     .command("analyze")
-    .description(`run an experiment of the paper on a run's checkpoints: ${EXPERIMENTS.map((e) => e.name).join(", ")}, or all`)
+    .description(`run an experiment of the paper on a run's checkpoints: ${EXPERIMENTS.map((e) => e.name).join(", ")}, or all (on GPT runs: ${EXPERIMENTS.filter((e) => e.families?.includes("gpt")).map((e) => e.name).join(", ")})`)
     .argument("<experiment>", "experiment name, or all")
     .argument("[run]", "run directory (omit with --checkpoint)")
     .option("--step <which>", "checkpoint: pre, post, final, all, or a step number (default depends on the experiment)")

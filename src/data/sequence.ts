@@ -106,6 +106,22 @@ export function sampleGptBatch(rng: Rng, c: DataConfig, B: number, out?: GptBatc
 }
 
 /**
+ * The GPT sequences of a BERT batch (its matrices and masks; `base.targets`
+ * are the values), e.g. to run both models on the same data or on a changed
+ * copy of a batch. The batch is shared, not copied.
+ */
+export function gptBatchOf(base: Batch, clamp = false): GptBatch {
+  const cells = base.m * base.n, S = 2 * cells + 1, T = S - 1, B = base.B;
+  const batch: GptBatch = {
+    B, m: base.m, n: base.n, cells, S, T,
+    seq: new Int32Array(B * S), inputs: new Int32Array(B * T), targets: new Int32Array(B * T),
+    values: base.targets, hidden: base.hidden, base,
+  };
+  tokenise(batch, clamp);
+  return batch;
+}
+
+/**
  * A batch from user matrices (null = hidden), as batchFromMatrices for the
  * BERT. The answer half at hidden cells is MASK (the value is unknown): only
  * the prompt [masked X, SEP] is meant to be read.

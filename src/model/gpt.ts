@@ -346,6 +346,26 @@ export class Gpt<Buf = Float32Array> {
     this.kernels.upload(this.params, params);
   }
 
+  /** Sets one parameter tensor by its (minGPT) name from a host array of its size. */
+  setParam(name: string, data: Float32Array): void {
+    const s = this.specs.find((x) => x.name === name);
+    if (!s) throw new AbruptError(`unknown parameter "${name}" (see gptParamSpecs in src/model/gpt.ts)`);
+    if (data.length !== s.size) throw new Error(`setParam: ${data.length} values for ${name}, which has ${s.size}`);
+    this.kernels.upload(this.kernels.view(this.params, s.offset, s.size), data);
+  }
+
+  /**
+   * A new model on the same backend with a copy of this one's parameters and
+   * frozen groups (no hooks): a variant to change (setParam, init) while this
+   * one stays as it is.
+   */
+  clone(): Gpt<Buf> {
+    const c = new Gpt(this.cfg, this.kernels);
+    this.kernels.copy(c.params, this.params, this.size);
+    c.frozen = new Set(this.frozen);
+    return c;
+  }
+
   private async hostCopy(t: Buf): Promise<Float32Array> {
     return this.kernels.host ? (t as Float32Array).slice() : await this.kernels.download(t);
   }
