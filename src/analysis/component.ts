@@ -80,6 +80,7 @@ export const experiment: Experiment<typeof NoOptions> = {
   whyNot: { gpt: "it needs a BERT run trained with --init-from/--train-only on the BERT's parameter groups" },
   options: NoOptions,
   steps: "none",
+  dashboard: false, // compares two runs
   run: (_ctx, _o, run) => {
     if (!run) throw new AbruptError("component needs a run directory made with --init-from/--train-only");
     return componentOutput(run);

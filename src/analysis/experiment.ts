@@ -2,8 +2,8 @@
 // that exports `experiment`: its name, a one-line summary, its options (a zod
 // object, every field with its default), the checkpoints it runs on when
 // --step is not given, and `run`. The registry (index.ts) lists them; the
-// runner (runner.ts), the CLI and the dashboard (src/server/compute.ts) know
-// nothing else about them.
+// runner (runner.ts), the CLI and the dashboard (src/server/compute.ts, which
+// serves each as its `dashboard` field says) know nothing else about them.
 //
 // Options arrive as strings (`--opt key=value`, the dashboard's `opt=`): each
 // is typed by the kind of its schema (a number, true/false, a comma list of
@@ -47,6 +47,13 @@ export interface Experiment<O extends Options = Options> {
   families?: readonly FamilyName[];
   /** for each family it does not run on: why, in one line */
   whyNot?: Partial<Record<FamilyName, string>>;
+  /**
+   * How the dashboard (src/server/compute.ts) serves it: per checkpoint
+   * ("step"), once over the run ("run"), or not at all (false: too slow for a
+   * page request, or it needs more than one run). Default: "run" for steps
+   * "none", else "step".
+   */
+  dashboard?: "step" | "run" | false;
   /** its `batch` option is the number of matrices per forward pass (for the memory check; the others run CHUNK at a time) */
   batchPerPass?: boolean;
   /** runs on the checkpoint ctx.step (for steps "none": the run's last); `run` is the run folder, null for a lone checkpoint file */

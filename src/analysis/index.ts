@@ -13,8 +13,9 @@
 //   3. a test in test/analysis-NAME.test.ts, and a row in the README's table
 //      of experiments.
 // `abrupt analyze NAME RUN`, `analyze all`, `--opt key=value` and the memory
-// check then work without further changes (the dashboard serves the
-// experiments named in src/server/compute.ts).
+// check then work without further changes, and the dashboard serves it (per
+// checkpoint, or over the run for steps "none"; `dashboard: false` keeps it
+// off the dashboard, see experiment.ts).
 
 import { AbruptError } from "../errors.js";
 import type { Experiment } from "./experiment.js";

@@ -223,5 +223,6 @@ export const experiment: Experiment<typeof NnmOptionsSchema> = {
   whyNot: { gpt: "it compares the BERT's real-valued outputs with nuclear-norm minimisation over a sweep of p_mask; the GPT's completion error is its run's eval_mse_mask (greedy decoding)" },
   options: NnmOptionsSchema,
   steps: "post",
+  dashboard: false, // a solver over 11 p_mask values: an `abrupt analyze` job, not a page request
   run: (ctx, o) => nnm(ctx, o),
 };

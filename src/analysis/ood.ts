@@ -177,5 +177,6 @@ export const experiment: Experiment<typeof OodOptionsSchema> = {
   whyNot: { gpt: "it changes the matrix size and distribution and compares with nuclear-norm minimisation; the GPT's block size fixes m·n and its vocabulary clamps values to [-2, 2]" },
   options: OodOptionsSchema,
   steps: "post",
+  dashboard: false, // many data variants and NNM: an `abrupt analyze` job, not a page request
   run: (ctx, o) => ood(ctx, o),
 };

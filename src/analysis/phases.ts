@@ -202,6 +202,7 @@ export const experiment: Experiment<typeof NoOptions> = {
   options: NoOptions,
   steps: "none",
   families: ["bert", "gpt"],
+  dashboard: false, // the dashboard draws the loss curve and the phases from metrics itself
   run: (_ctx, _o, run) => {
     if (!run) throw new AbruptError("phases needs a run directory (metrics.jsonl), not a lone checkpoint");
     return phasesOutput(run);

@@ -149,5 +149,6 @@ export const experiment: Experiment<typeof SwapOptionsSchema> = {
   whyNot: { gpt: "it switches the BERT's parameter groups (attention Q/K/V, non-attention weights) between checkpoints by their BERT names" },
   options: SwapOptionsSchema,
   steps: "none",
+  dashboard: false, // needs a pre- and a post-drop checkpoint together
   run: (ctx, o, run) => swap(ctx, run ? { ...o, stepA: o.stepA ?? pickSteps(run, "pre")[0]!, stepB: o.stepB ?? pickSteps(run, "post")[0]! } : o),
 };

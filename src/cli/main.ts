@@ -16,7 +16,7 @@ import { checkTrainMemory, train } from "../train/train.js";
 import { resumeConfig } from "../train/resume.js";
 import { checkWritableFile, ensureDir, writeJsonAtomic } from "../store/files.js";
 import { analyzeCommand } from "./analyze.js";
-import { benchInProcess, checkBenchOptions, measureMatmul, runBench } from "../train/bench.js";
+import { benchInProcess, checkBenchOptions, checkTorchOptions, measureMatmul, runBench } from "../train/bench.js";
 import { BACKEND_WORDS, attnOpt, backendOpt, collect, int, intList, isBackend, list, num, seedOpt } from "./flags.js";
 import { loadPredictor, predict, readPredictInput, sizeWarning } from "../predict/predict.js";
 import { loadGptPredictor, predictGpt } from "../predict/predict-gpt.js";
@@ -254,7 +254,7 @@ export function buildProgram(): Command {
 
   program
     .command("bench")
-    .description("ms/step of the S, M (and P) sizes per backend, sgemm GFLOP/s, peak RSS")
+    .description("ms/step of the S, M (and P) sizes per backend, sgemm GFLOP/s, peak RSS; with --torch, PyTorch's ms/step in the same run and the ratio")
     .option("--backends <list>", "backends", list, ["cpu", "ref"])
     .option("--device <name>", "one backend (e.g. webgpu), instead of --backends", backendOpt)
     .option("--sizes <list>", "sizes among S, M, P and G (the GPT: L2 H2 d256, batch 256 of 7×7)", list, ["S", "M", "P"])
@@ -262,9 +262,11 @@ export function buildProgram(): Command {
     .option("--threads <n>", "threads (0 = all cores)", int("--threads"), 0)
     .option("--matmul <n>", "webgpu: also time an n×n×n matmul (0 = skip)", int("--matmul"), 4096)
     .option("--json <file>", "also write the results as JSON")
+    .option("--torch <python>", "also time each cpu size in PyTorch with this python (tools/bench_torch.py), alternating with ours; prints ours/torch")
+    .option("--repeat <k>", "with --torch: pairs (ours, torch) per size", int("--repeat"), 1)
     .option("--child <size>", "(internal) run one size (or matmul:n) in this process")
     .option("--backend <name>", "(internal) backend of --child", backendOpt, "cpu" as BackendName)
-    .action(async (f: { backends: string[]; device?: BackendName; sizes: string[]; steps: number; threads: number; matmul: number; json?: string; child?: string; backend: BackendName }) => {
+    .action(async (f: { backends: string[]; device?: BackendName; sizes: string[]; steps: number; threads: number; matmul: number; json?: string; torch?: string; repeat: number; child?: string; backend: BackendName }) => {
       if (f.child) {
         if (!f.child.startsWith("matmul:")) checkBenchOptions([f.child], f.steps);
         const mm = /^matmul:(\d+)$/.exec(f.child);
@@ -277,8 +279,9 @@ export function buildProgram(): Command {
         return b;
       });
       checkBenchOptions(f.sizes, f.steps);
+      checkTorchOptions(backends, f.torch, f.repeat);
       if (f.json) checkWritableFile(f.json, "--json file");
-      const res = runBench({ backends, sizes: f.sizes, steps: f.steps, threads: f.threads, matmul: f.matmul });
+      const res = runBench({ backends, sizes: f.sizes, steps: f.steps, threads: f.threads, matmul: f.matmul, torch: f.torch, repeat: f.repeat });
       if (f.json) writeJsonAtomic(f.json, res);
     });
 

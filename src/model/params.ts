@@ -140,14 +140,20 @@ export function paramViews<Buf>(cfg: ModelConfig, flat: Float32Array | ((offset:
   };
 }
 
+/** The embedding groups under the prefix of their tensors' names (embed.tok.weight …). */
+const TENSOR_PREFIX_GROUPS: Record<string, string> = { "embed.tok": "tok_emb", "embed.pos": "pos_emb", "embed.ln": "emb_ln" };
+
 /**
  * Names of the freezable parameter groups. Besides the exact group names
  * ("tok_emb", "pos_emb", "emb_ln", "blocks.{l}.attn", "blocks.{l}.ln1",
  * "blocks.{l}.mlp", "blocks.{l}.ln2", "readout"), these aliases select
  * across layers: "attn", "mlp", "ln" (all layernorms incl. embedding LN),
- * "blocks.{l}" (a whole layer), "embeddings" (tok_emb + pos_emb + emb_ln).
+ * "blocks.{l}" (a whole layer), "embeddings" (tok_emb + pos_emb + emb_ln);
+ * and the tensor-name prefixes "embed.tok", "embed.pos", "embed.ln" are the
+ * same groups as tok_emb, pos_emb, emb_ln.
  */
 export function groupMatches(group: string, selector: string): boolean {
+  selector = TENSOR_PREFIX_GROUPS[selector] ?? selector;
   if (group === selector) return true;
   if (selector === "attn") return /^blocks\.\d+\.attn$/.test(group);
   if (selector === "mlp") return /^blocks\.\d+\.mlp$/.test(group);

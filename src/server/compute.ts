@@ -8,7 +8,11 @@
 //   <run>/analysis/progress.json                         progress over all checkpoints
 //                                                        (what `abrupt analyze progress RUN` writes);
 //                                                        recomputed when new checkpoints appear
+//                                                        (so any experiment served over the run: <experiment>.json)
 //   <run>/analysis/sample-step-<N>-seed-<S>-<mask>.json  one sample for the matrix view (dashboard only)
+//
+// Which experiments are served, and how, comes from the registry
+// (src/analysis/index.ts): each experiment's `dashboard` field.
 //
 // A cached file is used when it exists and matches (its step, for progress
 // its list of checkpoint steps, and under a plain name the default options,
@@ -22,7 +26,8 @@ import { ensureDir } from "../store/files.js";
 import { join } from "node:path";
 import { type AnalysisOutput, dataOfRun, lossSplit, makeContext } from "../analysis/context.js";
 import { checkAnalysisMemory, withDefaults } from "../analysis/experiment.js";
-import { findExperiment } from "../analysis/index.js";
+import type { Experiment } from "../analysis/experiment.js";
+import { EXPERIMENTS, findExperiment } from "../analysis/index.js";
 import { writeOutput } from "../analysis/output.js";
 import { forwardBatch } from "../analysis/forward.js";
 import { defaultStructuredSpec } from "../analysis/attention.js";
@@ -32,14 +37,21 @@ import { AbruptError } from "../errors.js";
 import { getKernels } from "../kernels/index.js";
 import { listCheckpoints, openRun } from "../store/run.js";
 
-/** Experiments the dashboard computes per checkpoint (plus "sample"), and over the run. */
-export const PER_STEP = ["attention", "embeddings", "probe", "copy", "ablate", "patch", "sample"] as const;
-export const PER_RUN = ["progress"] as const;
-export type Kind = (typeof PER_STEP)[number] | (typeof PER_RUN)[number];
+/** How the dashboard serves an experiment of the registry (its `dashboard` field, by default from its steps). */
+const servedAs = (e: Experiment): "step" | "run" | false => e.dashboard ?? (e.steps === "none" ? "run" : "step");
+
+/** Experiments the dashboard computes per checkpoint (plus "sample", its own), and over the run: from the registry. */
+export const PER_STEP: readonly string[] = [...EXPERIMENTS.filter((e) => servedAs(e) === "step").map((e) => e.name), "sample"];
+export const PER_RUN: readonly string[] = EXPERIMENTS.filter((e) => servedAs(e) === "run").map((e) => e.name);
+/** The name of a served analysis (an experiment of PER_STEP or PER_RUN, or "sample"). */
+export type Kind = string;
 
 export function isKind(x: string): x is Kind {
-  return (PER_STEP as readonly string[]).includes(x) || (PER_RUN as readonly string[]).includes(x);
+  return PER_STEP.includes(x) || PER_RUN.includes(x);
 }
+
+/** Whether an analysis is computed once over the run (no step). */
+export const isPerRun = (kind: Kind): boolean => PER_RUN.includes(kind);
 
 export interface ComputeRequest {
   /** absolute run folder (already checked to be inside the runs folder) */
@@ -76,7 +88,7 @@ export function cacheName(req: ComputeRequest): string {
     if (extra.length) throw new AbruptError(`sample: unknown option "${extra[0]}" (options: mask)`);
     return `sample-step-${req.step}-seed-${req.seed}-${mask}.json`;
   }
-  if (req.kind === "progress") return plain ? "progress.json" : `progress-${hashOf({ opts: req.opts, seed: req.seed })}.json`;
+  if (isPerRun(req.kind)) return plain ? `${req.kind}.json` : `${req.kind}-${hashOf({ opts: req.opts, seed: req.seed })}.json`;
   return `${req.kind}-step-${req.step}${plain ? "" : `-${hashOf({ opts: req.opts, seed: req.seed })}`}.json`;
 }
 
@@ -126,9 +138,12 @@ export function lookupCache(req: ComputeRequest): ComputeResult | null {
   const file = join(req.dir, "analysis", cacheName(req));
   const cached = readCached(file);
   if (!cached) return null;
-  if (req.kind === "progress") {
+  if (isPerRun(req.kind)) {
+    // over the run: valid for the checkpoints it was computed from (progress lists them; otherwise the last)
+    const ckpts = listCheckpoints(req.dir);
     const have = Array.isArray(cached["steps"]) ? (cached["steps"] as Array<{ step: number }>).map((s) => s.step) : null;
-    return have && have.join(",") === listCheckpoints(req.dir).join(",") ? { json: cached, file, cached: true } : null;
+    const fresh = have ? have.join(",") === ckpts.join(",") : cached["step"] === ckpts.at(-1);
+    return fresh ? { json: cached, file, cached: true } : null;
   }
   return cached["step"] === req.step && optionsMatch(req, cached) && listCheckpoints(req.dir).includes(req.step) ? { json: cached, file, cached: true } : null;
 }
@@ -151,7 +166,7 @@ export async function compute(req: ComputeRequest): Promise<ComputeResult> {
   const outDir = join(req.dir, "analysis");
   const file = join(outDir, cacheName(req));
   const run = openRun(req.dir);
-  if (req.kind === "progress") {
+  if (isPerRun(req.kind)) {
     if (run.steps.length === 0) throw new AbruptError(`${req.dir} has no checkpoints`);
   } else if (!run.steps.includes(req.step)) {
     throw new AbruptError(`checkpoint step ${req.step} does not exist (available: ${run.steps.join(", ") || "none"})`);
@@ -159,7 +174,7 @@ export async function compute(req: ComputeRequest): Promise<ComputeResult> {
   const hit = lookupCache(req);
   if (hit) return hit;
   const data = dataOfRun(run);
-  const step = req.kind === "progress" ? run.steps.at(-1)! : req.step;
+  const step = isPerRun(req.kind) ? run.steps.at(-1)! : req.step;
   const ctx = makeContext({ kind: "run", run }, data, getKernels("cpu"), req.seed, outDir, step);
   let out: AnalysisOutput;
   let options: Record<string, unknown> | undefined;

@@ -34,7 +34,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { AbruptError } from "../errors.js";
 import type { MetricsLine } from "../train/metrics.js";
-import { type ComputeRequest, type Kind, boundOptions, cacheName, isKind, lookupCache } from "./compute.js";
+import { type ComputeRequest, type Kind, PER_RUN, PER_STEP, boundOptions, cacheName, isKind, isPerRun, lookupCache } from "./compute.js";
 import { SweepResultsCache, isSweepDir } from "./sweep.js";
 import { MetricsCache, type MetricsItem, PathError, type RunSummary, isInside, listRunNames, readMetricsFrom, runDir, runFile, summarizeRun } from "./runs.js";
 import type { MetricsEvent, MetricsResponse, MetricsRow, MetricsRowItem, RunsResponse, SweepResponse } from "./wire.js";
@@ -435,10 +435,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     }
     if (what === "analysis" && segs.length === 4) {
       const kind = segs[3]!;
-      if (!isKind(kind)) throw new HttpError(404, `no analysis "${kind}" (analyses: attention, embeddings, probe, progress, sample, copy, ablate, patch)`);
+      if (!isKind(kind)) throw new HttpError(404, `no analysis "${kind}" (analyses: ${[...PER_STEP, ...PER_RUN].join(", ")})`);
       const stepRaw = query.get("step");
       const step = stepRaw === null ? -1 : Number(stepRaw);
-      if (kind !== "progress" && (!Number.isInteger(step) || step < 0)) throw new HttpError(400, "step must be a checkpoint step number");
+      if (!isPerRun(kind) && (!Number.isInteger(step) || step < 0)) throw new HttpError(400, "step must be a checkpoint step number");
       const seed = Number(query.get("seed") ?? "0");
       if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new HttpError(400, "seed must be an integer in 0..4294967295");
       const o: Record<string, string> = {};
@@ -447,7 +447,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         if (i <= 0) throw new HttpError(400, `opt must be key=value (got "${p}")`);
         o[p.slice(0, i)] = p.slice(i + 1);
       }
-      const creq: ComputeRequest = { dir: w.dir, kind: kind as Kind, step: kind === "progress" ? -1 : step, seed, opts: o };
+      const creq: ComputeRequest = { dir: w.dir, kind: kind as Kind, step: isPerRun(kind) ? -1 : step, seed, opts: o };
       try { cacheName(creq); boundOptions(creq); } catch (e) { throw new HttpError(400, (e as Error).message); }
       const hit = lookupCache(creq);
       if (hit) { sendBody(req, res, 200, readFileSync(hit.file), TYPES[".json"]!, { "x-abrupt-cache": "hit" }); return; }

@@ -3,7 +3,10 @@
 // the achieved fraction of it, and peak memory. Each measurement runs in its
 // own child process so its peak RSS is its own. With webgpu (`--device
 // webgpu`): ms/step and achieved TFLOP/s per size, and the matmul kernel
-// alone on an n x n x n product (--matmul, default 4096).
+// alone on an n x n x n product (--matmul, default 4096). With `--torch
+// PYTHON`: each cpu size also in PyTorch (tools/bench_torch.py, see
+// bench-torch.ts), ours and PyTorch's children alternating in the same run,
+// and the ratio ours/torch of their ms/step.
 
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -18,6 +21,7 @@ import { checkMemory, gptTrainingBytes, trainingBytes } from "../model/memory.js
 import { GPT_DEFAULT, Gpt, type GptConfig } from "../model/gpt.js";
 import { GPT_VOCAB, allocGptBatch, sampleGptBatch } from "../data/sequence.js";
 import { paramCount } from "../model/params.js";
+import { type TorchResult, type TorchVersion, checkTorch, median, torchBench } from "./bench-torch.js";
 
 export interface BenchSize {
   L: number; H: number; d: number; ff: number; B: number; m: number; n: number;
@@ -214,6 +218,29 @@ export interface BenchOptions {
   /** n of the n x n x n matmul measured on webgpu (0 = skip) */
   matmul: number;
   json?: string;
+  /** a python that imports torch: each cpu size is also timed in PyTorch, alternating with ours */
+  torch?: string;
+  /** with torch: pairs (ours, torch) per size; each side's ms/step is the median of its runs' medians */
+  repeat?: number;
+}
+
+/** A cpu row's PyTorch peer, measured in the same run. */
+export interface TorchPeer {
+  /** median over the runs of their median ms/step */
+  msPerStep: number;
+  /** each run's median ms/step, in run order */
+  runs: number[];
+  /** our row's msPerStep / the peer's */
+  ratio: number;
+  /** ours/torch of each pair (ours run i, torch run i) */
+  pairRatios: number[];
+  threads: number;
+}
+
+/** Fails with one line on a --repeat below 1 or a --torch without the cpu backend. */
+export function checkTorchOptions(backends: BackendName[], torch: string | undefined, repeat: number): void {
+  if (!Number.isInteger(repeat) || repeat < 1) throw new AbruptError(`--repeat must be at least 1 (got ${repeat})`);
+  if (torch !== undefined && !backends.includes("cpu")) throw new AbruptError(`--torch compares PyTorch with the cpu backend: add cpu to --backends`);
 }
 
 /** Runs `abrupt bench --child ...` in a fresh process; returns its last stdout line as JSON. */
@@ -228,11 +255,13 @@ function child<R>(args: string[], what: string): R {
 }
 
 export function runBench(o: BenchOptions): object {
+  // before any timing: a python that does not run or import torch fails here, in one line
+  const torch: TorchVersion | null = o.torch !== undefined ? checkTorch(o.torch) : null;
   const hasCpu = o.backends.some((b) => b !== "webgpu");
   const sg = hasCpu ? measureSgemm(o.threads) : null;
   const threads = hasCpu ? getKernels("cpu").threads() : 0;
   if (sg) console.log(`sgemm (cpu backend, ${threads} threads, ${sg.shape}): ${sg.gflops.toFixed(1)} GFLOP/s`);
-  const rows: Array<ChildResult & { gflops: number; ofPeak: number | null }> = [];
+  const rows: Array<ChildResult & { gflops: number; ofPeak: number | null; torch?: TorchPeer }> = [];
   let matmul: { gflops: number; ms: number; n: number } | null = null;
   for (const backend of o.backends) {
     if (backend === "webgpu" && o.matmul > 0) {
@@ -243,14 +272,35 @@ export function runBench(o: BenchOptions): object {
       // the ref backend is the oracle, not a contender: one step of S only
       if (backend === "ref" && size !== "S") continue;
       const steps = backend === "ref" ? 1 : size === "P" && backend !== "webgpu" ? Math.min(o.steps, 2) : o.steps;
-      const res = child<ChildResult>(["--child", size, "--backend", backend, "--steps", String(steps), "--threads", String(o.threads)], `${size} on ${backend}`);
+      const ours = () => child<ChildResult>(["--child", size, "--backend", backend, "--steps", String(steps), "--threads", String(o.threads)], `${size} on ${backend}`);
+      let res: ChildResult;
+      let peer: TorchPeer | null = null;
+      if (torch && backend === "cpu") {
+        // ours, torch, ours, torch …: the machine's load falls on both alike
+        const mine: ChildResult[] = [], theirs: TorchResult[] = [];
+        for (let r = 0; r < (o.repeat ?? 1); r++) {
+          mine.push(ours());
+          theirs.push(torchBench(o.torch!, size, BENCH_SIZES[size]!, steps, threads));
+        }
+        res = { ...mine[0]!, msPerStep: median(mine.map((x) => x.msPerStep)), msAll: mine.flatMap((x) => x.msAll), maxRssMB: Math.max(...mine.map((x) => x.maxRssMB)) };
+        const runs = theirs.map((x) => x.msPerStep);
+        const msTorch = median(runs);
+        peer = { msPerStep: msTorch, runs, ratio: res.msPerStep / msTorch, pairRatios: mine.map((x, i) => x.msPerStep / runs[i]!), threads: theirs[0]!.threads };
+      } else res = ours();
       const gflops = stepFlops(BENCH_SIZES[size]!) / (res.msPerStep / 1000) / 1e9;
-      const row = { ...res, gflops, ofPeak: sg && backend !== "webgpu" ? gflops / sg.gflops : null };
+      const row = { ...res, gflops, ofPeak: sg && backend !== "webgpu" ? gflops / sg.gflops : null, ...(peer ? { torch: peer } : {}) };
       rows.push(row);
       const rate = backend === "webgpu" ? `${(gflops / 1000).toFixed(3).padStart(7)} TFLOP/s (${gflops.toFixed(1)} GFLOP/s)` : `${gflops.toFixed(1).padStart(6)} GFLOP/s  ${(100 * row.ofPeak!).toFixed(0).padStart(3)}% of sgemm`;
       console.log(`${size.padEnd(2)} ${backend.padEnd(6)} ${res.msPerStep.toFixed(1).padStart(9)} ms/step  ${rate}  peak RSS ${res.maxRssMB} MB`);
       if (res.progressMs !== null && res.progressOverhead100 !== null) console.log(`   progress measures: ${res.progressMs.toFixed(2)} ms each, ${(100 * res.progressOverhead100).toFixed(3)}% of the step time at --progress-every 100`);
+      if (peer) console.log(`   torch ${torch!.torch} (${peer.threads} threads): ${peer.msPerStep.toFixed(1)} ms/step  ours/torch ${peer.ratio.toFixed(2)}×${peer.runs.length > 1 ? `  (pairs: ${peer.pairRatios.map((r) => r.toFixed(2)).join(", ")})` : ""}`);
     }
   }
-  return { sgemm: sg, threads, matmul, rows };
+  const compared = rows.filter((r) => r.torch);
+  if (torch && compared.length > 0) {
+    console.log(`ours vs PyTorch ${torch.torch}, same run, ${threads} threads, sgemm ${sg!.gflops.toFixed(1)} GFLOP/s:`);
+    console.log(`size  ours ms/step  torch ms/step  ours/torch`);
+    for (const r of compared) console.log(`${r.size.padEnd(4)}  ${r.msPerStep.toFixed(1).padStart(12)}  ${r.torch!.msPerStep.toFixed(1).padStart(13)}  ${r.torch!.ratio.toFixed(2).padStart(9)}×`);
+  }
+  return { sgemm: sg, threads, matmul, rows, ...(torch ? { torch: { executable: o.torch!, ...torch, repeat: o.repeat ?? 1 } } : {}) };
 }
