@@ -180,8 +180,11 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
     files.push(...(await writeFigure(kmSpec(all, "seconds"), join(out, "km-seconds"))));
   }
   if (all.some((c) => c.p_drop !== null)) files.push(...(await writeFigure(pDropSpec(all), join(out, "p-drop"))));
+  // each run's metrics read once for all the aligned fields
+  const logs = new Map<string, MetricsLine[]>();
+  const readLog = (f: string) => logs.get(f) ?? logs.set(f, readMetrics(f).lines).get(f)!;
   for (const field of o.aligned ?? []) {
-    const al = alignedAtDrop(dir, all, field);
+    const al = alignedAtDrop(dir, all, field, readLog);
     writeJsonAtomic(join(out, `aligned-${field}.json`), { field, bin: ALIGN_BIN, cells: al });
     files.push(join(out, `aligned-${field}.json`), ...(await writeFigure(alignedSpec(al, field), join(out, `aligned-${field}`))));
   }
@@ -234,14 +237,14 @@ export interface AlignedCell { key: string; runs: number; points: AlignedPoint[]
  * Bins with fewer than two runs are left out. `dir`: the folder the cells'
  * run dirs are relative to.
  */
-export function alignedAtDrop(dir: string, cells: SweepCell[], field: string): AlignedCell[] {
+export function alignedAtDrop(dir: string, cells: SweepCell[], field: string, read: (file: string) => MetricsLine[] = (f) => readMetrics(f).lines): AlignedCell[] {
   let seen = false;
   const out = cells.map((c) => {
     const bins = new Map<number, number[]>();
     const dropped = c.runs.filter((r) => r.drop !== null);
     for (const r of dropped) {
       const per = new Map<number, number[]>();
-      for (const l of readMetrics(join(dir, r.dir, "metrics.jsonl")).lines) {
+      for (const l of read(join(dir, r.dir, "metrics.jsonl"))) {
         const v = (l as unknown as Record<string, unknown>)[field];
         if (typeof v !== "number" || !Number.isFinite(v)) continue;
         seen = true;
