@@ -37,10 +37,10 @@ import { AbruptError } from "../errors.js";
 import { Rng } from "../data/rng.js";
 import { MASK_ID } from "../data/matrix.js";
 import { type AttnBias, fillAttnBias } from "./attn-bias.js";
-import { type HookFn, HookTable, drive, driveAsync } from "./hooks.js";
+import { HookTable, drive, driveAsync } from "./hooks.js";
+import { ModelBase } from "./base.js";
 import {
-  type ModelConfig, type ParamViews, type TensorSpec, groupMatches, groupNames, isValidGroupSelector,
-  paramCount, paramSpecs, paramViews,
+  type ModelConfig, type ParamViews, groupMatches, paramCount, paramSpecs, paramViews,
 } from "./params.js";
 
 export type { HookFn, HookInfo } from "./hooks.js";
@@ -121,38 +121,23 @@ function hookTable<Buf>(cfg: ModelConfig): HookTable<Acts<Buf>, Buf> {
 
 export const DEFAULT_INIT_STD = 0.02;
 
-export class Bert<Buf = Float32Array> {
+export class Bert<Buf = Float32Array> extends ModelBase<Acts<Buf>, Buf> {
   readonly cfg: ModelConfig;
-  /** the backend everything of this model lives on */
-  readonly kernels: Kernels<Buf>;
-  /** all parameters, laid out by paramSpecs */
-  readonly params: Buf;
-  /** gradients, same layout */
-  readonly grads: Buf;
   /** named views of `params` (wte, wpe, layers[l].qkvW, ...) */
   readonly paramViews: ParamViews<Buf>;
   private readonly gradViews: ParamViews<Buf>;
-  private readonly specs: Map<string, TensorSpec>;
 
   private actsByShape = new Map<string, Acts<Buf>>();
-  private acts: Acts<Buf> | null = null;
   private gradBufs: Grads<Buf> | null = null;
-  private hooks: HookTable<Acts<Buf>, Buf>;
-  private frozen = new Set<string>();
   private attnBiasCfg: AttnBias | null = null;
 
   constructor(cfg: ModelConfig, kernels: Kernels<Buf>) {
     if (cfg.d % cfg.H !== 0) throw new AbruptError(`heads (${cfg.H}) must divide the width d (${cfg.d})`);
+    super(kernels, paramSpecs(cfg), hookTable<Buf>(cfg), groupMatches, "paramSpecs in src/model/params.ts");
     this.cfg = cfg;
-    this.kernels = kernels;
-    const n = paramCount(cfg);
-    this.params = kernels.alloc(n);
-    this.grads = kernels.alloc(n);
     const view = (flat: Buf) => (offset: number, size: number) => kernels.view(flat, offset, size);
     this.paramViews = paramViews(cfg, view(this.params));
     this.gradViews = paramViews(cfg, view(this.grads));
-    this.specs = new Map(paramSpecs(cfg).map((s) => [s.name, s]));
-    this.hooks = hookTable<Buf>(cfg);
   }
 
   /**
@@ -191,68 +176,7 @@ export class Bert<Buf = Float32Array> {
     return c;
   }
 
-  // ---------------------------------------------------------------- hooks
-
-  /** All hook names of this model, in forward order. */
-  hookNames(): string[] {
-    return [...this.hooks.names];
-  }
-
-  hookShape(name: string, B: number, T: number): number[] {
-    return this.hooks.shape(name, B, T);
-  }
-
-  /**
-   * Calls fn on the activation right after it is computed; fn may change it
-   * in place. On a device backend (webgpu) fn gets a host copy, and the pass
-   * must be run with `run` (asynchronous). Returns the function that removes it.
-   */
-  addHook(name: string, fn: HookFn): () => void {
-    return this.hooks.add(name, fn);
-  }
-
-  clearHooks(): void {
-    this.hooks.clear();
-  }
-
-  /** The activation of the last forward pass (a view: copy it to keep it). */
-  act(name: string): Buf {
-    this.hooks.check(name);
-    const a = this.acts;
-    if (!a) throw new AbruptError("no forward pass has run yet");
-    return this.hooks.buffer(a, name);
-  }
-
-  // -------------------------------------------------------------- freezing
-
-  /** Freeze parameter groups (see params.ts groupMatches for selectors). */
-  setFrozen(selectors: string[]): void {
-    this.frozen.clear();
-    for (const sel of selectors) {
-      if (!isValidGroupSelector(this.cfg, sel)) {
-        throw new AbruptError(`unknown parameter group "${sel}" (groups: ${groupNames(this.cfg).join(", ")}, or attn, mlp, ln, embeddings, blocks.N)`);
-      }
-      for (const g of groupNames(this.cfg)) if (groupMatches(g, sel)) this.frozen.add(g);
-    }
-  }
-
-  isFrozen(group: string): boolean {
-    return this.frozen.has(group);
-  }
-
-  frozenGroups(): string[] {
-    return [...this.frozen];
-  }
-
-  /** The freezing groups of this model's parameters. */
-  groupNames(): string[] {
-    return groupNames(this.cfg);
-  }
-
-  /** Number of parameters. */
-  get size(): number {
-    return paramCount(this.cfg);
-  }
+  // (hooks, parameter access and freezing: ModelBase, base.ts)
 
   // ------------------------------------------------------ attention bias
 
@@ -316,46 +240,6 @@ export class Bert<Buf = Float32Array> {
    */
   async run(tokens: Int32Array, B: number, T: number): Promise<Float32Array> {
     return this.hostCopy(await driveAsync(this.pass(tokens, B, T), this.hooks, this.kernels, () => this.acts!, B, T));
-  }
-
-  /** A host copy of an activation of the last forward pass (any backend; see act). */
-  async actHost(name: string): Promise<Float32Array> {
-    return this.hostCopy(this.act(name));
-  }
-
-  private spec(name: string): TensorSpec {
-    const s = this.specs.get(name);
-    if (!s) throw new AbruptError(`unknown parameter "${name}" (parameters: ${[...this.specs.keys()].slice(0, 4).join(", ")}, …; see paramSpecs in src/model/params.ts)`);
-    return s;
-  }
-
-  /** A host copy of one parameter tensor by its name (any backend), e.g. `await model.getParam("embed.pos.weight")`. */
-  async getParam(name: string): Promise<Float32Array> {
-    const s = this.spec(name);
-    return this.hostCopy(this.kernels.view(this.params, s.offset, s.size));
-  }
-
-  /** Sets one parameter tensor by its name from a host array of its size. */
-  setParam(name: string, data: Float32Array): void {
-    const s = this.spec(name);
-    if (data.length !== s.size) throw new Error(`setParam: ${data.length} values for ${name}, which has ${s.size}`);
-    this.kernels.upload(this.kernels.view(this.params, s.offset, s.size), data);
-  }
-
-  /** A host copy of any tensor of this model (a Float32Array slice on host backends). */
-  private async hostCopy(t: Buf): Promise<Float32Array> {
-    return this.kernels.host ? (t as Float32Array).slice() : await this.kernels.download(t);
-  }
-
-  /** A host copy of all parameters, laid out by paramSpecs. */
-  async paramsHost(): Promise<Float32Array> {
-    return this.hostCopy(this.params);
-  }
-
-  /** Sets all parameters from a host array laid out by paramSpecs. */
-  setParams(params: Float32Array): void {
-    if (params.length !== paramCount(this.cfg)) throw new Error(`setParams: ${params.length} values, the model has ${paramCount(this.cfg)}`);
-    this.kernels.upload(this.params, params);
   }
 
   /**
@@ -492,7 +376,4 @@ export class Bert<Buf = Float32Array> {
     }
   }
 
-  zeroGrad(): void {
-    this.kernels.zero(this.grads);
-  }
 }

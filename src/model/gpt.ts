@@ -30,7 +30,8 @@ import { GPT_VOCAB } from "../data/sequence.js";
 import { AbruptError } from "../errors.js";
 import type { AttentionKind, Kernels } from "../kernels/types.js";
 import { type TensorSpec, groupMatches } from "./params.js";
-import { type HookFn, HookTable, drive, driveAsync } from "./hooks.js";
+import { HookTable, drive, driveAsync } from "./hooks.js";
+import { ModelBase } from "./base.js";
 
 export interface GptConfig {
   /** vocabulary (405: MASK, 401 values, 2 unused, SEP) */
@@ -240,40 +241,21 @@ export interface GptLoss<Buf> {
   value: number;
 }
 
-export class Gpt<Buf = Float32Array> {
+export class Gpt<Buf = Float32Array> extends ModelBase<Acts<Buf>, Buf> {
   readonly cfg: GptConfig;
-  /** the backend everything of this model lives on */
-  readonly kernels: Kernels<Buf>;
-  /** the parameter layout (minGPT names) */
-  readonly specs: TensorSpec[];
-  readonly params: Buf;
-  readonly grads: Buf;
-  /** named views of `params` */
+  /** named views of `params` (the layout, `specs`, has minGPT's names) */
   readonly paramViews: GptViews<Buf>;
   private readonly gradViews: GptViews<Buf>;
 
   private actsByShape = new Map<string, Acts<Buf>>();
-  private acts: Acts<Buf> | null = null;
   private gradBufs: Grads<Buf> | null = null;
-  private hooks: HookTable<Acts<Buf>, Buf>;
-  private frozen = new Set<string>();
 
   constructor(cfg: GptConfig, kernels: Kernels<Buf>) {
     validateGptConfig(cfg);
+    super(kernels, gptParamSpecs(cfg), gptHookTable<Buf>(cfg), gptGroupMatches, "gptParamSpecs in src/model/gpt.ts");
     this.cfg = cfg;
-    this.kernels = kernels;
-    this.specs = gptParamSpecs(cfg);
-    const n = gptParamCount(cfg);
-    this.params = kernels.alloc(n);
-    this.grads = kernels.alloc(n);
     this.paramViews = gptViews(cfg, (o, s) => kernels.view(this.params, o, s));
     this.gradViews = gptViews(cfg, (o, s) => kernels.view(this.grads, o, s));
-    this.hooks = gptHookTable<Buf>(cfg);
-  }
-
-  /** Number of parameters. */
-  get size(): number {
-    return gptParamCount(this.cfg);
   }
 
   /**
@@ -298,61 +280,7 @@ export class Gpt<Buf = Float32Array> {
     this.kernels.upload(this.params, params);
   }
 
-  // ---------------------------------------------------------------- hooks
-
-  /** All hook names, in forward order. */
-  hookNames(): string[] {
-    return [...this.hooks.names];
-  }
-
-  hookShape(name: string, B: number, T: number): number[] {
-    return this.hooks.shape(name, B, T);
-  }
-
-  /** As Bert.addHook: fn sees (and may change) the activation right after it is computed. */
-  addHook(name: string, fn: HookFn): () => void {
-    return this.hooks.add(name, fn);
-  }
-
-  clearHooks(): void {
-    this.hooks.clear();
-  }
-
-  /** The activation of the last forward pass (a view: copy it to keep it). */
-  act(name: string): Buf {
-    this.hooks.check(name);
-    const a = this.acts;
-    if (!a) throw new AbruptError("no forward pass has run yet");
-    return this.hooks.buffer(a, name);
-  }
-
-  async actHost(name: string): Promise<Float32Array> {
-    return this.hostCopy(this.act(name));
-  }
-
-  /** A host copy of one parameter tensor by its (minGPT) name. */
-  async getParam(name: string): Promise<Float32Array> {
-    const s = this.specs.find((x) => x.name === name);
-    if (!s) throw new AbruptError(`unknown parameter "${name}" (see gptParamSpecs in src/model/gpt.ts)`);
-    return this.hostCopy(this.kernels.view(this.params, s.offset, s.size));
-  }
-
-  async paramsHost(): Promise<Float32Array> {
-    return this.hostCopy(this.params);
-  }
-
-  setParams(params: Float32Array): void {
-    if (params.length !== this.size) throw new Error(`setParams: ${params.length} values, the model has ${this.size}`);
-    this.kernels.upload(this.params, params);
-  }
-
-  /** Sets one parameter tensor by its (minGPT) name from a host array of its size. */
-  setParam(name: string, data: Float32Array): void {
-    const s = this.specs.find((x) => x.name === name);
-    if (!s) throw new AbruptError(`unknown parameter "${name}" (see gptParamSpecs in src/model/gpt.ts)`);
-    if (data.length !== s.size) throw new Error(`setParam: ${data.length} values for ${name}, which has ${s.size}`);
-    this.kernels.upload(this.kernels.view(this.params, s.offset, s.size), data);
-  }
+  // (hooks, parameter access and freezing: ModelBase, base.ts)
 
   /**
    * A new model on the same backend with a copy of this one's parameters and
@@ -364,36 +292,6 @@ export class Gpt<Buf = Float32Array> {
     this.kernels.copy(c.params, this.params, this.size);
     c.frozen = new Set(this.frozen);
     return c;
-  }
-
-  private async hostCopy(t: Buf): Promise<Float32Array> {
-    return this.kernels.host ? (t as Float32Array).slice() : await this.kernels.download(t);
-  }
-
-  // -------------------------------------------------------------- freezing
-
-  /** Freeze parameter groups (gptGroupMatches selectors). */
-  setFrozen(selectors: string[]): void {
-    const groups = gptGroupNames(this.cfg);
-    this.frozen.clear();
-    for (const sel of selectors) {
-      if (!groups.some((g) => gptGroupMatches(g, sel))) {
-        throw new AbruptError(`unknown parameter group "${sel}" (groups: ${groups.join(", ")}, or attn, mlp, ln, embeddings, blocks.N)`);
-      }
-      for (const g of groups) if (gptGroupMatches(g, sel)) this.frozen.add(g);
-    }
-  }
-
-  isFrozen(group: string): boolean {
-    return this.frozen.has(group);
-  }
-
-  frozenGroups(): string[] {
-    return [...this.frozen];
-  }
-
-  groupNames(): string[] {
-    return gptGroupNames(this.cfg);
   }
 
   // --------------------------------------------------------------- forward
@@ -574,10 +472,6 @@ export class Gpt<Buf = Float32Array> {
     const tTok = tr("tok_emb"), tPos = tr("pos_emb");
     // minGPT's wte has no padding row: MASK (0) is learned like any token
     if (tTok || tPos) k.embeddingBackward(tTok ? g.wte : null, tPos ? g.wpe : null, dx, a.tokens, B, T, C, -1);
-  }
-
-  zeroGrad(): void {
-    this.kernels.zero(this.grads);
   }
 
   // ------------------------------------------------------------ generation
