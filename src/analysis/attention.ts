@@ -122,9 +122,35 @@ export function checkCell(cell: [number, number], m: number, n: number, what: st
   }
 }
 
+/**
+ * The conditions an attention experiment runs (the BERT's and the GPT's):
+ * random masks and/or a structured mask, from the `mask` option, each with
+ * its query cell: opts.queryCell, else the first hidden cell of the
+ * structured mask, else the centre cell.
+ */
+export function maskConditions(opts: AttentionOptions, m: number, n: number): Array<{ spec: StructuredMaskSpec | null; mask: Uint8Array | undefined; qc: [number, number] }> {
+  if (opts.queryCell) checkCell(opts.queryCell, m, n, "query cell");
+  const specs: Array<StructuredMaskSpec | null> = [];
+  const mk = opts.mask;
+  if (mk === "both" || mk === "random") specs.push(null);
+  if (mk === "both" || mk === "structured") specs.push(defaultStructuredSpec(m, n));
+  else if (typeof mk === "object" && mk !== null) specs.push(mk);
+  else if (mk !== "random") throw new AbruptError(`mask must be "both", "random", "structured" or a {rows, cols, keep} spec (got ${JSON.stringify(mk)})`);
+  return specs.map((spec) => {
+    const mask = spec ? structuredMask(m, n, spec) : undefined;
+    let qc: [number, number] = opts.queryCell ?? [Math.floor(m / 2), Math.floor(n / 2)];
+    if (mask && !opts.queryCell) {
+      const first = mask.indexOf(1);
+      if (first >= 0) qc = [Math.floor(first / n), first % n];
+    }
+    return { spec, mask, qc };
+  });
+}
+
 // ------------------------------------------------------------- analysis
 
-interface Condition {
+/** One mask condition's result, for a model family's scores S and head labels. */
+export interface AttentionCondition<S, Label extends string> {
   mask: "random" | "structured";
   spec: StructuredMaskSpec | null;
   hiddenFraction: number;
@@ -132,9 +158,55 @@ interface Condition {
   querySamples: number;
   queryHiddenOnly: boolean;
   labels: Record<string, number>;
-  heads: Array<{ layer: number; head: number; label: HeadLabel; score: number; all: Scores; hidden: Scores | null }>;
+  heads: Array<{ layer: number; head: number; label: Label; score: number; all: S; hidden: S | null }>;
   meanPattern: number[][][];
   queryAttention: number[][][];
+}
+
+type Condition = AttentionCondition<Scores, HeadLabel>;
+
+/**
+ * A condition's result from the sums of one pass over its batch (the BERT's
+ * and the GPT's): per (layer, head) the scores over all and over hidden
+ * queries (`scoresAt(offset)` reads the `ns` sums at an offset of `sums`'s
+ * layout, [L, H, all|hidden, ns]), their label, the mean pattern [T, T], and
+ * the query cell's attention on its qLen keys, averaged over the samples
+ * where that cell is hidden (all samples if it never is).
+ */
+export function assembleCondition<S, Label extends string>(a: {
+  kind: "random" | "structured"; spec: StructuredMaskSpec | null; qc: [number, number];
+  L: number; H: number; T: number; B: number; qLen: number; ns: number; hidden: Uint8Array;
+  scoresAt: (offset: number) => S | null; label: (all: S, hidden: S | null) => { label: Label; score: number };
+  patSum: Float64Array; qSumAll: Float64Array; qSumHid: Float64Array; qHidCount: number;
+}): AttentionCondition<S, Label> {
+  const { L, H, T, B, qLen, ns } = a;
+  const heads: AttentionCondition<S, Label>["heads"] = [];
+  const labels: Record<string, number> = {};
+  const meanPattern: number[][][] = [];
+  const queryAttention: number[][][] = [];
+  const queryHiddenOnly = a.qHidCount > 0;
+  const qSum = queryHiddenOnly ? a.qSumHid : a.qSumAll;
+  const qCount = queryHiddenOnly ? a.qHidCount : B;
+  for (let l = 0; l < L; l++) {
+    meanPattern.push([]);
+    queryAttention.push([]);
+    for (let h = 0; h < H; h++) {
+      const lh = l * H + h;
+      const all = a.scoresAt(lh * 2 * ns)!;
+      const hidden = a.scoresAt((lh * 2 + 1) * ns);
+      const { label, score } = a.label(all, hidden);
+      labels[label] = (labels[label] ?? 0) + 1;
+      heads.push({ layer: l, head: h, label, score, all, hidden });
+      meanPattern[l]!.push(Array.from(a.patSum.subarray(lh * T * T, (lh + 1) * T * T), (x) => round(x / B)));
+      queryAttention[l]!.push(Array.from(qSum.subarray(lh * qLen, (lh + 1) * qLen), (x) => round(x / qCount)));
+    }
+  }
+  let nh = 0;
+  for (let i = 0; i < a.hidden.length; i++) nh += a.hidden[i]!;
+  return {
+    mask: a.kind, spec: a.spec, hiddenFraction: nh / a.hidden.length,
+    queryCell: a.qc, querySamples: qCount, queryHiddenOnly, labels, heads, meanPattern, queryAttention,
+  };
 }
 
 export function labelHead(all: Scores, hidden: Scores | null): { label: HeadLabel; score: number } {
@@ -220,33 +292,7 @@ async function analyseCondition(model: AnyBert, batch: Batch, kind: "random" | "
     const v = (s: number) => sums[o + s]! / c;
     return { self: v(0), row: v(1), col: v(2), obsRow: v(3), obsCol: v(4), obsRowCol: v(3) + v(4), entropy: v(5) };
   };
-  const heads: Condition["heads"] = [];
-  const labels: Record<string, number> = {};
-  const meanPattern: number[][][] = [];
-  const queryAttention: number[][][] = [];
-  const queryHiddenOnly = qHidCount > 0;
-  const qSum = queryHiddenOnly ? qSumHid : qSumAll;
-  const qCount = queryHiddenOnly ? qHidCount : B;
-  for (let l = 0; l < L; l++) {
-    meanPattern.push([]);
-    queryAttention.push([]);
-    for (let h = 0; h < H; h++) {
-      const lh = l * H + h;
-      const all = scoresAt(lh * 2 * NS)!;
-      const hidden = scoresAt((lh * 2 + 1) * NS);
-      const { label, score } = labelHead(all, hidden);
-      labels[label] = (labels[label] ?? 0) + 1;
-      heads.push({ layer: l, head: h, label, score, all, hidden });
-      meanPattern[l]!.push(Array.from(patSum.subarray(lh * T * T, (lh + 1) * T * T), (x) => round(x / B)));
-      queryAttention[l]!.push(Array.from(qSum.subarray(lh * T, (lh + 1) * T), (x) => round(x / qCount)));
-    }
-  }
-  let nh = 0;
-  for (let i = 0; i < batch.hidden.length; i++) nh += batch.hidden[i]!;
-  return {
-    mask: kind, spec, hiddenFraction: nh / batch.hidden.length,
-    queryCell: qc, querySamples: qCount, queryHiddenOnly, labels, heads, meanPattern, queryAttention,
-  };
+  return assembleCondition({ kind, spec, qc, L, H, T, B, qLen: T, ns: NS, hidden: batch.hidden, scoresAt, label: labelHead, patSum, qSumAll, qSumHid, qHidCount });
 }
 
 // -------------------------------------------------------------- figures
@@ -373,23 +419,9 @@ export async function attention(ctx: AnalysisContext, opts: AttentionOptions): P
   const T = m * n;
   const model = ctx.model();
   const { L, H } = model.cfg;
-  if (opts.queryCell) checkCell(opts.queryCell, m, n, "query cell");
-  const specs: Array<StructuredMaskSpec | null> = [];
-  const mk = opts.mask;
-  if (mk === "both" || mk === "random") specs.push(null);
-  if (mk === "both" || mk === "structured") specs.push(defaultStructuredSpec(m, n));
-  else if (typeof mk === "object" && mk !== null) specs.push(mk);
-  else if (mk !== "random") throw new AbruptError(`mask must be "both", "random", "structured" or a {rows, cols, keep} spec (got ${JSON.stringify(mk)})`);
-
   const conds: Condition[] = [];
   const figures: AnalysisOutput["figures"] = [];
-  for (const spec of specs) {
-    const mask = spec ? structuredMask(m, n, spec) : undefined;
-    let qc: [number, number] = opts.queryCell ?? [Math.floor(m / 2), Math.floor(n / 2)];
-    if (mask && !opts.queryCell) {
-      const first = mask.indexOf(1);
-      if (first >= 0) qc = [Math.floor(first / n), first % n];
-    }
+  for (const { spec, mask, qc } of maskConditions(opts, m, n)) {
     const batch = sampleBatch(new Rng(ctx.seed), ctx.data, opts.batch, undefined, mask);
     const c = await analyseCondition(model, batch, spec ? "structured" : "random", spec, qc);
     conds.push(c);

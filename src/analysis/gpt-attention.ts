@@ -30,13 +30,11 @@
 // [L][H][m·n]: the attention of the position generating the query cell on the
 // prompt's cells.
 
-import { structuredMask } from "../data/matrix.js";
 import type { GptBatch } from "../data/sequence.js";
-import { AbruptError } from "../errors.js";
 import type { VlSpec } from "../viz/plot.js";
 import {
-  type AttentionOptions, SCORE_THRESHOLD, type StructuredMaskSpec, UNIFORM_ENTROPY,
-  checkBatchSize, checkCell, defaultStructuredSpec, fmt, gridFigures, queryFigure, round,
+  type AttentionCondition, type AttentionOptions, SCORE_THRESHOLD, type StructuredMaskSpec, UNIFORM_ENTROPY,
+  assembleCondition, checkBatchSize, fmt, gridFigures, maskConditions, queryFigure, round,
 } from "./attention.js";
 import { type AnalysisContext, type AnalysisOutput, type AnyGpt, gptOf } from "./context.js";
 import { forwardBatch } from "./forward.js";
@@ -59,18 +57,7 @@ const NS = KEYS.length + 1; // the statistics and a count
 
 export type GptHeadLabel = "row+col observed" | "self/copy" | "answer" | "uniform" | "other";
 
-interface GptCondition {
-  mask: "random" | "structured";
-  spec: StructuredMaskSpec | null;
-  hiddenFraction: number;
-  queryCell: [number, number];
-  querySamples: number;
-  queryHiddenOnly: boolean;
-  labels: Record<string, number>;
-  heads: Array<{ layer: number; head: number; label: GptHeadLabel; score: number; all: GptScores; hidden: GptScores | null }>;
-  meanPattern: number[][][];
-  queryAttention: number[][][];
-}
+type GptCondition = AttentionCondition<GptScores, GptHeadLabel>;
 
 export function labelGptHead(all: GptScores, hidden: GptScores | null): { label: GptHeadLabel; score: number } {
   const obs = (hidden ?? all).obsRowCol;
@@ -143,30 +130,7 @@ export async function gptAttentionScores(model: AnyGpt, batch: GptBatch, kind: "
     const r = Object.fromEntries(KEYS.map((k, s) => [k, sums[o + s]! / c])) as Omit<GptScores, "obsRowCol">;
     return { ...r, obsRowCol: r.obsRow + r.obsCol };
   };
-  const heads: GptCondition["heads"] = [];
-  const labels: Record<string, number> = {};
-  const meanPattern: number[][][] = [];
-  const queryAttention: number[][][] = [];
-  const queryHiddenOnly = qHidCount > 0;
-  const qSum = queryHiddenOnly ? qSumHid : qSumAll;
-  const qCount = queryHiddenOnly ? qHidCount : B;
-  for (let l = 0; l < L; l++) {
-    meanPattern.push([]);
-    queryAttention.push([]);
-    for (let h = 0; h < H; h++) {
-      const lh = l * H + h;
-      const all = scoresAt(lh * 2 * NS)!;
-      const hidden = scoresAt((lh * 2 + 1) * NS);
-      const { label, score } = labelGptHead(all, hidden);
-      labels[label] = (labels[label] ?? 0) + 1;
-      heads.push({ layer: l, head: h, label, score, all, hidden });
-      meanPattern[l]!.push(Array.from(patSum.subarray(lh * T * T, (lh + 1) * T * T), (x) => round(x / B)));
-      queryAttention[l]!.push(Array.from(qSum.subarray(lh * cells, (lh + 1) * cells), (x) => round(x / qCount)));
-    }
-  }
-  let nh = 0;
-  for (let i = 0; i < batch.hidden.length; i++) nh += batch.hidden[i]!;
-  return { mask: kind, spec, hiddenFraction: nh / batch.hidden.length, queryCell: qc, querySamples: qCount, queryHiddenOnly, labels, heads, meanPattern, queryAttention };
+  return assembleCondition({ kind, spec, qc, L, H, T, B, qLen: cells, ns: NS, hidden: batch.hidden, scoresAt, label: labelGptHead, patSum, qSumAll, qSumHid, qHidCount });
 }
 
 function gptScoresFigure(conds: GptCondition[]): { name: string; spec: VlSpec } {
@@ -208,23 +172,9 @@ export async function gptAttention(ctx: AnalysisContext, opts: AttentionOptions)
   const cells = m * n, T = 2 * cells;
   const model = gptOf(ctx);
   const { L, H } = model.cfg;
-  if (opts.queryCell) checkCell(opts.queryCell, m, n, "query cell");
-  const specs: Array<StructuredMaskSpec | null> = [];
-  const mk = opts.mask;
-  if (mk === "both" || mk === "random") specs.push(null);
-  if (mk === "both" || mk === "structured") specs.push(defaultStructuredSpec(m, n));
-  else if (typeof mk === "object" && mk !== null) specs.push(mk);
-  else if (mk !== "random") throw new AbruptError(`mask must be "both", "random", "structured" or a {rows, cols, keep} spec (got ${JSON.stringify(mk)})`);
-
   const conds: GptCondition[] = [];
   const figures: AnalysisOutput["figures"] = [];
-  for (const spec of specs) {
-    const mask = spec ? structuredMask(m, n, spec) : undefined;
-    let qc: [number, number] = opts.queryCell ?? [Math.floor(m / 2), Math.floor(n / 2)];
-    if (mask && !opts.queryCell) {
-      const first = mask.indexOf(1);
-      if (first >= 0) qc = [Math.floor(first / n), first % n];
-    }
+  for (const { spec, mask, qc } of maskConditions(opts, m, n)) {
     const c = await gptAttentionScores(model, sampleGpt(ctx, opts.batch, mask), spec ? "structured" : "random", spec, qc);
     conds.push(c);
     figures.push(...gridFigures(c, L, H, T, n), queryFigure(c, L, H, m, n, mask ?? null));
