@@ -10,11 +10,11 @@ import { trainingBytes } from "../model/memory.js";
 import { groupMatches, paramSpecs } from "../model/params.js";
 import { loadCheckpoint, saveCheckpoint } from "../store/checkpoint.js";
 import { type RunConfig, attnBiasOn, dataConfigOf, modelConfigOf } from "../train/config.js";
-import { batchMetrics } from "../train/metrics.js";
+import { batchMetrics, evalFields } from "../train/metrics.js";
 import { stepMeasures } from "../analysis/measures.js";
 import type { FamilyModel, ModelFamily, RunTrainer } from "./types.js";
 import { lossCurveSpec } from "../viz/plot.js";
-import { decayStartOf } from "../train/config.js";
+import { runTitle } from "../train/config.js";
 
 const modelOf = modelConfigOf;
 
@@ -55,11 +55,7 @@ function bertTrainer<Buf>(cfg: RunConfig, fm: FamilyModel<Buf>, evalSeed: number
       if (measureEvery > 0 && step % measureEvery === 0 && outHost) Object.assign(line, await stepMeasures(model as Bert<unknown>, batch, outHost, cfg.data.prec));
       if (evalBatch && step % t.eval_every === 0) {
         const eo = model.forward(evalBatch.tokens, evalBatch.B, T);
-        const em = batchMetrics(await k.download(eo), evalBatch);
-        line["eval_loss"] = em.loss;
-        line["eval_loss_mask"] = em.loss_mask;
-        line["eval_loss_obs"] = em.loss_obs;
-        line["eval_mask_abs"] = em.mask_abs;
+        Object.assign(line, evalFields(batchMetrics(await k.download(eo), evalBatch)));
       }
       return line;
     },
@@ -112,13 +108,10 @@ export const bertFamily: ModelFamily = {
     return ck.params;
   },
   events: { field: "loss_mask", window: 50, sparse: false, label: "L_mask" },
+  measureColumns: ["attn_progress", "collapse", "repetition"],
   curveSpec(lines, c, marks) {
-    const m = c.model, t = c.train, d = c.data;
-    return lossCurveSpec(lines, {
-      rank: d.rank, pMask: d.p_mask, marks,
-      title: `${d.m}×${d.n} rank ${d.rank}, p_mask ${d.p_mask} · BERT L${m.L} H${m.H} d${m.d} · batch ${t.batch}, lr ${t.lr}` +
-        (t.lr_decay === "cosine" ? `, cosine to ${t.lr * t.lr_final} from step ${decayStartOf(t)}` : ""),
-    });
+    const m = c.model;
+    return lossCurveSpec(lines, { rank: c.data.rank, pMask: c.data.p_mask, marks, title: runTitle(c, `BERT L${m.L} H${m.H} d${m.d}`) });
   },
   trainer: <Buf>(c: RunConfig, model: FamilyModel<Buf>, evalSeed: number) => bertTrainer(c, model, evalSeed),
 };

@@ -24,9 +24,10 @@ import { gptTrainingBytes } from "../model/memory.js";
 import { loadGptCheckpoint, saveGptCheckpoint } from "../store/gpt-checkpoint.js";
 import { type RunConfig, dataConfigOf } from "../train/config.js";
 import { evaluateGpt, gptLossMetrics } from "../train/gpt-metrics.js";
+import { evalFields } from "../train/metrics.js";
 import type { FamilyModel, ModelFamily, RunTrainer } from "./types.js";
 import { gptCurveSpec } from "../viz/plot.js";
-import { decayStartOf } from "../train/config.js";
+import { runTitle } from "../train/config.js";
 
 /** The model's config of a GPT run. */
 export function gptConfigOf(c: RunConfig): GptConfig {
@@ -60,18 +61,8 @@ function gptTrainer<Buf>(cfg: RunConfig, fm: FamilyModel<Buf>, evalSeed: number)
       if (evalBatch && step % t.eval_every === 0) {
         model.forward(evalBatch.inputs, evalBatch.B, T);
         const lm = gptLossMetrics(await readRows(model.loss(evalBatch.targets, false).rowLoss), evalBatch);
-        line["eval_loss"] = lm.loss;
-        line["eval_loss_mask"] = lm.loss_mask;
-        line["eval_loss_obs"] = lm.loss_obs;
-        const { metrics: g } = await evaluateGpt(model, evalBatch);
-        line["eval_acc"] = g.acc;
-        line["eval_acc_obs"] = g.acc_obs;
-        line["eval_acc_mask"] = g.acc_mask;
-        line["eval_mse"] = g.mse;
-        line["eval_mse_obs"] = g.mse_obs;
-        line["eval_mse_mask"] = g.mse_mask;
-        line["eval_nonvalue"] = g.nonvalue;
-        line["eval_nonvalue_mask"] = g.nonvalue_mask;
+        Object.assign(line, evalFields(lm, ["loss", "loss_mask", "loss_obs"]));
+        Object.assign(line, evalFields((await evaluateGpt(model, evalBatch)).metrics));
       }
       return line;
     },
@@ -148,13 +139,9 @@ export const gptFamily: ModelFamily = {
     return ck.params;
   },
   events: { field: "eval_mse_mask", window: 5, sparse: true, band: [0.5, Infinity], label: "eval greedy MSE at hidden cells" },
+  measureColumns: ["eval_acc_mask", "eval_mse_mask", "eval_nonvalue_mask"],
   curveSpec(lines, c, marks) {
-    const t = c.train, d = c.data;
-    return gptCurveSpec(lines, {
-      rank: d.rank, marks,
-      title: `${d.m}×${d.n} rank ${d.rank}, p_mask ${d.p_mask} · ${gptFamily.describe(c)} · batch ${t.batch}, lr ${t.lr}` +
-        (t.lr_decay === "cosine" ? `, cosine to ${t.lr * t.lr_final} from step ${decayStartOf(t)}` : ""),
-    });
+    return gptCurveSpec(lines, { rank: c.data.rank, marks, title: runTitle(c, gptFamily.describe(c)) });
   },
   trainer: <Buf>(c: RunConfig, model: FamilyModel<Buf>, evalSeed: number) => gptTrainer(c, model, evalSeed),
 };

@@ -344,6 +344,13 @@ export function lastStepOf(t: RunConfig["train"]): number {
   return t.max_steps !== null ? Math.min(t.steps, t.max_steps) : t.steps;
 }
 
+/** A run's figure title: its data, the model (as the family writes it), batch and schedule. */
+export function runTitle(c: RunConfig, model: string): string {
+  const d = c.data, t = c.train;
+  return `${d.m}×${d.n} rank ${d.rank}, p_mask ${d.p_mask} · ${model} · batch ${t.batch}, lr ${t.lr}` +
+    (t.lr_decay === "cosine" ? `, cosine to ${t.lr * t.lr_final} from step ${decayStartOf(t)}` : "");
+}
+
 /** The last step at the full lr: the cosine decay (if any) starts after it, never before the warm-up ends. */
 export function decayStartOf(t: RunConfig["train"]): number {
   return Math.max(t.warmup, t.decay_start);

@@ -44,6 +44,11 @@ export function batchMetrics(out: Float32Array, batch: Batch): BatchMetrics {
   return splitMetrics(out, batch.targets, batch.hidden);
 }
 
+/** Metrics of the eval set as logged: each key of `m` (or of `keys`, in that order) prefixed "eval_". */
+export function evalFields<M extends object>(m: M, keys: ReadonlyArray<keyof M & string> = Object.keys(m) as Array<keyof M & string>): Record<string, number> {
+  return Object.fromEntries(keys.map((k) => [`eval_${k}`, m[k] as number]));
+}
+
 export interface MetricsLine {
   step: number;
   loss: number;
