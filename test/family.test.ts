@@ -18,6 +18,7 @@ import { checkpointPath } from "../src/store/run.js";
 import { oneLine, runCli } from "./helpers/cli.js";
 import { MetricsCache, summarizeRun } from "../src/server/runs.js";
 import { writeReport } from "../src/server/report.js";
+import { startServer } from "../src/server/server.js";
 
 const made: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), "abrupt-family-")); made.push(d); return d; };
@@ -160,6 +161,20 @@ test("a GPT run in the dashboard's summary and in `abrupt report`: its family, n
   assert.equal(s.copyLevel, null, "a GPT's losses are cross-entropies: no MSE copy levels");
   assert.equal(s.phases!.window, 5, "phases from the GPT's event signal");
   assert.equal(s.stepsDone, 40);
+  // the dashboard's rows: the losses, then the GPT's measure columns (eval greedy accuracy, MSE, non-value share at hidden cells)
+  const srv = await startServer({ runsDir: d, port: 0, pollMs: 100 });
+  try {
+    const res = await fetch(new URL("api/runs/g/metrics", srv.url));
+    const { rows } = await res.json() as { rows: Array<Array<number | null>> };
+    assert.equal(rows.length, 40);
+    const lines = readMetrics(join(run, "metrics.jsonl")).lines;
+    const at40 = lines[39] as unknown as Record<string, number>;
+    const five = (x: number | null) => (x === null ? null : Number(x.toPrecision(5)));
+    assert.deepEqual(rows[39], [40, at40["loss"]!, at40["loss_mask"]!, at40["loss_obs"]!, at40["eval_loss"]!, at40["eval_acc_mask"]!, at40["eval_mse_mask"] ?? null, at40["eval_nonvalue_mask"]!].map(five));
+    assert.deepEqual(rows[9]!.slice(4), [null, null, null, null], "no eval at step 10: no eval columns");
+  } finally {
+    await srv.close();
+  }
   const out = join(d, "g.html");
   await writeReport(run, { out, seed: 0, opt: [] });
   const html = readFileSync(out, "utf8");

@@ -110,6 +110,8 @@ export interface ModelFamily {
   /** reads a checkpoint of this family; one line if it does not fit `cfg` */
   load(file: string, cfg: RunConfig): Float32Array;
   events: EventSignal;
+  /** the metrics fields the dashboard's measure strip draws (the last three columns of a metrics row, src/server/wire.ts) */
+  measureColumns: readonly [string, string, string];
   /** the run's learning-curve figure (loss.svg, the report) */
   curveSpec(lines: MetricsLine[], cfg: RunConfig, marks: Array<{ step: number; label: string }>): VlSpec;
   trainer<Buf>(cfg: RunConfig, model: FamilyModel<Buf>, evalSeed: number): RunTrainer;

@@ -33,6 +33,7 @@ import { dirname, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { AbruptError } from "../errors.js";
+import { DEFAULT_FAMILY, familyNamed } from "../family/index.js";
 import type { MetricsLine } from "../train/metrics.js";
 import { type ComputeRequest, type Kind, PER_RUN, PER_STEP, boundOptions, cacheName, isKind, isPerRun, lookupCache } from "./compute.js";
 import { SweepResultsCache, isSweepDir } from "./sweep.js";
@@ -111,19 +112,19 @@ class HttpError extends Error {
 }
 
 /**
- * Compact metrics row: [step, L, L_mask, L_obs, eval L, attn progress,
- * collapse, repetition] (null where the step has none), 5 significant digits.
- * A GPT's lines (src/family/gpt.ts) have cross-entropies in the loss columns
- * and, in the measure columns, the eval set's greedy accuracy, greedy MSE
- * and non-value share at hidden cells (wire.ts).
+ * Compact metrics row: [step, L, L_mask, L_obs, eval L, then the run's
+ * family's three measure columns (the BERT's attn progress, collapse,
+ * repetition; a GPT's eval greedy accuracy, MSE and non-value share at hidden
+ * cells: ModelFamily.measureColumns)] (null where the step has none), 5
+ * significant digits.
  */
-function row(l: MetricsLine): MetricsRow {
-  const r = (x: number | undefined | null) => (typeof x === "number" && Number.isFinite(x) ? Number(x.toPrecision(5)) : null);
-  const g = l as unknown as Record<string, number | undefined>;
-  return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), r(l.attn_progress ?? g["eval_acc_mask"]), r(l.collapse ?? g["eval_mse_mask"]), r(l.repetition ?? g["eval_nonvalue_mask"])];
+function row(l: MetricsLine, measures: readonly string[]): MetricsRow {
+  const r = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? Number(x.toPrecision(5)) : null);
+  const f = l as unknown as Record<string, unknown>;
+  return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), ...measures.map((k) => r(f[k]))];
 }
-function itemOut(it: MetricsItem): MetricsRowItem {
-  return "resume_from" in it ? { resume_from: it.resume_from } : row(it);
+function itemOut(it: MetricsItem, measures: readonly string[]): MetricsRowItem {
+  return "resume_from" in it ? { resume_from: it.resume_from } : row(it, measures);
 }
 
 interface SseClient { res: ServerResponse; offset: number }
@@ -136,13 +137,20 @@ class RunWatch {
   private timer: NodeJS.Timeout | null = null;
   private debounce: NodeJS.Timeout | null = null;
   private lastKey = "";
+  private last: RunSummary | null = null;
   constructor(readonly root: string, readonly name: string, readonly dir: string, private pollMs: number) {
     this.metrics = new MetricsCache(join(dir, "metrics.jsonl"));
   }
 
   summary(): RunSummary {
     this.metrics.update();
-    return summarizeRun(this.root, this.name, this.metrics);
+    this.last = summarizeRun(this.root, this.name, this.metrics);
+    return this.last;
+  }
+
+  /** The metrics fields of the rows' measure columns: the run's family's (from the latest summary's config). */
+  measures(): readonly string[] {
+    return familyNamed((this.last ?? this.summary()).family ?? DEFAULT_FAMILY).measureColumns;
   }
 
   add(c: SseClient): void {
@@ -195,7 +203,7 @@ class RunWatch {
       const ch = readMetricsFrom(file, c.offset);
       if (ch.offset !== c.offset) {
         c.offset = ch.offset;
-        send(c.res, "metrics", { offset: ch.offset, bad: ch.bad, items: ch.items.map(itemOut) } satisfies MetricsEvent);
+        send(c.res, "metrics", { offset: ch.offset, bad: ch.bad, items: ch.items.map((it) => itemOut(it, this.measures())) } satisfies MetricsEvent);
       }
     }
     const s = this.summary();
@@ -417,7 +425,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const what = segs[2]!;
     if (what === "metrics" && segs.length === 3) {
       w.metrics.update();
-      sendJson(req, res, 200, { offset: w.metrics.offset, bad: w.metrics.bad, partial: w.metrics.partial, rows: w.metrics.lines.map(row) } satisfies MetricsResponse);
+      sendJson(req, res, 200, { offset: w.metrics.offset, bad: w.metrics.bad, partial: w.metrics.partial, rows: w.metrics.lines.map((l) => row(l, w.measures())) } satisfies MetricsResponse);
       return;
     }
     if (what === "events" && segs.length === 3) {
