@@ -4,9 +4,9 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { planSweep, type SweepFile } from "../src/sweep/spec.js";
 import { readMetrics } from "../src/train/metrics.js";
 import { bin, root, runCli } from "./helpers/cli.js";
@@ -191,4 +191,26 @@ test("sweep: a larger stop.max_steps (with --force) continues the censored runs 
   const bad = runCli("analyze", "sweep", out, "--with", `${straight}:lr=9`, "--out", cmp);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr.trim(), /^abrupt: --with .*: .* has no cell "lr=9" \(cells: lr=0\.001, lr=0\.003\)$/);
+
+  // --with a saved summary (a sweep.json whose runs are gone, as in docs/sweeps/NAME/): the same cell, recomputed from its runs' events
+  const kept = join(dir, "kept");
+  mkdirSync(kept);
+  copyFileSync(join(straight, "sweep.json"), join(kept, "sweep.json"));
+  for (const src of [kept, join(kept, "sweep.json")]) {
+    const cmp2 = join(dir, "cmp2");
+    const k = runCli("analyze", "sweep", out, "--with", `${src}:lr=0.003`, "--out", cmp2, "--aligned", "loss_mask");
+    assert.equal(k.status, 0, k.stderr);
+    const c2 = JSON.parse(readFileSync(join(cmp2, "compared.json"), "utf8"));
+    assert.deepEqual(c2.cells.map((c: { key: string }) => c.key), ["kept/lr=0.003", "lr=0.001", "lr=0.003"]);
+    const strip = (c: { runs: Array<{ dir: string }> }) => ({ ...c, key: "", runs: c.runs.map((r) => ({ ...r, dir: basename(r.dir) })) });
+    assert.deepEqual(strip(c2.cells[0]), strip(theirs));
+    // the aligned curves are drawn from the cells whose runs are there
+    const al = JSON.parse(readFileSync(join(cmp2, "aligned-loss_mask.json"), "utf8"));
+    assert.deepEqual(al.cells.map((c: { key: string }) => c.key), ["lr=0.001", "lr=0.003"]);
+  }
+  writeFileSync(join(kept, "sweep.json"), "{\"cells\": 3}");
+  const bad2 = runCli("analyze", "sweep", out, "--with", kept, "--out", cmp);
+  assert.notEqual(bad2.status, 0);
+  assert.match(bad2.stderr.trim(), /^abrupt: --with .*kept: .*sweep\.json is not a sweep\.json \(it needs "cells"/);
+  assert.equal(bad2.stderr.trim().split("\n").length, 1);
 });

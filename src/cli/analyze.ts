@@ -35,7 +35,7 @@ export function analyzeCommand(program: Command): void {
     .option("--x <key>", "sweep: the phase diagram's x axis (a grid key)")
     .option("--y <key>", "sweep: the phase diagram's y axis (a grid key)")
     .option("--metric <m>", "sweep: the phase diagram's colour, p_drop or median_plateau_end (default both)")
-    .option("--with <dir[:cells]>", "sweep: add another sweep's cells (all, or the comma-separated CELLS) to the figures, e.g. a baseline (repeatable)", collect, [] as string[])
+    .option("--with <dir[:cells]>", "sweep: add another sweep's cells (all, or the comma-separated CELLS) to the figures, e.g. a baseline; DIR may be a saved sweep.json or a folder holding one (repeatable)", collect, [] as string[])
     .option("--aligned <field>", "sweep: draw a metrics field (e.g. attn_progress) against steps since each run's drop, per cell (repeatable)", collect, [] as string[])
     .action(async (experiment: string, runDir: string | undefined, f: AnalyzeOptions & { device?: BackendName; x?: string; y?: string; metric?: string; with: string[]; aligned: string[] }) => {
       if (experiment === "sweep") {

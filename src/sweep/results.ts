@@ -12,8 +12,8 @@
 // max_steps): a run still going is left out of it, but is in the curves,
 // censored at its current step.
 
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { basename, join, relative, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { AbruptError } from "../errors.js";
 import { detectEvents } from "../train/events.js";
 import { type EventSignal, familyOf } from "../family/index.js";
@@ -169,7 +169,8 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
   const out = o.out ?? join(dir, "analysis");
   const others = (o.with ?? []).flatMap((w) => otherCells(dir, w));
   mkdirSync(out, { recursive: true });
-  const all = [...others, ...res.cells];
+  const saved = new Set(others.filter((c) => c.saved).map((c) => c.key));
+  const all: SweepCell[] = [...others.map(({ saved: _, ...c }) => c), ...res.cells];
   const compared = others.length > 0 ? { ...res, cells: all } : undefined;
   if (compared) {
     writeJsonAtomic(join(out, "compared.json"), compared);
@@ -183,8 +184,10 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
   // each run's metrics read once for all the aligned fields
   const logs = new Map<string, MetricsLine[]>();
   const readLog = (f: string) => logs.get(f) ?? logs.set(f, readMetrics(f).lines).get(f)!;
+  // a saved summary's cells have no metrics to align
+  const withLogs = all.filter((c) => !saved.has(c.key));
   for (const field of o.aligned ?? []) {
-    const al = alignedAtDrop(dir, all, field, readLog);
+    const al = alignedAtDrop(dir, withLogs, field, readLog);
     writeJsonAtomic(join(out, `aligned-${field}.json`), { field, bin: ALIGN_BIN, cells: al });
     files.push(join(out, `aligned-${field}.json`), ...(await writeFigure(alignedSpec(al, field), join(out, `aligned-${field}`))));
   }
@@ -199,20 +202,47 @@ export async function analyzeSweep(dir: string, o: AnalyzeSweepOptions = {}): Pr
 }
 
 /**
- * The cells of another sweep for --with "FOLDER[:CELL,CELL]", renamed
- * "FOLDERNAME/CELL", their run dirs made relative to this sweep's `dir`.
+ * The cells of another sweep for --with "SOURCE[:CELL,CELL]", renamed
+ * "NAME/CELL", their run dirs made relative to this sweep's `dir`. SOURCE is
+ * a sweep folder (its runs are read), or a saved summary: a sweep.json file,
+ * or a folder that holds one and no sweep-spec.json (docs/sweeps/NAME/, where
+ * the runs themselves are gone); a summary's cells are recomputed from its
+ * runs' events, and `saved` is set since their metrics are not there.
  */
-function otherCells(dir0: string, spec: string): SweepCell[] {
+function otherCells(dir0: string, spec: string): Array<SweepCell & { saved?: true }> {
   const m = /^(.*?)(?::([^:/]+))?$/.exec(spec)!;
-  const dir = m[1]!, want = m[2]?.split(",").map((x) => x.trim()).filter(Boolean) ?? null;
-  const res = sweepResults(dir);
+  const src = m[1]!, want = m[2]?.split(",").map((x) => x.trim()).filter(Boolean) ?? null;
+  if (!existsSync(src)) throw new AbruptError(`--with ${spec}: ${src} does not exist`);
+  const file = statSync(src).isFile() ? src : !existsSync(join(src, "sweep-spec.json")) && existsSync(join(src, "sweep.json")) ? join(src, "sweep.json") : null;
+  const dir = file ? dirname(file) : src;
+  const res = file ? savedResults(file, spec) : sweepResults(dir);
   const name = basename(resolve(dir));
   for (const k of want ?? []) {
-    if (!res.cells.some((c) => c.key === k)) throw new AbruptError(`--with ${spec}: ${dir} has no cell "${k}" (cells: ${res.cells.map((c) => c.key).join(", ")})`);
+    if (!res.cells.some((c) => c.key === k)) throw new AbruptError(`--with ${spec}: ${src} has no cell "${k}" (cells: ${res.cells.map((c) => c.key).join(", ")})`);
   }
   return res.cells.filter((c) => !want || want.includes(c.key)).map((c) => ({
-    ...c, key: `${name}/${c.key}`, runs: c.runs.map((r) => ({ ...r, dir: relative(dir0, join(dir, r.dir)) })),
+    ...c, key: `${name}/${c.key}`, runs: c.runs.map((r) => ({ ...r, dir: relative(dir0, join(dir, r.dir)) })), ...(file ? { saved: true as const } : {}),
   }));
+}
+
+/** A saved sweep.json, its cells recomputed from the runs' events (so its statistics are this version's). */
+function savedResults(file: string, spec: string): SweepResults {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new AbruptError(`--with ${spec}: ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  const r = raw as Partial<SweepResults>;
+  const runOk = (x: Partial<SweepRun>) => typeof x.seed === "number" && typeof x.dir === "string" && typeof x.steps === "number" && typeof x.status === "string";
+  if (!Array.isArray(r.cells) || !r.cells.every((c) => typeof c?.key === "string" && Array.isArray(c.runs) && c.runs.every(runOk))) {
+    throw new AbruptError(`--with ${spec}: ${file} is not a sweep.json (it needs "cells", each with a "key" and "runs" of seed, dir, steps, status)`);
+  }
+  const cells = r.cells.map((c) => cellResult(c.key, c.overrides ?? {}, c.runs.map((x) => ({
+    ...x, plateau_end: x.plateau_end ?? null, drop: x.drop ?? null, seconds: x.seconds ?? 0,
+    plateau_end_seconds: x.plateau_end_seconds ?? null, drop_seconds: x.drop_seconds ?? null,
+  }))));
+  return { id: r.id ?? basename(dirname(file)), axes: r.axes ?? [], updated: r.updated ?? "", cells };
 }
 
 /** Bin width, in steps, of the curves aligned at the drop. */
