@@ -212,6 +212,9 @@ test("analyze all on a GPT run: the GPT analyses run, the others are listed as s
   }
   const prog = JSON.parse(readFileSync(join(a, "progress.json"), "utf8")) as { family: string; steps: Array<{ step: number; attnProgress: number }> };
   assert.equal(prog.family, "gpt");
+  // its lines name the loss they print: the teacher-forced answer cross-entropy, not the training L
+  assert.match(report, /repetition [^,]+, answer CE \d[^ ]* \(at hidden cells \d/);
+  assert.doesNotMatch(report, /repetition [^,]+, L \d/);
   assert.ok(prog.steps.length >= 2 && prog.steps.every((s) => s.attnProgress > 0 && s.attnProgress < 1));
   assert.ok(existsSync(join(a, "attention-step-40-scores.svg")) && existsSync(join(a, "attention-step-40-scores.png")));
 });

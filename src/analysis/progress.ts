@@ -241,17 +241,19 @@ export async function progress(ctx: AnalysisContext, opts: ProgressOptions = PRO
   }
 
   const f = (x: number | null) => (x === null || !Number.isFinite(x) ? "n/a" : x.toPrecision(3));
+  // a GPT's loss here is the teacher-forced cross-entropy at the answer's cells, not the training loss over all positions
+  const [lName, lmName] = gpt ? ["answer CE", "at hidden cells"] : ["L", "L_mask"];
   const describe = (r: (typeof rows)[number]) => {
     const bestL = r.attnMaxHead.reduce((a, x, l) => (x > r.attnMaxHead[a]! ? l : a), 0);
     return `step ${r.step}: attention progress ${f(r.attnProgress)} (uniform ${f(r.attnUniform)}; best head ${f(r.attnMaxHead[bestL]!)} in layer ${bestL}), ` +
-      `collapse ${f(r.collapse)}, repetition ${f(r.repetition)}, L ${f(r.loss)} (L_mask ${f(r.loss_mask)})`;
+      `collapse ${f(r.collapse)}, repetition ${f(r.repetition)}, ${lName} ${f(r.loss)} (${lmName} ${f(r.loss_mask)})`;
   };
   const findings = [describe(rows[0]!)];
   if (rows.length > 1) {
     findings.push(describe(rows[rows.length - 1]!));
     let k = 1;
     for (let i = 1; i < rows.length; i++) if (rows[i]!.attnProgress - rows[i - 1]!.attnProgress > rows[k]!.attnProgress - rows[k - 1]!.attnProgress) k = i;
-    findings.push(`largest rise of attention progress between steps ${rows[k - 1]!.step} and ${rows[k]!.step} (${f(rows[k - 1]!.attnProgress)} → ${f(rows[k]!.attnProgress)}); L ${f(rows[k - 1]!.loss)} → ${f(rows[k]!.loss)}`);
+    findings.push(`largest rise of attention progress between steps ${rows[k - 1]!.step} and ${rows[k]!.step} (${f(rows[k - 1]!.attnProgress)} → ${f(rows[k]!.attnProgress)}); ${lName} ${f(rows[k - 1]!.loss)} → ${f(rows[k]!.loss)}`);
   }
 
   const measureRows = rows.flatMap((r) => [

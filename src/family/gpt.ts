@@ -39,28 +39,26 @@ const asGpt = <Buf>(m: FamilyModel<Buf>) => m as unknown as Gpt<Buf>;
 
 function gptTrainer<Buf>(cfg: RunConfig, fm: FamilyModel<Buf>, evalSeed: number): RunTrainer {
   const model = asGpt(fm);
-  const k = model.kernels;
   const t = cfg.train;
   const data = dataConfigOf(cfg);
   const B = t.batch;
   const batch: GptBatch = allocGptBatch(B, data.m, data.n);
   const T = batch.T;
   const evalBatch = t.eval_every > 0 ? sampleGptBatch(new Rng(evalSeed), data, t.eval_batch) : null;
-  const readRows = async (buf: Buf) => (k.host ? (buf as unknown as Float32Array).slice() : await k.download(buf));
   return {
     step(rng) {
       sampleGptBatch(rng, data, B, batch);
       model.forward(batch.inputs, B, T);
       const l = model.loss(batch.targets);
       model.backward(l.dlogits!);
-      const rows = readRows(l.rowLoss); // awaited after the step is queued
+      const rows = model.hostCopy(l.rowLoss); // awaited after the step is queued
       return (async () => gptLossMetrics(await rows, batch))();
     },
     async extras(step) {
       const line: Record<string, number> = {};
       if (evalBatch && step % t.eval_every === 0) {
         model.forward(evalBatch.inputs, evalBatch.B, T);
-        const lm = gptLossMetrics(await readRows(model.loss(evalBatch.targets, false).rowLoss), evalBatch);
+        const lm = gptLossMetrics(await model.hostCopy(model.loss(evalBatch.targets, false).rowLoss), evalBatch);
         Object.assign(line, evalFields(lm, ["loss", "loss_mask", "loss_obs"]));
         Object.assign(line, evalFields((await evaluateGpt(model, evalBatch)).metrics));
       }

@@ -107,7 +107,7 @@ export abstract class ModelBase<Acts, Buf> {
   }
 
   /** A host copy of any tensor of this model (a Float32Array slice on host backends). */
-  protected async hostCopy(t: Buf): Promise<Float32Array> {
+  async hostCopy(t: Buf): Promise<Float32Array> {
     return this.kernels.host ? (t as Float32Array).slice() : await this.kernels.download(t);
   }
 

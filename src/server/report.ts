@@ -14,7 +14,7 @@ import { detectPhases, pickSteps } from "../analysis/phases.js";
 import { AbruptError } from "../errors.js";
 import { type ComputeRequest, type Kind, compute } from "./compute.js";
 import { checkWritableFile, writeFileAtomic } from "../store/files.js";
-import { MetricsCache, summarizeRun } from "./runs.js";
+import { MetricsCache, metricsRow, summarizeRun } from "./runs.js";
 import { renderSvg } from "../viz/plot.js";
 import * as S from "../viz/specs.js";
 import { PANEL_TEXT, changeTableHtml, esc, headsOf, storyHtml } from "../viz/text.js";
@@ -85,9 +85,10 @@ export async function writeReport(runDirArg: string, f: ReportFlags): Promise<st
   mc.update();
   const summary = summarizeRun(resolve(dir, ".."), basename(dir), mc);
   const marks = { plateau: ph.plateau ? { onset: ph.plateau.onset, end: ph.plateau.end } : null, drop: ph.drop?.step ?? null };
-  const rows = run.metrics.map((l) => [l.step, l.loss, l.loss_mask, l.loss_obs, l.eval_loss ?? null, l.attn_progress ?? null, l.collapse ?? null, l.repetition ?? null]);
-  const copy = { loss: (cfg.data.p_mask * cfg.data.rank) / 9, loss_mask: cfg.data.rank / 9 };
   const fam = familyOf(cfg);
+  // the dashboard's rows (5 significant digits, the family's measure columns)
+  const rows = run.metrics.map((l) => metricsRow(l, fam.measureColumns));
+  const copy = { loss: (cfg.data.p_mask * cfg.data.rank) / 9, loss_mask: cfg.data.rank / 9 };
   const lossFig = rows.length > 1 && fam.name !== "bert"
     ? await svg(fam.curveSpec(run.metrics, cfg, [
       ...(ph.plateau ? [{ step: ph.plateau.end, label: `plateau ends (${ph.plateau.end})` }] : []),

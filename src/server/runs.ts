@@ -16,7 +16,7 @@ import { detectPhases, type Phases } from "../analysis/phases.js";
 import { type RunConfig, checkpointSteps, lastStepOf } from "../train/config.js";
 import { type MetricsLine, parseMetricsLine } from "../train/metrics.js";
 import { applyItems } from "./apply-items.js";
-import type { RunStatus, WireRunSummary } from "./wire.js";
+import type { MetricsRow, RunStatus, WireRunSummary } from "./wire.js";
 import { listCheckpoints, readRunConfig } from "../store/run.js";
 
 /** A path error: 400 (malformed request) or 404 (no such run/file). */
@@ -139,6 +139,18 @@ function alive(pid: unknown): boolean {
 }
 
 /** A run's metrics, kept in memory and extended from the last byte read. */
+/**
+ * Compact metrics row: [step, L, L_mask, L_obs, eval L, then the run's
+ * family's three measure columns (the BERT's attn progress, collapse,
+ * repetition; a GPT's eval greedy accuracy, MSE and non-value share at hidden
+ * cells: ModelFamily.measureColumns)] (null where the step has none), 5
+ * significant digits.
+ */
+export function metricsRow(l: MetricsLine, measures: readonly string[]): MetricsRow {
+  const r = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? Number(x.toPrecision(5)) : null);
+  const f = l as unknown as Record<string, unknown>;
+  return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), ...measures.map((k) => r(f[k]))];
+}
 export class MetricsCache {
   lines: MetricsLine[] = [];
   offset = 0;

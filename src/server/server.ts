@@ -37,7 +37,7 @@ import { DEFAULT_FAMILY, familyNamed } from "../family/index.js";
 import type { MetricsLine } from "../train/metrics.js";
 import { type ComputeRequest, type Kind, PER_RUN, PER_STEP, boundOptions, cacheName, isKind, isPerRun, lookupCache } from "./compute.js";
 import { SweepResultsCache, isSweepDir } from "./sweep.js";
-import { MetricsCache, type MetricsItem, PathError, type RunSummary, isInside, listRunNames, readMetricsFrom, runDir, runFile, summarizeRun } from "./runs.js";
+import { MetricsCache, type MetricsItem, PathError, metricsRow, type RunSummary, isInside, listRunNames, readMetricsFrom, runDir, runFile, summarizeRun } from "./runs.js";
 import type { MetricsEvent, MetricsResponse, MetricsRow, MetricsRowItem, RunsResponse, SweepResponse } from "./wire.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -111,20 +111,8 @@ class HttpError extends Error {
   }
 }
 
-/**
- * Compact metrics row: [step, L, L_mask, L_obs, eval L, then the run's
- * family's three measure columns (the BERT's attn progress, collapse,
- * repetition; a GPT's eval greedy accuracy, MSE and non-value share at hidden
- * cells: ModelFamily.measureColumns)] (null where the step has none), 5
- * significant digits.
- */
-function row(l: MetricsLine, measures: readonly string[]): MetricsRow {
-  const r = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? Number(x.toPrecision(5)) : null);
-  const f = l as unknown as Record<string, unknown>;
-  return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), ...measures.map((k) => r(f[k]))];
-}
 function itemOut(it: MetricsItem, measures: readonly string[]): MetricsRowItem {
-  return "resume_from" in it ? { resume_from: it.resume_from } : row(it, measures);
+  return "resume_from" in it ? { resume_from: it.resume_from } : metricsRow(it, measures);
 }
 
 interface SseClient { res: ServerResponse; offset: number }
@@ -425,7 +413,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const what = segs[2]!;
     if (what === "metrics" && segs.length === 3) {
       w.metrics.update();
-      sendJson(req, res, 200, { offset: w.metrics.offset, bad: w.metrics.bad, partial: w.metrics.partial, rows: w.metrics.lines.map((l) => row(l, w.measures())) } satisfies MetricsResponse);
+      sendJson(req, res, 200, { offset: w.metrics.offset, bad: w.metrics.bad, partial: w.metrics.partial, rows: w.metrics.lines.map((l) => metricsRow(l, w.measures())) } satisfies MetricsResponse);
       return;
     }
     if (what === "events" && segs.length === 3) {
