@@ -27,4 +27,9 @@ test("embed.tok, embed.pos, embed.ln select the groups of the tensors they prefi
   const gpt = new Gpt({ ...GPT_DEFAULT, block: 19, L: 1, d: 8, ff: 32 }, getKernels("ref"));
   gpt.setFrozen(["embed.tok"]);
   assert.ok(gpt.isFrozen("tok_emb") && gptGroupNames(gpt.cfg).filter((g) => gpt.isFrozen(g)).length === 1);
+  // and by minGPT's names of its embeddings (transformer.wte, transformer.wpe)
+  gpt.setFrozen(["wpe"]);
+  assert.deepEqual(gptGroupNames(gpt.cfg).filter((g) => gpt.isFrozen(g)), ["pos_emb"]);
+  gpt.setFrozen(["wte"]);
+  assert.deepEqual(gptGroupNames(gpt.cfg).filter((g) => gpt.isFrozen(g)), ["tok_emb"]);
 });
