@@ -139,13 +139,14 @@ function gptViews<Buf>(cfg: GptConfig, view: (offset: number, size: number) => B
   };
 }
 
-/**
- * Group selectors as for the BERT (params.ts groupMatches: exact names, attn,
- * mlp, embeddings, blocks.N), with "ln" covering ln_1, ln_2 and ln_f.
- */
 /** minGPT's names of the embedding groups (transformer.wte, transformer.wpe) */
 const MINGPT_GROUPS: Record<string, string> = { wte: "tok_emb", wpe: "pos_emb" };
 
+/**
+ * Group selectors as for the BERT (params.ts groupMatches: exact names, attn,
+ * mlp, embeddings, blocks.N), with "ln" covering ln_1, ln_2 and ln_f, and
+ * minGPT's wte and wpe naming tok_emb and pos_emb.
+ */
 export function gptGroupMatches(group: string, selector: string): boolean {
   if (selector === "ln" && group === "ln_f") return true;
   return groupMatches(group, MINGPT_GROUPS[selector] ?? selector);

@@ -138,7 +138,6 @@ function alive(pid: unknown): boolean {
   }
 }
 
-/** A run's metrics, kept in memory and extended from the last byte read. */
 /**
  * Compact metrics row: [step, L, L_mask, L_obs, eval L, then the run's
  * family's three measure columns (the BERT's attn progress, collapse,
@@ -151,6 +150,8 @@ export function metricsRow(l: MetricsLine, measures: readonly string[]): Metrics
   const f = l as unknown as Record<string, unknown>;
   return [l.step, r(l.loss), r(l.loss_mask), r(l.loss_obs), r(l.eval_loss), ...measures.map((k) => r(f[k]))];
 }
+
+/** A run's metrics, kept in memory and extended from the last byte read. */
 export class MetricsCache {
   lines: MetricsLine[] = [];
   offset = 0;

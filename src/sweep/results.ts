@@ -14,6 +14,7 @@
 
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
+import { z } from "zod";
 import { AbruptError } from "../errors.js";
 import { detectEvents } from "../train/events.js";
 import { type EventSignal, familyOf } from "../family/index.js";
@@ -225,6 +226,17 @@ function otherCells(dir0: string, spec: string): Array<SweepCell & { saved?: tru
   }));
 }
 
+/** What a saved sweep.json needs for its cells to be recomputed: each run's seed, folder, steps, status and events. */
+const ev = z.number().nullable().optional().transform((x) => x ?? null);
+const SavedRun = z.object({
+  seed: z.number(), dir: z.string(), steps: z.number(), status: z.string(),
+  plateau_end: ev, drop: ev, seconds: z.number().optional().transform((x) => x ?? 0), plateau_end_seconds: ev, drop_seconds: ev,
+});
+const SavedSweep = z.object({
+  id: z.string().optional(), axes: z.array(z.string()).optional(), updated: z.string().optional(),
+  cells: z.array(z.object({ key: z.string(), overrides: z.record(z.string(), z.unknown()).optional(), runs: z.array(SavedRun) })),
+});
+
 /** A saved sweep.json, its cells recomputed from the runs' events (so its statistics are this version's). */
 function savedResults(file: string, spec: string): SweepResults {
   let raw: unknown;
@@ -233,16 +245,13 @@ function savedResults(file: string, spec: string): SweepResults {
   } catch (e) {
     throw new AbruptError(`--with ${spec}: ${file} is not valid JSON: ${(e as Error).message}`);
   }
-  const r = raw as Partial<SweepResults>;
-  const runOk = (x: Partial<SweepRun>) => typeof x.seed === "number" && typeof x.dir === "string" && typeof x.steps === "number" && typeof x.status === "string";
-  if (!Array.isArray(r.cells) || !r.cells.every((c) => typeof c?.key === "string" && Array.isArray(c.runs) && c.runs.every(runOk))) {
-    throw new AbruptError(`--with ${spec}: ${file} is not a sweep.json (it needs "cells", each with a "key" and "runs" of seed, dir, steps, status)`);
+  const r = SavedSweep.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    throw new AbruptError(`--with ${spec}: ${file} is not a sweep.json (it needs "cells", each with a "key" and "runs" of seed, dir, steps, status; ${i.path.join(".") || "top"}: ${i.message})`);
   }
-  const cells = r.cells.map((c) => cellResult(c.key, c.overrides ?? {}, c.runs.map((x) => ({
-    ...x, plateau_end: x.plateau_end ?? null, drop: x.drop ?? null, seconds: x.seconds ?? 0,
-    plateau_end_seconds: x.plateau_end_seconds ?? null, drop_seconds: x.drop_seconds ?? null,
-  }))));
-  return { id: r.id ?? basename(dirname(file)), axes: r.axes ?? [], updated: r.updated ?? "", cells };
+  const d = r.data;
+  return { id: d.id ?? basename(dirname(file)), axes: d.axes ?? [], updated: d.updated ?? "", cells: d.cells.map((c) => cellResult(c.key, c.overrides ?? {}, c.runs)) };
 }
 
 /** Bin width, in steps, of the curves aligned at the drop. */
